@@ -1,0 +1,90 @@
+"""Handling a message exactly once per context: the inbox row commits with the effect.
+
+Both transports (the RabbitMQ consumers and the in-process bus) call these functions, so
+the semantics are the same in both run modes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+from django.db import OperationalError, connection, transaction
+
+from .messages import Message
+from .models import InboxMessage
+from .registry import handlers_for
+from .store import ConcurrencyError
+
+logger = logging.getLogger(__name__)
+
+CONFLICT_RETRIES = 5
+
+
+def handle(context: str, message: Message) -> bool:
+    """Apply ``message`` for ``context`` once; ``False`` when it had already been handled.
+
+    A concurrency conflict with another writer of the same aggregate is retried at once,
+    since the handler decides again on the fresh state.
+    """
+    for attempt in range(1, CONFLICT_RETRIES + 1):
+        try:
+            with transaction.atomic():
+                return _handle_within(context, message)
+        except (ConcurrencyError, OperationalError) as exc:
+            if attempt == CONFLICT_RETRIES or not _is_conflict(exc):
+                raise
+            logger.info("conflict handling %s, retrying", message.type, extra={"attempt": attempt})
+    raise AssertionError("unreachable")
+
+
+def handle_batch(context: str, messages: Sequence[Message]) -> list[BaseException | None]:
+    """Apply a batch in one transaction; if any fails, apply them one by one instead.
+
+    Returns, for each message, ``None`` when it is handled (or was already), else the error.
+    """
+    try:
+        with transaction.atomic():
+            for message in messages:
+                _handle_within(context, message)
+        return [None] * len(messages)
+    except Exception:  # noqa: BLE001 - isolate the failing message below
+        logger.info("batch of %d failed, handling one by one", len(messages))
+    outcomes: list[BaseException | None] = []
+    for message in messages:
+        try:
+            handle(context, message)
+            outcomes.append(None)
+        except Exception as exc:  # noqa: BLE001 - reported per message to the transport
+            outcomes.append(exc)
+    return outcomes
+
+
+def _handle_within(context: str, message: Message) -> bool:
+    if not _record_in_inbox(context, message):
+        return False
+    for handler in handlers_for(context, message):
+        handler(message)
+    return True
+
+
+def _record_in_inbox(context: str, message: Message) -> bool:
+    field = InboxMessage._meta.get_field("message_id")
+    message_id = field.get_db_prep_value(uuid.UUID(message.message_id), connection)
+    table = InboxMessage._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (consumer, message_id, message_type, handled_at) "
+            "VALUES (%s, %s, %s, CURRENT_TIMESTAMP) "
+            "ON CONFLICT (consumer, message_id) DO NOTHING RETURNING id",
+            [context, message_id, message.type],
+        )
+        return cursor.fetchone() is not None
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    if isinstance(exc, ConcurrencyError):
+        return True
+    text = str(exc).lower()
+    return "deadlock" in text or "could not serialize" in text or "database is locked" in text

@@ -1,0 +1,82 @@
+"""Which context handles which message: a plain, greppable table filled by ``subscriptions.py``.
+
+Each context's ``subscriptions.py`` registers its handlers with :func:`handles`; the relay's
+topology, the RabbitMQ consumers and the in-process bus all read this one table.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .messages import Kind, Message
+
+Handler = Callable[[Message], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """``context`` handles messages of ``kind``/``message_type`` with ``handler``."""
+
+    context: str
+    kind: Kind
+    message_type: str
+    handler: Handler
+
+    @property
+    def binding_key(self) -> str:
+        """The topic binding: any producer of an event; the context itself for a command."""
+        if self.kind == "command":
+            return f"{self.context}.{self.message_type}"
+        return f"*.{self.message_type}"
+
+
+_subscriptions: dict[str, list[Subscription]] = defaultdict(list)
+
+
+def handles(
+    context: str, *, events: tuple[str, ...] = (), commands: tuple[str, ...] = ()
+) -> Callable[[Handler], Handler]:
+    """Register the decorated function as ``context``'s handler of these messages."""
+
+    def register(handler: Handler) -> Handler:
+        for kind, names in (("event", events), ("command", commands)):
+            for name in names:
+                subscription = Subscription(context, kind, name, handler)  # type: ignore[arg-type]
+                if subscription not in _subscriptions[context]:
+                    _subscriptions[context].append(subscription)
+        return handler
+
+    return register
+
+
+def contexts() -> list[str]:
+    """Every context that consumes messages."""
+    return sorted(name for name, subs in _subscriptions.items() if subs)
+
+
+def subscriptions_of(context: str) -> list[Subscription]:
+    """The subscriptions of one context."""
+    return list(_subscriptions.get(context, ()))
+
+
+def handlers_for(context: str, message: Message) -> list[Handler]:
+    """The handlers ``context`` runs for ``message``."""
+    return [
+        sub.handler
+        for sub in _subscriptions.get(context, ())
+        if sub.kind == message.kind
+        and sub.message_type == message.type
+        and (sub.kind == "event" or message.source in ("", context))
+    ]
+
+
+def consumers_of(message: Message) -> list[str]:
+    """The contexts that handle ``message``."""
+    return [name for name in contexts() if handlers_for(name, message)]
+
+
+def unregister(context: str) -> None:
+    """Forget a context's subscriptions (tests that register throwaway contexts)."""
+    _subscriptions.pop(context, None)

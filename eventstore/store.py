@@ -1,0 +1,180 @@
+"""Appending to and loading from the event store, with the outbox in the same transaction.
+
+Every context writes through :func:`append` (events of one aggregate) and :func:`send`
+(a command for another context). Both must run inside the caller's ``transaction.atomic``:
+the events and their outbox rows commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from . import tracing
+from .messages import Message, utc_iso
+from .models import OutboxMessage, StoredEvent
+
+
+class ConcurrencyError(Exception):
+    """The stream moved past the expected version: reload the aggregate and decide again."""
+
+    def __init__(self, aggregate_id: str, expected_version: int) -> None:
+        super().__init__(f"stream {aggregate_id} is not at version {expected_version}")
+        self.aggregate_id = aggregate_id
+        self.expected_version = expected_version
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event a decision produced, before it is stored."""
+
+    type: str
+    data: dict[str, Any]
+
+
+def append(
+    *,
+    context: str,
+    aggregate_type: str,
+    aggregate_id: str,
+    expected_version: int,
+    events: Sequence[NewEvent],
+    correlation_id: str = "",
+    causation_id: str = "",
+) -> list[Message]:
+    """Store ``events`` as versions ``expected_version + 1 …`` and queue them in the outbox.
+
+    Raises :class:`ConcurrencyError` when another writer already stored one of those versions.
+    """
+    _require_transaction()
+    if not events:
+        return []
+    now = timezone.now()
+    trace_id, headers = tracing.current_context()
+    rows = [
+        StoredEvent(
+            message_id=uuid.uuid4(),
+            aggregate_id=aggregate_id,
+            aggregate_type=aggregate_type,
+            event_type=event.type,
+            event_data=event.data,
+            version=expected_version + offset,
+            timestamp=now,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            trace_id=trace_id,
+        )
+        for offset, event in enumerate(events, start=1)
+    ]
+    try:
+        with transaction.atomic():
+            StoredEvent.objects.bulk_create(rows)
+    except IntegrityError as exc:
+        raise ConcurrencyError(aggregate_id, expected_version) from exc
+    messages = [_event_message(row, context=context, headers=headers) for row in rows]
+    _enqueue(messages)
+    return messages
+
+
+def send(
+    *,
+    context: str,
+    command: str,
+    aggregate_type: str,
+    aggregate_id: str,
+    data: dict[str, Any],
+    correlation_id: str = "",
+    causation_id: str = "",
+) -> Message:
+    """Queue a command for ``context`` in the outbox of the current transaction."""
+    _require_transaction()
+    _, headers = tracing.current_context()
+    message = Message(
+        message_id=str(uuid.uuid4()),
+        kind="command",
+        type=command,
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        data=data,
+        occurred_at=utc_iso(timezone.now()),
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        source=context,
+        headers=headers,
+    )
+    _enqueue([message])
+    return message
+
+
+def load_stream(aggregate_id: str, *, after_version: int = 0, up_to: int | None = None) -> list[Message]:
+    """The events of one stream in version order, optionally a slice of it."""
+    rows = StoredEvent.objects.filter(aggregate_id=aggregate_id, version__gt=after_version)
+    if up_to is not None:
+        rows = rows.filter(version__lte=up_to)
+    return [stored_to_message(row) for row in rows.order_by("version")]
+
+
+def stream_version(aggregate_id: str) -> int:
+    """The current version of a stream, 0 when it has no event."""
+    last = (
+        StoredEvent.objects.filter(aggregate_id=aggregate_id)
+        .order_by("-version")
+        .values_list("version", flat=True)
+        .first()
+    )
+    return last or 0
+
+
+def stored_to_message(row: StoredEvent, *, context: str | None = None) -> Message:
+    """An event row as a message (the producing context is the aggregate type's context)."""
+    return _event_message(row, context=context or row.aggregate_type, headers={})
+
+
+def _event_message(row: StoredEvent, *, context: str, headers: dict[str, str]) -> Message:
+    return Message(
+        message_id=str(row.message_id),
+        kind="event",
+        type=row.event_type,
+        aggregate_type=row.aggregate_type,
+        aggregate_id=row.aggregate_id,
+        data=row.event_data,
+        occurred_at=utc_iso(row.timestamp),
+        correlation_id=row.correlation_id,
+        causation_id=row.causation_id,
+        version=row.version,
+        position=row.id,
+        source=context,
+        headers=headers,
+    )
+
+
+def _enqueue(messages: Iterable[Message]) -> None:
+    OutboxMessage.objects.bulk_create(
+        [
+            OutboxMessage(
+                message_id=message.message_id,
+                exchange=message.exchange,
+                routing_key=message.routing_key,
+                body=message.to_body(),
+                headers=message.headers,
+            )
+            for message in messages
+        ]
+    )
+    transaction.on_commit(_outbox_committed)
+
+
+def _outbox_committed() -> None:
+    from .bus import wake_dispatcher
+
+    wake_dispatcher()
+
+
+def _require_transaction() -> None:
+    if not connection.in_atomic_block:
+        raise RuntimeError("append/send must run inside the caller's transaction.atomic()")

@@ -1,0 +1,3 @@
+"""What other contexts may import from `sagas`: names and read-only helpers, nothing else."""
+
+CONTEXT = "sagas"

@@ -1,0 +1,28 @@
+"""Shared test set-up: the real PostgreSQL, RabbitMQ (its own vhost) and Redis of this machine."""
+
+import subprocess
+
+import pytest
+
+pytest_plugins = ["tests.fixtures.stack", "tests.fixtures.api"]
+
+TEST_VHOST = "oms_test"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _rabbitmq_test_vhost() -> None:
+    """The suite's broker traffic stays in its own vhost (idempotent)."""
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", TEST_VHOST], capture_output=True, check=False)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", TEST_VHOST, "guest", ".*", ".*", ".*"],
+        capture_output=True,
+        check=True,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> None:
+    """Each test starts with an empty cache (Redis db 15 in the suite)."""
+    from django.core.cache import cache
+
+    cache.clear()
