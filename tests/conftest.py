@@ -6,15 +6,21 @@ import pytest
 
 pytest_plugins = ["tests.fixtures.stack", "tests.fixtures.api"]
 
-TEST_VHOST = "oms_test"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _rabbitmq_test_vhost() -> None:
-    """The suite's broker traffic stays in its own vhost (idempotent)."""
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", TEST_VHOST], capture_output=True, check=False)
+    """The suite's broker traffic stays in its own vhost, named by ``BROKER_URL`` (idempotent)."""
+    from urllib.parse import unquote, urlsplit
+
+    from django.conf import settings
+
+    vhost = unquote(urlsplit(settings.BROKER_URL).path.lstrip("/")) or "/"
+    if vhost == "/":
+        return
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], capture_output=True, check=False)
     subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", TEST_VHOST, "guest", ".*", ".*", ".*"],
+        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
         capture_output=True,
         check=True,
     )

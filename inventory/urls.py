@@ -1,0 +1,3 @@
+"""HTTP routes of the inventory context."""
+
+urlpatterns: list = []

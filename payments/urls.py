@@ -1,0 +1,3 @@
+"""HTTP routes of the payments context."""
+
+urlpatterns: list = []
