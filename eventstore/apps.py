@@ -1,4 +1,7 @@
+from importlib import import_module
+
 from django.apps import AppConfig
+from django.conf import settings
 from django.utils.module_loading import autodiscover_modules
 
 
@@ -9,3 +12,6 @@ class EventstoreConfig(AppConfig):
     def ready(self) -> None:
         # Each context registers its message handlers in its own subscriptions.py.
         autodiscover_modules("subscriptions")
+        # Test-only throwaway contexts, so consumer subprocesses load them too (test settings).
+        for module in getattr(settings, "EXTRA_SUBSCRIPTION_MODULES", ()):
+            import_module(module)

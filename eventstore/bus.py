@@ -8,6 +8,7 @@ retries failures with the configured backoff and dead-letters a message that kee
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from datetime import timedelta
@@ -17,20 +18,16 @@ from django.db import close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import wakeup
+from .deadletters import record_dead_letter
 from .handling import handle
 from .messages import InvalidMessage, Message
-from .models import DeadLetter, OutboxMessage
+from .models import OutboxMessage
 from .registry import consumers_of
 
 logger = logging.getLogger(__name__)
 
 _dispatcher: InProcessDispatcher | None = None
-
-
-def wake_dispatcher() -> None:
-    """Tell the in-process dispatcher, if this process runs one, that rows are waiting."""
-    if _dispatcher is not None:
-        _dispatcher.wake()
 
 
 def drain(*, limit: int = 100, max_rounds: int = 1000) -> int:
@@ -83,19 +80,18 @@ def _dispatch_row(row: OutboxMessage) -> None:
             last_error=str(failures[0][1])[:2000],
         )
         return
+    body = json.dumps(row.body).encode()
     with transaction.atomic():
-        for context, exc in failures:
-            DeadLetter.objects.create(
+        for context, error in failures:
+            record_dead_letter(
                 consumer=context,
-                message_id=message.message_id,
-                message_type=message.type,
-                correlation_id=message.correlation_id,
+                raw_body=body,
+                headers=row.headers,
                 exchange=row.exchange,
                 routing_key=row.routing_key,
-                body=row.body,
-                headers=row.headers,
-                error=repr(exc)[:4000],
+                error=repr(error),
                 attempts=row.attempts + 1,
+                message_id=message.message_id,
             )
         _settle(row, error=str(failures[0][1]))
 
@@ -140,4 +136,5 @@ def start_dispatcher() -> InProcessDispatcher:
     if _dispatcher is None or not _dispatcher.is_alive():
         _dispatcher = InProcessDispatcher()
         _dispatcher.start()
+        wakeup.listen(_dispatcher.wake)
     return _dispatcher

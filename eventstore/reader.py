@@ -43,15 +43,14 @@ def read_after(position: Position, *, limit: int = 1000) -> list[tuple[Position,
     if connection.vendor != "postgresql":
         rows = StoredEvent.objects.filter(id__gt=position.id).order_by("id")[:limit]
         return [(Position(0, row.id), stored_to_message(row)) for row in rows]
-    columns = ", ".join(f.column for f in StoredEvent._meta.concrete_fields)
-    rows = StoredEvent.objects.raw(
-        f"SELECT {columns}, tx::text::bigint AS tx_value FROM {StoredEvent._meta.db_table} "
+    visible = StoredEvent.objects.raw(
+        f"SELECT *, tx::text::bigint AS tx_value FROM {StoredEvent._meta.db_table} "
         "WHERE (tx, id) > (%s::text::xid8, %s) "
         "AND tx < pg_snapshot_xmin(pg_current_snapshot()) "
         "ORDER BY tx, id LIMIT %s",
         [str(position.tx), position.id, limit],
     )
-    return [(Position(row.tx_value, row.id), stored_to_message(row)) for row in rows]
+    return [(Position(row.tx_value, row.id), stored_to_message(row)) for row in visible]  # type: ignore[attr-defined]
 
 
 def lag(position: Position) -> int:
@@ -60,8 +59,7 @@ def lag(position: Position) -> int:
         return StoredEvent.objects.filter(id__gt=position.id).count()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT count(*) FROM {StoredEvent._meta.db_table} "
-            "WHERE (tx, id) > (%s::text::xid8, %s)",
+            f"SELECT count(*) FROM {StoredEvent._meta.db_table} WHERE (tx, id) > (%s::text::xid8, %s)",
             [str(position.tx), position.id],
         )
         return int(cursor.fetchone()[0])

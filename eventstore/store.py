@@ -15,9 +15,10 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from . import tracing
+from . import tracing, wakeup
 from .messages import Message, utc_iso
 from .models import OutboxMessage, StoredEvent
+from .registry import consumers_of
 
 
 class ConcurrencyError(Exception):
@@ -154,6 +155,12 @@ def _event_message(row: StoredEvent, *, context: str, headers: dict[str, str]) -
 
 
 def _enqueue(messages: Iterable[Message]) -> None:
+    # The store keeps every event; the bus carries the events some context listens to (a new
+    # listener catches up from the store by position). Commands always go: one with no
+    # handler is a fault the relay must report, not drop.
+    messages = [m for m in messages if m.kind == "command" or consumers_of(m)]
+    if not messages:
+        return
     OutboxMessage.objects.bulk_create(
         [
             OutboxMessage(
@@ -166,13 +173,7 @@ def _enqueue(messages: Iterable[Message]) -> None:
             for message in messages
         ]
     )
-    transaction.on_commit(_outbox_committed)
-
-
-def _outbox_committed() -> None:
-    from .bus import wake_dispatcher
-
-    wake_dispatcher()
+    transaction.on_commit(wakeup.ring)
 
 
 def _require_transaction() -> None:

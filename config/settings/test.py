@@ -8,7 +8,13 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("CONSUMER_RETRY_DELAYS", "0.2,0.4,0.8")
 
 from .base import *  # noqa: F403
-from .base import DATABASES
+from .base import DATABASES, env
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Test-only hooks of the transport (eventstore): extra handler modules that consumer
+# subprocesses import at start-up, and a pause between publishing and marking outbox rows
+# sent so a test can kill the relay inside that window.
+EXTRA_SUBSCRIPTION_MODULES = env.list("EXTRA_SUBSCRIPTION_MODULES", default=[])
+RELAY_PAUSE_AFTER_PUBLISH = env.float("RELAY_PAUSE_AFTER_PUBLISH", default=0.0)

@@ -1,0 +1,81 @@
+"""Read-only admin views of the event store, outbox, inbox and dead letters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .deadletters import AlreadyReplayed, replay_dead_letter
+from .models import DeadLetter, InboxMessage, OutboxMessage, StoredEvent
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Stored messages are facts: the admin shows them and never edits them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(StoredEvent)
+class StoredEventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "aggregate_type", "aggregate_id", "version", "event_type", "timestamp")
+    list_filter = ("aggregate_type", "event_type")
+    search_fields = ("aggregate_id", "correlation_id", "=message_id", "trace_id")
+    ordering = ("-id",)
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyAdmin):
+    list_display = ("id", "routing_key", "message_id", "created_at", "sent_at", "attempts", "last_error")
+    list_filter = ("exchange",)
+    search_fields = ("=message_id", "routing_key")
+    ordering = ("-id",)
+
+
+@admin.register(InboxMessage)
+class InboxMessageAdmin(ReadOnlyAdmin):
+    list_display = ("id", "consumer", "message_type", "message_id", "handled_at")
+    list_filter = ("consumer",)
+    search_fields = ("=message_id",)
+    ordering = ("-id",)
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "consumer",
+        "message_type",
+        "correlation_id",
+        "attempts",
+        "created_at",
+        "replayed_at",
+        "replayed_by",
+    )
+    list_filter = ("consumer", "message_type")
+    search_fields = ("=message_id", "correlation_id")
+    actions = ("replay_selected",)
+
+    @admin.action(description="Replay selected dead letters")
+    def replay_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        """Send the selected dead letters again through the outbox, recording who did it."""
+        by = getattr(request.user, "username", "") or "admin"
+        replayed, skipped = 0, 0
+        for dead_letter_id in queryset.values_list("id", flat=True):
+            try:
+                replay_dead_letter(dead_letter_id, by=by)
+                replayed += 1
+            except AlreadyReplayed:
+                skipped += 1
+        self.message_user(request, f"Replayed {replayed} dead letters; {skipped} were already replayed.")
+        if skipped:
+            self.message_user(request, "Already replayed ones were skipped.", level=messages.WARNING)

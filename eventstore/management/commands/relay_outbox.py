@@ -1,0 +1,34 @@
+"""``manage.py relay_outbox``: move outbox rows to RabbitMQ until SIGTERM/SIGINT."""
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from eventstore.publisher import ConfirmingPublisher
+from eventstore.registry import contexts
+from eventstore.relay import relay_until_idle, run_relay
+from eventstore.topology import broker_connection, declare_topology
+
+from ._signals import stop_on_signals
+
+
+class Command(BaseCommand):
+    help = "Publish pending outbox rows to RabbitMQ (loops until SIGTERM unless --once)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--once", action="store_true", help="relay what is pending, then exit")
+        parser.add_argument("--batch-size", type=int, default=None, help="rows per claim")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # Queues must exist before the first mandatory publish, or it is returned unroutable.
+        with broker_connection() as connection:
+            declare_topology(connection, context_names=contexts())
+        if options["once"]:
+            publisher = ConfirmingPublisher(broker_connection())
+            try:
+                published = relay_until_idle(publisher, batch_size=options["batch_size"])
+            finally:
+                publisher.close()
+            self.stdout.write(f"published {published} messages")
+            return
+        run_relay(stop_on_signals(), batch_size=options["batch_size"])

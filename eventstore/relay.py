@@ -1,0 +1,149 @@
+"""The outbox relay: claim pending rows, publish them with confirms, mark them sent.
+
+The claim is its own short transaction (``FOR UPDATE SKIP LOCKED``, so several relays share
+the work), and no row lock is held while talking to the broker. A relay that dies after
+publishing but before marking loses nothing: the claim expires, the rows are published
+again and the consumers' inbox drops the duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .models import OutboxMessage
+from .publisher import ConfirmingPublisher, Envelope
+
+logger = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 0.05
+MAX_FAILURE_BACKOFF_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """What one relay pass did."""
+
+    claimed: int
+    published: int
+
+
+def claim_batch(*, batch_size: int) -> list[OutboxMessage]:
+    """Claim up to ``batch_size`` due rows in id order, in a short transaction of its own."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            OutboxMessage.objects.select_for_update(skip_locked=True)
+            .filter(sent_at__isnull=True)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
+            .order_by("id")
+            .only("id", "message_id", "exchange", "routing_key", "body", "headers", "attempts")[:batch_size]
+        )
+        if rows:
+            OutboxMessage.objects.filter(id__in=[row.id for row in rows]).update(
+                claimed_until=now + timedelta(seconds=settings.RELAY_CLAIM_SECONDS),
+                attempts=F("attempts") + 1,
+            )
+    return rows
+
+
+def publish_batch(publisher: ConfirmingPublisher, rows: list[OutboxMessage]) -> dict[int, str]:
+    """Publish claimed rows; returns ``{row id: error}`` for the rows the broker did not take."""
+    failures = publisher.publish([_envelope(row) for row in rows])
+    return {key: error for key, error in failures.items() if isinstance(key, int)}
+
+
+def mark_sent(row_ids: list[int]) -> None:
+    """Mark published rows as sent, in one statement."""
+    if row_ids:
+        OutboxMessage.objects.filter(id__in=row_ids).update(sent_at=timezone.now(), last_error="")
+
+
+def record_failures(rows: list[OutboxMessage], failures: dict[int, str]) -> None:
+    """Keep failed rows pending with their error; they are retried after a growing pause."""
+    now = timezone.now()
+    for row in rows:
+        if row.id in failures:
+            pause = min(2.0**row.attempts, MAX_FAILURE_BACKOFF_SECONDS, settings.RELAY_CLAIM_SECONDS)
+            OutboxMessage.objects.filter(id=row.id).update(
+                last_error=failures[row.id][:2000], claimed_until=now + timedelta(seconds=pause)
+            )
+    logger.warning("relay: %d of %d messages not published", len(failures), len(rows))
+
+
+def relay_once(publisher: ConfirmingPublisher, *, batch_size: int | None = None) -> PassResult:
+    """Claim, publish and mark one batch."""
+    rows = claim_batch(batch_size=batch_size or settings.RELAY_BATCH_SIZE)
+    if not rows:
+        return PassResult(0, 0)
+    failures = publish_batch(publisher, rows)
+    _pause_after_publish()
+    mark_sent([row.id for row in rows if row.id not in failures])
+    if failures:
+        record_failures(rows, failures)
+    return PassResult(len(rows), len(rows) - len(failures))
+
+
+def relay_until_idle(
+    publisher: ConfirmingPublisher, *, batch_size: int | None = None, max_batches: int = 100
+) -> int:
+    """Relay full batches back to back until a batch is short; returns how many were published."""
+    size = batch_size or settings.RELAY_BATCH_SIZE
+    published = 0
+    for _ in range(max_batches):
+        result = relay_once(publisher, batch_size=size)
+        published += result.published
+        if result.claimed < size:
+            break
+    return published
+
+
+def run_relay(stopping: threading.Event, *, batch_size: int | None = None) -> None:
+    """Relay until ``stopping`` is set: at once while batches are full, else every ~50 ms."""
+    from .topology import broker_connection
+
+    publisher = ConfirmingPublisher(broker_connection())
+    size = batch_size or settings.RELAY_BATCH_SIZE
+    logger.info("relay running")
+    try:
+        while not stopping.is_set():
+            try:
+                result = relay_once(publisher, batch_size=size)
+            except Exception:
+                logger.exception("relay pass failed")
+                close_old_connections()
+                stopping.wait(1.0)
+                continue
+            if result.claimed < size:
+                close_old_connections()
+                stopping.wait(IDLE_POLL_SECONDS)
+    finally:
+        publisher.close()
+
+
+def _envelope(row: OutboxMessage) -> Envelope:
+    return Envelope(
+        key=row.id,
+        exchange=row.exchange,
+        routing_key=row.routing_key,
+        body=json.dumps(row.body, separators=(",", ":")).encode(),
+        message_id=str(row.message_id),
+        headers=dict(row.headers or {}),
+    )
+
+
+def _pause_after_publish() -> None:
+    # Test hook only (set in config.settings.test): widens the window between publishing and
+    # marking so a test can kill the relay inside it.
+    pause = float(getattr(settings, "RELAY_PAUSE_AFTER_PUBLISH", 0) or 0)
+    if pause > 0:
+        time.sleep(pause)

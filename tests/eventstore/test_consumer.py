@@ -1,0 +1,198 @@
+"""Consumers against the real RabbitMQ: round trip, duplicates, crashes, retries, dead letters."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from eventstore.deadletters import replay_dead_letter
+from eventstore.models import DeadLetter, InboxMessage, OutboxMessage
+from eventstore.publisher import ConfirmingPublisher, Envelope
+from eventstore.topology import broker_connection, dead_letter_queue_name
+from tests.eventstore.conftest import effects, send_probe
+from tests.fixtures.stack import Stack
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.stack]
+
+
+def _publish_raw(body: bytes, *, routing_key: str, message_id: str, times: int = 1) -> None:
+    publisher = ConfirmingPublisher(broker_connection())
+    try:
+        envelopes = [
+            Envelope(
+                key=n, exchange="oms.commands", routing_key=routing_key, body=body, message_id=message_id
+            )
+            for n in range(times)
+        ]
+        assert publisher.publish(envelopes) == {}
+    finally:
+        publisher.close()
+
+
+def _probe_command(command: str, **data: object) -> tuple[str, bytes]:
+    message_id = str(uuid.uuid4())
+    body = {
+        "message_id": message_id,
+        "kind": "command",
+        "type": command,
+        "aggregate_type": "probe",
+        "aggregate_id": str(data.get("key", "")),
+        "version": None,
+        "position": None,
+        "occurred_at": "2025-01-01T00:00:00Z",
+        "correlation_id": str(data.get("key", "")),
+        "causation_id": "",
+        "data": data,
+    }
+    return message_id, json.dumps(body).encode()
+
+
+def _dlq_messages(context: str) -> list[bytes]:
+    """Drain the context's dead-letter queue: the raw bodies found there."""
+    bodies = []
+    with broker_connection() as conn:
+        channel = conn.channel()
+        while (message := channel.basic_get(queue=dead_letter_queue_name(context), no_ack=True)) is not None:
+            bodies.append(bytes(message.body))
+        channel.close()
+    return bodies
+
+
+def test_relay_to_rabbitmq_to_consumer_round_trip(probe_stack: Stack) -> None:
+    probe_stack.start_consumer("probe")
+    probe_stack.start_relay()
+    key = uuid.uuid4().hex
+
+    message_id = send_probe("Touch", key=key)
+
+    probe_stack.wait_until(lambda: effects(key) == 1, message="the probe acted")
+    assert InboxMessage.objects.filter(consumer="probe", message_id=message_id).count() == 1
+    probe_stack.wait_until(
+        lambda: OutboxMessage.objects.filter(message_id=message_id, sent_at__isnull=False).exists(),
+        message="outbox row marked sent",
+    )
+
+
+def test_the_same_message_delivered_twice_has_one_effect(probe_stack: Stack) -> None:
+    probe_stack.start_consumer("probe")
+    key = uuid.uuid4().hex
+    message_id, body = _probe_command("Touch", key=key)
+
+    # when the very same message is published twice, then a later one
+    _publish_raw(body, routing_key="probe.Touch", message_id=message_id, times=2)
+    sentinel = uuid.uuid4().hex
+    sentinel_id, sentinel_body = _probe_command("Touch", key=sentinel)
+    _publish_raw(sentinel_body, routing_key="probe.Touch", message_id=sentinel_id)
+
+    # then once the later one is handled, the duplicate had exactly one effect
+    probe_stack.wait_until(lambda: effects(sentinel) == 1, message="sentinel handled")
+    assert effects(key) == 1
+    assert InboxMessage.objects.filter(consumer="probe", message_id=message_id).count() == 1
+
+
+def test_a_worker_killed_while_handling_gets_the_message_redelivered_and_handled_once(
+    probe_stack: Stack, tmp_path: Path
+) -> None:
+    # given a worker stalled inside the handler's transaction
+    worker = probe_stack.start_consumer("probe")
+    marker = tmp_path / "slow.marker"
+    key = uuid.uuid4().hex
+    message_id, body = _probe_command("Slow", key=key, marker=str(marker), sleep=60)
+    _publish_raw(body, routing_key="probe.Slow", message_id=message_id)
+    probe_stack.wait_until(marker.exists, message="handler started")
+
+    # when it is killed before committing
+    worker.kill()
+    assert effects(key) == 0
+
+    # then another worker gets the message again and handles it once
+    probe_stack.start_consumer("probe", name="consumer-2")
+    probe_stack.wait_until(lambda: effects(key) == 1, message="redelivered and handled")
+    assert len(marker.read_text().splitlines()) == 2  # two deliveries
+    assert InboxMessage.objects.filter(consumer="probe", message_id=message_id).count() == 1
+
+
+def test_a_failing_message_is_retried_with_growing_delays_then_dead_lettered_and_can_be_replayed(
+    probe_stack: Stack, tmp_path: Path
+) -> None:
+    # given a message whose handler fails (while the flag file exists)
+    probe_stack.start_consumer("probe")
+    probe_stack.start_relay()
+    attempts_log, fail_flag = tmp_path / "attempts.log", tmp_path / "fail"
+    fail_flag.touch()
+    key = uuid.uuid4().hex
+
+    message_id = send_probe("Poison", key=key, log=str(attempts_log), fail_while=str(fail_flag))
+
+    # then it is tried once and retried 3 times, each wait longer than the one before
+    dead = probe_stack.wait_until(
+        lambda: DeadLetter.objects.filter(consumer="probe", message_id=message_id).first(),
+        message="dead letter",
+    )
+    first_try_at: dict[int, float] = {}
+    for line in attempts_log.read_text().splitlines():
+        retries, at = line.split()
+        first_try_at.setdefault(int(retries), float(at))
+    assert sorted(first_try_at) == [0, 1, 2, 3]
+    waits = [first_try_at[n + 1] - first_try_at[n] for n in range(3)]
+    assert waits[0] < waits[1] < waits[2], waits
+    assert waits[0] >= 0.18 and waits[1] >= 0.38 and waits[2] >= 0.78, waits  # 0.2, 0.4, 0.8 s
+    assert effects(key) == 0
+
+    # and it sits in the dead-letter queue and as a DeadLetter row with its error
+    assert [json.loads(body)["message_id"] for body in _dlq_messages("probe")] == [message_id]
+    assert dead.message_type == "Poison"
+    assert dead.attempts == 4
+    assert "probe poison" in dead.error
+    assert dead.routing_key == "probe.Poison" and dead.exchange == "oms.commands"
+
+    # when the cause is fixed and an admin replays it
+    fail_flag.unlink()
+    replay_dead_letter(dead.id, by="ops-admin")
+
+    # then it is handled once, and the replay is recorded
+    probe_stack.wait_until(lambda: effects(key) == 1, message="replayed message handled")
+    dead.refresh_from_db()
+    assert dead.replayed_by == "ops-admin" and dead.replayed_at is not None
+    assert OutboxMessage.objects.filter(message_id=message_id).count() == 2
+
+
+def test_replay_dead_letters_command_replays_only_unreplayed_ones(probe_stack: Stack, tmp_path: Path) -> None:
+    from django.core.management import call_command
+
+    probe_stack.start_consumer("probe")
+    probe_stack.start_relay()
+    attempts_log, fail_flag = tmp_path / "attempts.log", tmp_path / "fail"
+    fail_flag.touch()
+    key = uuid.uuid4().hex
+    message_id = send_probe("Poison", key=key, log=str(attempts_log), fail_while=str(fail_flag))
+    dead = probe_stack.wait_until(
+        lambda: DeadLetter.objects.filter(message_id=message_id).first(), message="dead letter"
+    )
+    fail_flag.unlink()
+
+    call_command("replay_dead_letters", context="probe", by="cli")
+    call_command("replay_dead_letters", context="probe", by="cli")  # nothing left to replay
+
+    probe_stack.wait_until(lambda: effects(key) == 1, message="replayed")
+    dead.refresh_from_db()
+    assert dead.replayed_by == "cli"
+    assert OutboxMessage.objects.filter(message_id=message_id).count() == 2
+
+
+def test_an_undecodable_message_goes_straight_to_the_dead_letters(probe_stack: Stack) -> None:
+    probe_stack.start_consumer("probe")
+    garbage_id = str(uuid.uuid4())
+
+    garbage = b'{"not": "a message", "nul": "\\u0000"'
+    _publish_raw(garbage, routing_key="probe.Touch", message_id=garbage_id)
+
+    dead = probe_stack.wait_until(
+        lambda: DeadLetter.objects.filter(message_id=garbage_id).first(), message="poison dead-lettered"
+    )
+    assert dead.attempts == 1 and "undecodable" in dead.error
+    assert "raw" in dead.body
+    assert _dlq_messages("probe") == [garbage]

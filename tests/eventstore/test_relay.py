@@ -1,0 +1,142 @@
+"""The outbox relay against the real RabbitMQ: confirms, unroutable failures, crash safety."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from eventstore.models import OutboxMessage
+from eventstore.publisher import ConfirmingPublisher
+from eventstore.relay import relay_once
+from eventstore.topology import broker_connection, work_queue_name
+from tests.eventstore.conftest import effects, send_probe
+from tests.fixtures.stack import Stack
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.stack]
+
+
+@pytest.fixture
+def publisher() -> ConfirmingPublisher:
+    publisher = ConfirmingPublisher(broker_connection())
+    yield publisher
+    publisher.close()
+
+
+def _queue_depth(name: str) -> int:
+    with broker_connection() as conn:
+        channel = conn.channel()
+        depth = channel.queue_declare(queue=name, passive=True).message_count
+        channel.close()
+    return depth
+
+
+def test_relay_publishes_claimed_rows_and_marks_them_sent(probe_stack: Stack, publisher) -> None:  # type: ignore[no-untyped-def]
+    # given two probe commands in the outbox (nobody consumes, so they wait in the queue)
+    ids = [send_probe("Touch"), send_probe("Touch")]
+
+    # when one relay pass runs
+    result = relay_once(publisher, batch_size=10)
+
+    # then both are confirmed by the broker, sit in the probe queue and are marked sent
+    assert (result.claimed, result.published) == (2, 2)
+    rows = OutboxMessage.objects.filter(message_id__in=ids)
+    assert all(row.sent_at is not None and row.attempts == 1 for row in rows)
+    assert _queue_depth(work_queue_name("probe")) == 2
+
+
+def test_an_unroutable_message_is_a_failure_and_stays_pending(probe_stack: Stack, publisher) -> None:  # type: ignore[no-untyped-def]
+    # given a row whose routing key no queue is bound to, between two routable ones
+    routable_before = send_probe("Touch")
+    lost_id = uuid.uuid4()
+    with transaction.atomic():
+        OutboxMessage.objects.create(
+            message_id=lost_id,
+            exchange="oms.events",
+            routing_key="nobody.NothingHappened",
+            body={"message_id": str(lost_id)},
+        )
+    routable_after = send_probe("Touch")
+
+    # when the relay publishes the batch
+    result = relay_once(publisher, batch_size=10)
+
+    # then the unroutable one is not marked sent, carries its error and is retried later
+    assert (result.claimed, result.published) == (3, 2)
+    lost = OutboxMessage.objects.get(message_id=lost_id)
+    assert lost.sent_at is None
+    assert "unroutable" in lost.last_error
+    assert lost.claimed_until is not None and lost.claimed_until > timezone.now()
+    sent = OutboxMessage.objects.filter(
+        message_id__in=[routable_before, routable_after], sent_at__isnull=False
+    )
+    assert sent.count() == 2
+
+
+def test_a_relay_killed_between_publishing_and_marking_loses_nothing_and_duplicates_nothing(
+    probe_stack: Stack,
+) -> None:
+    # given 20 commands in the outbox, a consumer, and a relay that stalls after publishing
+    # its first batch, before marking the rows sent
+    keys = [uuid.uuid4().hex for _ in range(20)]
+    with transaction.atomic():
+        for key in keys:
+            send_probe("Touch", key=key)
+    probe_stack.start_consumer("probe")
+    relay = probe_stack.start_relay(RELAY_PAUSE_AFTER_PUBLISH="60", RELAY_CLAIM_SECONDS="1")
+
+    # when every message was published and handled, but none marked sent, the relay is killed
+    probe_stack.wait_until(lambda: all(effects(k) == 1 for k in keys), message="first deliveries")
+    assert OutboxMessage.objects.filter(sent_at__isnull=True, body__data__key__in=keys).count() == 20
+    relay.kill()
+
+    # then a new relay publishes them again once the claim expired, and marks them sent
+    probe_stack.start_relay(name="relay-2", RELAY_CLAIM_SECONDS="1")
+    probe_stack.wait_until(
+        lambda: not OutboxMessage.objects.filter(sent_at__isnull=True, body__data__key__in=keys).exists(),
+        message="outbox drained",
+    )
+    rows = OutboxMessage.objects.filter(body__data__key__in=keys)
+    assert sorted({row.attempts for row in rows}) == [2]  # each was published twice
+
+    # and once the consumer is past the duplicates (a later message is handled), each acted once
+    sentinel = uuid.uuid4().hex
+    send_probe("Touch", key=sentinel)
+    probe_stack.wait_until(lambda: effects(sentinel) == 1, message="sentinel")
+    assert [effects(k) for k in keys] == [1] * 20
+
+
+def test_the_celery_relay_task_runs_one_pass(probe_stack: Stack) -> None:
+    from eventstore.tasks import relay_outbox
+
+    ids = [send_probe("Touch") for _ in range(3)]
+
+    assert relay_outbox() == 3
+    assert OutboxMessage.objects.filter(message_id__in=ids, sent_at__isnull=False).count() == 3
+
+
+def test_prune_outbox_deletes_only_sent_rows_older_than_the_retention() -> None:
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    from eventstore.tasks import prune_outbox
+
+    now = timezone.now()
+    old = now - timedelta(hours=settings.OUTBOX_RETENTION_HOURS + 1)
+    rows = {
+        name: OutboxMessage.objects.create(
+            message_id=uuid.uuid4(), exchange="oms.events", routing_key="x.Y", body={}, sent_at=sent_at
+        )
+        for name, sent_at in (("old", old), ("recent", now), ("pending", None))
+    }
+
+    assert prune_outbox() == 1
+    assert set(
+        OutboxMessage.objects.filter(id__in=[r.id for r in rows.values()]).values_list("id", flat=True)
+    ) == {
+        rows["recent"].id,
+        rows["pending"].id,
+    }
