@@ -2,10 +2,38 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from django_prometheus.exports import ExportToDjangoView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+from config.health import LiveView, ReadyView
 
 urlpatterns = [
+    path("api/auth/", include("orders.auth_urls")),
     path("api/", include("orders.urls")),
     path("api/", include("inventory.urls")),
     path("api/", include("payments.urls")),
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
+        name="schema",
+    ),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(
+            url_name="schema", authentication_classes=[], permission_classes=[AllowAny]
+        ),
+        name="docs",
+    ),
+    path("health/live", LiveView.as_view(), name="health-live"),
+    path("health/ready", ReadyView.as_view(), name="health-ready"),
+    # Prometheus text; sums every process when PROMETHEUS_MULTIPROC_DIR is set.
+    path("metrics", ExportToDjangoView, name="metrics"),
     path("admin/", admin.site.urls),
 ]
+
+# Errors outside DRF views are problem documents too: no HTML, no stack trace.
+handler400 = "config.problems.bad_request"
+handler403 = "config.problems.permission_denied"
+handler404 = "config.problems.not_found"
+handler500 = "config.problems.server_error"

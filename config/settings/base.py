@@ -183,6 +183,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # --- Messaging (DESIGN §4) ------------------------------------------------------------------
 CELERY_BROKER_URL = BROKER_URL or "memory://"
@@ -195,7 +196,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox-safety-net": {"task": "eventstore.tasks.relay_outbox", "schedule": 5.0},
     "prune-sent-outbox": {"task": "eventstore.tasks.prune_outbox", "schedule": 3600.0},
+    "payments-resume-stalled": {"task": "payments.tasks.resume_payments", "schedule": 5.0},
+    "inventory-expire-reservations": {"task": "inventory.tasks.expire_reservations", "schedule": 5.0},
+    "sagas-sweep-timeouts": {"task": "sagas.tasks.sweep_timeouts", "schedule": 1.0},
+    "orders-prune-idempotency-keys": {"task": "orders.tasks.prune_idempotency_keys", "schedule": 3600.0},
 }
+
+# Tasks the embedded scheduler (eventstore/scheduler.py) does not run: there the in-process
+# bus is the relay, and there is no broker to publish to.
+EMBEDDED_SCHEDULE_EXCLUDE = ["eventstore.tasks.relay_outbox"]
 
 # Seconds a failed message waits before each retry; then it is dead-lettered.
 CONSUMER_RETRY_DELAYS = env.list("CONSUMER_RETRY_DELAYS", cast=float, default=[1.0, 4.0, 16.0])

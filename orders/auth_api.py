@@ -1,0 +1,232 @@
+"""Auth endpoints (DESIGN §6): obtain a token pair, rotate it, log out.
+
+Refresh tokens rotate and the used one is blacklisted under a row lock, so two concurrent
+refreshes of the same token cannot both succeed. A refreshed pair carries the user's *current*
+claims (role, permissions, customer id), read again from the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
+from rest_framework_simplejwt.serializers import PasswordField, TokenObtainPairSerializer
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.utils import datetime_from_epoch
+from rest_framework_simplejwt.views import TokenObtainPairView
+
+from config.problems import BEARER_CHALLENGE, ProblemSerializer
+
+from .auth import tokens_for
+from .models import User
+
+TOKEN_MAX_LENGTH = 4096
+
+
+# --- Shapes ----------------------------------------------------------------------------------
+
+
+class CredentialsSerializer(TokenObtainPairSerializer):
+    """``{"username", "password"}`` → a token pair carrying the claims of DESIGN §6."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Bounded so an oversized password cannot make hashing a denial of service.
+        self.fields[self.username_field] = serializers.CharField(write_only=True, max_length=150)
+        self.fields["password"] = PasswordField(max_length=1024)
+
+    @classmethod
+    def get_token(cls, user: User) -> RefreshToken:  # type: ignore[override]
+        return tokens_for(user)
+
+
+class RefreshInputSerializer(serializers.Serializer):
+    refresh = serializers.CharField(max_length=TOKEN_MAX_LENGTH)
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class CredentialsDocSerializer(serializers.Serializer):
+    """The request body of POST /api/auth/token, as documented."""
+
+    username = serializers.CharField()
+    password = serializers.CharField()
+
+
+def _problem(description: str) -> OpenApiResponse:
+    return OpenApiResponse(response=ProblemSerializer, description=description)
+
+
+# --- Token operations ------------------------------------------------------------------------
+
+
+def rotate_refresh_token(*, raw: str) -> RefreshToken:
+    """Blacklist the refresh token ``raw`` and return a new pair for its (still active) user."""
+    old = _verified_refresh(raw)
+    user = _active_user_of(old)
+    with transaction.atomic():
+        _revoke(old)
+        return tokens_for(user)
+
+
+def revoke_refresh_token(*, raw: str) -> None:
+    """Blacklist the refresh token ``raw`` (logout); a revoked token is refused from then on."""
+    token = _verified_refresh(raw)
+    with transaction.atomic():
+        _revoke(token)
+
+
+def _verified_refresh(raw: str) -> RefreshToken:
+    try:
+        # Checks signature, expiry, type and blacklist (the stubs miss that it takes a str).
+        return RefreshToken(raw)  # type: ignore[arg-type]
+    except TokenError as exc:
+        raise InvalidToken(str(exc)) from exc
+
+
+def _active_user_of(token: RefreshToken) -> User:
+    username = token.get(jwt_settings.USER_ID_CLAIM)
+    user = User.objects.filter(username=username, is_active=True).first() if username else None
+    if user is None:
+        raise AuthenticationFailed("No active account found for the given token.", "no_active_account")
+    return user
+
+
+def _revoke(token: RefreshToken) -> None:
+    """Blacklist ``token`` under a lock on its outstanding row: of two racing uses, one loses."""
+    jti = token[jwt_settings.JTI_CLAIM]
+    OutstandingToken.objects.get_or_create(
+        jti=jti,
+        defaults={
+            "user": User.objects.filter(username=token.get(jwt_settings.USER_ID_CLAIM)).first(),
+            "created_at": timezone.now(),
+            "token": str(token),
+            "expires_at": datetime_from_epoch(token["exp"]),
+        },
+    )
+    outstanding = OutstandingToken.objects.select_for_update().get(jti=jti)
+    _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
+    if not created:
+        raise InvalidToken("Token is blacklisted")
+
+
+# --- Throttling ------------------------------------------------------------------------------
+
+
+class LoginRateThrottle(SimpleRateThrottle):
+    """Password guessing is slowed per account (``API_THROTTLE_LOGIN``, default 10/min; "off" disables).
+
+    Keyed by the username tried, not the client address: behind a proxy every client shares
+    one address, and ``X-Forwarded-For`` is the client's to forge.
+    """
+
+    scope = "login"
+
+    def get_rate(self) -> str | None:
+        rate = getattr(settings, "API_THROTTLE_LOGIN", None) or os.environ.get("API_THROTTLE_LOGIN", "10/min")
+        return None if str(rate).strip().lower() in ("", "off", "none", "0") else str(rate)
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        username = request.data.get("username") if isinstance(request.data, dict) else None
+        if username:
+            ident = "user-" + hashlib.sha256(str(username).lower().encode("utf-8", "replace")).hexdigest()
+        else:
+            ident = "addr-" + self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+# --- Views -----------------------------------------------------------------------------------
+
+
+class PublicAuthView(APIView):
+    """Auth endpoints take no access token; failures still answer 401 with a Bearer challenge."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return BEARER_CHALLENGE
+
+
+class TokenObtainView(TokenObtainPairView):
+    """POST /api/auth/token"""
+
+    serializer_class = CredentialsSerializer
+    throttle_classes = [LoginRateThrottle]
+
+    @extend_schema(
+        operation_id="auth_token_obtain",
+        tags=["auth"],
+        summary="Obtain an access and a refresh token",
+        request=CredentialsDocSerializer,
+        responses={
+            200: TokenPairSerializer,
+            400: _problem("Missing or malformed fields"),
+            401: _problem("Wrong username or password"),
+            429: _problem("Too many attempts; see Retry-After"),
+        },
+        auth=[],
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+
+class TokenRefreshView(PublicAuthView):
+    """POST /api/auth/token/refresh"""
+
+    @extend_schema(
+        operation_id="auth_token_refresh",
+        tags=["auth"],
+        summary="Rotate a refresh token (the old one is blacklisted)",
+        request=RefreshInputSerializer,
+        responses={
+            200: TokenPairSerializer,
+            400: _problem("Missing or malformed fields"),
+            401: _problem("Invalid, expired or blacklisted refresh token"),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        given = RefreshInputSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        pair = rotate_refresh_token(raw=given.validated_data["refresh"])
+        return Response({"access": str(pair.access_token), "refresh": str(pair)})
+
+
+class LogoutView(PublicAuthView):
+    """POST /api/auth/logout"""
+
+    @extend_schema(
+        operation_id="auth_logout",
+        tags=["auth"],
+        summary="Log out: blacklist a refresh token",
+        request=RefreshInputSerializer,
+        responses={
+            205: OpenApiResponse(description="Logged out; the refresh token no longer works"),
+            400: _problem("Missing or malformed fields"),
+            401: _problem("Invalid, expired or already blacklisted refresh token"),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        given = RefreshInputSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        revoke_refresh_token(raw=given.validated_data["refresh"])
+        return Response(status=status.HTTP_205_RESET_CONTENT)
