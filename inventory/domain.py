@@ -1,0 +1,230 @@
+"""Stock and reservations as plain Python: the rules, with no Django and no storage.
+
+A product's stock moves between three buckets — ``available``, ``reserved`` (held for an
+order) and ``sold`` — whose sum is the stock received. A reservation holds the lines of one
+order all or nothing; confirming sells them, releasing gives them back (and restocks what was
+sold). Decisions return :class:`DomainEvent` values; the handlers store them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+PRODUCT_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+OUT_OF_STOCK = "OUT_OF_STOCK"
+EXPIRED = "EXPIRED"
+
+
+class ReservationState(StrEnum):
+    """Where a reservation stands; RELEASED and EXPIRED hold nothing."""
+
+    HELD = "HELD"
+    CONFIRMED = "CONFIRMED"
+    RELEASED = "RELEASED"
+    EXPIRED = "EXPIRED"
+
+
+class StockError(Exception):
+    """A move between buckets that the stock cannot make (a broken invariant, never input)."""
+
+
+class ReservationConflict(Exception):
+    """The reservation is in a state where the asked transition is not possible."""
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEvent:
+    """An event a decision produced: its type and its data (the message contract)."""
+
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A quantity of one product."""
+
+    product_id: str
+    quantity: int
+
+    def as_data(self) -> dict[str, Any]:
+        """The line as message data."""
+        return {"product_id": self.product_id, "quantity": self.quantity}
+
+
+@dataclass(frozen=True, slots=True)
+class Shortage:
+    """A product that cannot cover its line."""
+
+    product_id: str
+    requested: int
+    available: int
+
+    def as_data(self) -> dict[str, Any]:
+        """The shortage as message data."""
+        return {"product_id": self.product_id, "requested": self.requested, "available": self.available}
+
+
+@dataclass(slots=True)
+class Stock:
+    """The three buckets of one product; their sum is the stock received."""
+
+    product_id: str
+    available: int = 0
+    reserved: int = 0
+    sold: int = 0
+
+    @property
+    def received(self) -> int:
+        """Everything ever put into stock, net of adjustments."""
+        return self.available + self.reserved + self.sold
+
+    def move(self, *, source: str, target: str, quantity: int) -> None:
+        """Move ``quantity`` units from one bucket to another, never below zero."""
+        if quantity < 0 or getattr(self, source) < quantity:
+            raise StockError(f"{self.product_id}: cannot move {quantity} from {source} to {target}")
+        setattr(self, source, getattr(self, source) - quantity)
+        setattr(self, target, getattr(self, target) + quantity)
+
+    def adjust_available(self, new_available: int) -> int:
+        """Set ``available`` to an absolute count; returns the difference (the adjustment)."""
+        if new_available < 0:
+            raise StockError(f"{self.product_id}: available cannot be negative")
+        delta = new_available - self.available
+        self.available = new_available
+        return delta
+
+
+def merge_lines(lines: Iterable[Line]) -> tuple[Line, ...]:
+    """One line per product (quantities summed), in product id order — the lock order."""
+    totals: dict[str, int] = {}
+    for line in lines:
+        totals[line.product_id] = totals.get(line.product_id, 0) + line.quantity
+    return tuple(Line(product_id, quantity) for product_id, quantity in sorted(totals.items()))
+
+
+def shortages(lines: Iterable[Line], stock: Mapping[str, Stock]) -> list[Shortage]:
+    """The lines that the available stock cannot cover (an unknown product has 0)."""
+    found = []
+    for line in lines:
+        available = stock[line.product_id].available if line.product_id in stock else 0
+        if available < line.quantity:
+            found.append(Shortage(line.product_id, line.quantity, available))
+    return found
+
+
+def _move_all(lines: Iterable[Line], stock: Mapping[str, Stock], *, source: str, target: str) -> None:
+    for line in lines:
+        stock[line.product_id].move(source=source, target=target, quantity=line.quantity)
+
+
+def _lines_data(lines: Iterable[Line]) -> list[dict[str, Any]]:
+    return [line.as_data() for line in lines]
+
+
+@dataclass(slots=True)
+class Reservation:
+    """The stock held for one order: all its lines or none of them."""
+
+    order_id: str
+    lines: tuple[Line, ...] = ()
+    state: ReservationState | None = None
+    expires_at: str = ""
+    _pending: list[DomainEvent] = field(default_factory=list)
+
+    @property
+    def holds_stock(self) -> bool:
+        """Whether units are reserved or sold for this order."""
+        return self.state in (ReservationState.HELD, ReservationState.CONFIRMED)
+
+    def collect(self) -> list[DomainEvent]:
+        """The events recorded since the last call."""
+        events, self._pending = self._pending, []
+        return events
+
+    def reserve(self, *, lines: Iterable[Line], expires_at: str, stock: Mapping[str, Stock]) -> None:
+        """Hold every line, or none when any is short; a second reserve repeats the outcome."""
+        if self.state is not None:
+            self._repeat_outcome()
+            return
+        wanted = merge_lines(lines)
+        short = shortages(wanted, stock)
+        if short:
+            self._record(
+                "InventoryReservationFailed",
+                reason=OUT_OF_STOCK,
+                shortages=[shortage.as_data() for shortage in short],
+            )
+            return
+        _move_all(wanted, stock, source="available", target="reserved")
+        self.lines, self.state, self.expires_at = wanted, ReservationState.HELD, expires_at
+        self._record("InventoryReserved", items=_lines_data(wanted), expires_at=expires_at)
+
+    def confirm(self, *, stock: Mapping[str, Stock]) -> None:
+        """Sell what is held; an expired hold is taken again from available stock if it is there."""
+        if self.state == ReservationState.CONFIRMED:
+            self._record("InventoryConfirmed", items=_lines_data(self.lines))
+            return
+        if self.state == ReservationState.EXPIRED:
+            if shortages(self.lines, stock):
+                raise ReservationConflict(f"reservation of {self.order_id} expired and stock is gone")
+            _move_all(self.lines, stock, source="available", target="sold")
+        elif self.state == ReservationState.HELD:
+            _move_all(self.lines, stock, source="reserved", target="sold")
+        else:
+            raise ReservationConflict(f"reservation of {self.order_id} is {self.state or 'unknown'}")
+        self.state = ReservationState.CONFIRMED
+        self._record("InventoryConfirmed", items=_lines_data(self.lines))
+
+    def release(self, *, reason: str, stock: Mapping[str, Stock]) -> None:
+        """Give back what is held and restock what was sold; with nothing held, answer anyway."""
+        if not self.holds_stock:
+            self.state = self.state or ReservationState.RELEASED
+            self._record("InventoryReleased", items=[], reason=reason, restocked=False)
+            return
+        restocked = self.state == ReservationState.CONFIRMED
+        _move_all(self.lines, stock, source="sold" if restocked else "reserved", target="available")
+        self.state = ReservationState.RELEASED
+        self._record("InventoryReleased", items=_lines_data(self.lines), reason=reason, restocked=restocked)
+
+    def expire(self, *, stock: Mapping[str, Stock]) -> None:
+        """Give back a hold whose deadline passed (only a HELD reservation expires)."""
+        if self.state != ReservationState.HELD:
+            return
+        _move_all(self.lines, stock, source="reserved", target="available")
+        self.state = ReservationState.EXPIRED
+        self._record("InventoryReleased", items=_lines_data(self.lines), reason=EXPIRED, restocked=False)
+
+    def _repeat_outcome(self) -> None:
+        if self.holds_stock:
+            self._record("InventoryReserved", items=_lines_data(self.lines), expires_at=self.expires_at)
+        else:
+            self._record("InventoryReleased", items=[], reason=str(self.state), restocked=False)
+
+    def _record(self, event_type: str, **data: Any) -> None:
+        self._pending.append(DomainEvent(event_type, {"order_id": self.order_id, **data}))
+
+
+def stock_adjusted(*, product_id: str, name: str, price: Decimal, delta: int, available: int) -> DomainEvent:
+    """The StockAdjusted event of a product's stream (price as a two-decimal string)."""
+    return DomainEvent(
+        "StockAdjusted",
+        {
+            "product_id": product_id,
+            "name": name,
+            "price": money(price),
+            "delta": delta,
+            "available": available,
+        },
+    )
+
+
+def money(amount: Decimal) -> str:
+    """A money amount as the contract writes it: a string with two decimals."""
+    return f"{amount.quantize(Decimal('0.01'))}"

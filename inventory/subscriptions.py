@@ -1,0 +1,66 @@
+"""The inventory context's answers to the saga's commands (DESIGN §4, the message contract).
+
+Each runs inside the transaction that eventstore.handling opened with the inbox row, so a
+redelivered command has no second effect. A malformed command raises and is retried, then
+dead-lettered; a busy bulkhead raises and is retried.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from rest_framework.serializers import Serializer
+
+from eventstore.messages import Message
+from eventstore.registry import handles
+
+from .handlers import confirm_reservation, default_expiry, release_reservation, reserve_stock
+from .public import CONTEXT
+from .serializers import OrderInput, ReleaseInput, ReserveInput
+
+S = TypeVar("S", bound=Serializer)
+
+
+class InvalidCommand(ValueError):
+    """A command whose data breaks the contract."""
+
+
+def _validated(serializer_class: type[S], message: Message) -> S:
+    serializer = serializer_class(data=message.data)
+    if not serializer.is_valid():
+        raise InvalidCommand(f"{message.type} {message.message_id}: {serializer.errors}")
+    return serializer
+
+
+@handles(CONTEXT, commands=("ReserveInventory",))
+def on_reserve_inventory(message: Message) -> None:
+    """Hold the order's lines, answering InventoryReserved or InventoryReservationFailed."""
+    command = _validated(ReserveInput, message)
+    order_id = str(command.validated_data["order_id"])
+    reserve_stock(
+        order_id=order_id,
+        lines=command.lines(),
+        expires_at=command.validated_data.get("expires_at") or default_expiry(),
+        correlation_id=order_id,
+        causation_id=message.message_id,
+    )
+
+
+@handles(CONTEXT, commands=("ConfirmInventory",))
+def on_confirm_inventory(message: Message) -> None:
+    """Sell the held units, answering InventoryConfirmed."""
+    order_id = str(_validated(OrderInput, message).validated_data["order_id"])
+    confirm_reservation(order_id=order_id, correlation_id=order_id, causation_id=message.message_id)
+
+
+@handles(CONTEXT, commands=("ReleaseInventory",))
+def on_release_inventory(message: Message) -> None:
+    """Give back (or restock) the order's units, answering InventoryReleased."""
+    command = _validated(ReleaseInput, message).validated_data
+    order_id = str(command["order_id"])
+    release_reservation(
+        order_id=order_id,
+        reason=command["reason"],
+        correlation_id=order_id,
+        causation_id=message.message_id,
+    )

@@ -1,0 +1,40 @@
+"""Helpers of the inventory tests: products made through the public entry point."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+
+from inventory.models import Product
+
+
+@pytest.fixture
+def make_product(db: None) -> Callable[..., Product]:
+    """A factory: ``make_product("SKU-1", available=5)`` → the stored row (via upsert_product)."""
+    from inventory.public import upsert_product
+
+    def make(product_id: str, *, available: int, price: str = "10.00", name: str = "") -> Product:
+        upsert_product(
+            product_id=product_id,
+            name=name or f"Product {product_id}",
+            price=Decimal(price),
+            available=available,
+        )
+        return Product.objects.get(product_id=product_id)
+
+    return make
+
+
+def new_order_id() -> str:
+    """A fresh order id."""
+    return str(uuid.uuid4())
+
+
+def assert_buckets_balance() -> None:
+    """available + reserved + sold = received, all >= 0, for every product."""
+    for row in Product.objects.all():
+        assert min(row.available, row.reserved, row.sold) >= 0, row
+        assert row.available + row.reserved + row.sold == row.received, row

@@ -1,0 +1,105 @@
+"""Real threads with their own PostgreSQL connections racing for the same product rows."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from eventstore.models import StoredEvent
+from inventory.domain import Line
+from inventory.handlers import ReservationOutcome, reserve_stock
+from inventory.models import Product, Reservation
+from inventory.public import upsert_product
+
+from .conftest import assert_buckets_balance, new_order_id
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _race(count: int, work: Callable[[int], ReservationOutcome]) -> list[ReservationOutcome]:
+    """Run ``work(i)`` for i in range(count) on ``count`` threads released at the same moment."""
+    start = threading.Barrier(count)
+
+    def run(index: int) -> ReservationOutcome:
+        try:
+            start.wait(timeout=30)
+            return work(index)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def _reserve(order_id: str, lines: list[Line]) -> ReservationOutcome:
+    return reserve_stock(
+        order_id=order_id,
+        lines=lines,
+        expires_at=timezone.now() + timedelta(minutes=5),
+        correlation_id=order_id,
+        causation_id="",
+    )
+
+
+def test_thirty_buyers_of_ten_units_never_oversell(settings) -> None:
+    settings.INVENTORY_RESERVATION_WAIT = 60
+    upsert_product(product_id="HOT", name="Hot item", price=Decimal("9.99"), available=10)
+
+    outcomes = _race(30, lambda _: _reserve(new_order_id(), [Line("HOT", 1)]))
+
+    assert sum(o.state == "HELD" for o in outcomes) == 10
+    assert sum(o.state is None for o in outcomes) == 20
+    assert Reservation.objects.filter(state="HELD").count() == 10
+    row = Product.objects.get(product_id="HOT")
+    assert (row.available, row.reserved, row.sold, row.received) == (0, 10, 0, 10)
+    assert StoredEvent.objects.filter(event_type="InventoryReserved").count() == 10
+    assert StoredEvent.objects.filter(event_type="InventoryReservationFailed").count() == 20
+    assert_buckets_balance()
+
+
+def test_opposite_order_multi_product_reservations_do_not_deadlock(settings) -> None:
+    settings.INVENTORY_RESERVATION_WAIT = 60
+    upsert_product(product_id="LEFT", name="Left", price=Decimal("1.00"), available=100)
+    upsert_product(product_id="RIGHT", name="Right", price=Decimal("1.00"), available=100)
+
+    def work(index: int) -> ReservationOutcome:
+        lines = [Line("LEFT", 1), Line("RIGHT", 2)]
+        return _reserve(new_order_id(), lines if index % 2 else list(reversed(lines)))
+
+    outcomes = _race(24, work)
+
+    assert all(o.state == "HELD" for o in outcomes)
+    left, right = Product.objects.get(product_id="LEFT"), Product.objects.get(product_id="RIGHT")
+    assert (left.available, left.reserved) == (76, 24)
+    assert (right.available, right.reserved) == (52, 48)
+    assert_buckets_balance()
+
+
+def test_concurrent_reserves_of_one_order_hold_once(settings) -> None:
+    settings.INVENTORY_RESERVATION_WAIT = 60
+    from eventstore.store import ConcurrencyError
+
+    upsert_product(product_id="ONE", name="One", price=Decimal("1.00"), available=50)
+    order_id = new_order_id()
+
+    def work(_: int) -> ReservationOutcome | None:
+        for _attempt in range(5):  # what the consumer does on a concurrency conflict
+            try:
+                return _reserve(order_id, [Line("ONE", 3)])
+            except ConcurrencyError:
+                continue
+        return None
+
+    outcomes = _race(8, work)
+
+    assert all(o is not None and o.state == "HELD" for o in outcomes)
+    row = Product.objects.get(product_id="ONE")
+    assert (row.available, row.reserved) == (47, 3)
+    assert Reservation.objects.filter(order_id=order_id).count() == 1
