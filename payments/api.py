@@ -1,0 +1,112 @@
+"""HTTP API of the payments context (DESIGN §6): one thin view per operation."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.permissions import IsAdmin, customer_of, is_admin
+from config.problems import Conflict, ServiceUnavailable
+from orders.public import order_customer
+
+from .charging import run_charge
+from .domain import PaymentConflict
+from .handlers import request_payment, request_refund
+from .public import payment_status
+from .refunds import run_refunds
+from .serializers import PaymentOutput, ProcessPaymentRequest, RefundPaymentRequest
+
+
+class PaymentDetailApi(APIView):
+    """``GET /api/payments/{order_id}`` — the owner or an ADMIN."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=PaymentOutput, operation_id="payments_retrieve")
+    def get(self, request: Request, order_id: str) -> Response:
+        body = payment_status(order_id) if _is_uuid(order_id) else None
+        if body is None or not _may_see(request, order_id):
+            raise NotFound("No payment for this order.")
+        return Response(body)
+
+
+class ProcessPaymentApi(APIView):
+    """``POST /api/payments/process`` (ADMIN) — charge an order now; 409 once captured."""
+
+    permission_classes = [IsAuthenticated, IsAdmin]
+
+    @extend_schema(request=ProcessPaymentRequest, responses=PaymentOutput, operation_id="payments_process")
+    def post(self, request: Request) -> Response:
+        data = _validated(ProcessPaymentRequest, request.data)
+        order_id = str(data["order_id"])
+        if order_customer(order_id) is None:
+            raise NotFound("No such order.")
+        try:
+            with transaction.atomic():
+                request_payment(
+                    order_id=order_id,
+                    amount=data["amount"],
+                    method=data["method"],
+                    token=data["token"],
+                    command_id="",
+                    strict=True,
+                )
+        except PaymentConflict as exc:
+            raise Conflict(str(exc)) from exc
+        run_charge(order_id=order_id)
+        return Response(payment_status(order_id))
+
+
+class RefundPaymentApi(APIView):
+    """``POST /api/payments/refund`` (ADMIN) — refund part or all; 409 for more than was captured."""
+
+    permission_classes = [IsAuthenticated, IsAdmin]
+
+    @extend_schema(request=RefundPaymentRequest, responses=PaymentOutput, operation_id="payments_refund")
+    def post(self, request: Request) -> Response:
+        data = _validated(RefundPaymentRequest, request.data)
+        order_id = str(data["order_id"])
+        if payment_status(order_id) is None:
+            raise NotFound("No payment for this order.")
+        try:
+            with transaction.atomic():
+                request_refund(
+                    order_id=order_id,
+                    amount=data.get("amount"),
+                    reason=data.get("reason") or "ADMIN",
+                    command_id="",
+                    strict=True,
+                )
+        except PaymentConflict as exc:
+            raise Conflict(str(exc)) from exc
+        if run_refunds(order_id=order_id).pending_refunds:
+            raise ServiceUnavailable("The payment gateway did not answer; the refund will be retried.")
+        return Response(payment_status(order_id))
+
+
+def _validated(shape: type, data: Any) -> dict[str, Any]:
+    serializer = shape(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _may_see(request: Request, order_id: str) -> bool:
+    if is_admin(request):
+        return True
+    customer = customer_of(request)
+    return customer is not None and order_customer(order_id) == customer
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False

@@ -1,0 +1,189 @@
+"""Running a charge: outside any transaction, with timeout, retries, the breaker and reconciliation.
+
+:func:`run_charge` is what runs after the ProcessPayment command's transaction commits, what
+the operator's API calls, and what the periodic task calls for payments left PENDING or
+UNKNOWN by a crash. It is safe to run twice: the gateway's ledger is keyed by the order, so
+a repeated charge returns the existing capture, and a claim on the projection row keeps two
+runners from working on one payment at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from .breaker import CircuitBreaker, CircuitOpenError, default_breaker
+from .domain import AttemptOutcome, FailureReason, Payment, PaymentEvent, PaymentStatus, idempotency_key_for
+from .gateway import (
+    ChargeResult,
+    GatewayError,
+    GatewayTimeout,
+    LedgerStatus,
+    PaymentGateway,
+    TransientGatewayError,
+    call_with_timeout,
+    default_gateway,
+    ensure_outside_transaction,
+)
+from .handlers import load_payment, record
+from .models import PaymentRecord
+from .refunds import run_refunds
+
+logger = logging.getLogger(__name__)
+
+_LEDGER_UNREACHABLE = object()
+
+
+def run_charge(
+    *,
+    order_id: str,
+    gateway: PaymentGateway | None = None,
+    breaker: CircuitBreaker | None = None,
+    timeout: float | None = None,
+) -> Payment:
+    """Charge a PENDING payment, or reconcile an UNKNOWN one, then run any refund waiting for it."""
+    ensure_outside_transaction()
+    gateway = gateway or default_gateway()
+    runner = _ChargeRunner(
+        gateway=gateway,
+        breaker=breaker or default_breaker(gateway.name),
+        timeout=float(settings.PAYMENT_TIMEOUT) if timeout is None else timeout,
+    )
+    if not _claim(order_id, lease=runner.lease):
+        return load_payment(order_id)
+    try:
+        payment = load_payment(order_id)
+        if payment.in_flight:
+            runner.run(payment)
+    finally:
+        PaymentRecord.objects.filter(pk=order_id).update(claimed_until=None)
+    return run_refunds(order_id=order_id, gateway=gateway, timeout=runner.timeout)
+
+
+class _ChargeRunner:
+    """One charge round of one payment (attempts, retries, reconciliation, the final decision)."""
+
+    def __init__(self, *, gateway: PaymentGateway, breaker: CircuitBreaker, timeout: float) -> None:
+        self.gateway = gateway
+        self.breaker = breaker
+        self.timeout = timeout
+        self.attempts = int(getattr(settings, "PAYMENT_RETRY_ATTEMPTS", 3))
+        self.backoff = float(getattr(settings, "PAYMENT_RETRY_BACKOFF", 0.2))
+
+    @property
+    def lease(self) -> timedelta:
+        per_attempt = 2 * self.timeout + self.backoff * 2**self.attempts
+        return timedelta(seconds=self.attempts * per_attempt + 30)
+
+    def run(self, payment: Payment) -> None:
+        self.order_id = payment.order_id
+        self.cause_id = payment.request_command_id
+        self.uncertain = payment.status == PaymentStatus.UNKNOWN
+        if self.uncertain and self._reconciled():
+            return
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=self.backoff, max=self.backoff * 2**self.attempts),
+            retry=retry_if_exception_type((TransientGatewayError, GatewayTimeout)),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self._attempt(payment)
+                    return
+        except (CircuitOpenError, GatewayError) as exc:
+            self._give_up(str(exc))
+
+    def _attempt(self, payment: Payment) -> None:
+        def charge() -> ChargeResult:
+            return self.gateway.charge(
+                idempotency_key=payment.idempotency_key, amount=payment.amount, token=payment.token
+            )
+
+        try:
+            result = self.breaker.call(lambda: call_with_timeout(charge, timeout=self.timeout))
+        except GatewayTimeout as exc:
+            error = str(exc)
+            self._record(lambda p: p.record_attempt(outcome=AttemptOutcome.TIMEOUT, error=error))
+            self._record(lambda p: p.mark_unknown(error=error))
+            self.uncertain = True
+            if self._reconciled():
+                return
+            raise
+        except TransientGatewayError as exc:
+            error = str(exc)
+            self._record(lambda p: p.record_attempt(outcome=AttemptOutcome.TRANSIENT, error=error))
+            raise
+        if result.captured:
+            self._record(lambda p: p.record_attempt(outcome=AttemptOutcome.CAPTURED))
+            self._record(lambda p: p.capture())
+        else:
+            self._record(lambda p: p.record_attempt(outcome=AttemptOutcome.DECLINED, error=result.detail))
+            self._record(lambda p: p.fail(reason=FailureReason.DECLINED, error=result.detail))
+
+    def _reconciled(self) -> bool:
+        """Ask the ledger after a timeout; True when that settled the payment as captured."""
+        ledger = self._ask_ledger()
+        if ledger is _LEDGER_UNREACHABLE:
+            return False
+        self.uncertain = False
+        if isinstance(ledger, LedgerStatus) and ledger.captured:
+            self._record(lambda p: p.capture())
+            return True
+        return False
+
+    def _give_up(self, error: str) -> None:
+        """No capture after every attempt: failed — unless a timed-out call may still have captured."""
+        if self.uncertain and (self._reconciled() or self.uncertain):
+            # Captured after all, or the ledger cannot be asked: UNKNOWN stays for the resume task.
+            return
+        self._record(lambda p: p.fail(reason=FailureReason.UNAVAILABLE, error=error))
+
+    def _ask_ledger(self) -> object:
+        try:
+            return call_with_timeout(
+                lambda: self.gateway.status(idempotency_key=idempotency_key_for(self.order_id)),
+                timeout=self.timeout,
+            )
+        except GatewayError:
+            return _LEDGER_UNREACHABLE
+
+    def _record(self, decide: Callable[[Payment], list[PaymentEvent]]) -> Payment:
+        return record(self.order_id, decide, cause_id=self.cause_id)
+
+
+def _claim(order_id: str, *, lease: timedelta) -> bool:
+    """Take the payment for one runner (an expired claim is taken over: its runner crashed)."""
+    now = timezone.now()
+    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    return PaymentRecord.objects.filter(pk=order_id).filter(free).update(claimed_until=now + lease) == 1
+
+
+def resume_stalled_payments(*, older_than: float | None = None) -> list[str]:
+    """Re-run payments left PENDING/UNKNOWN (a crash, an unreachable ledger) and refunds left waiting."""
+    ensure_outside_transaction()
+    age = float(getattr(settings, "PAYMENT_RESUME_AFTER", 5.0)) if older_than is None else older_than
+    now = timezone.now()
+    stalled = (
+        PaymentRecord.objects.filter(
+            Q(status__in=[PaymentStatus.PENDING, PaymentStatus.UNKNOWN]) | Q(pending_refunds__gt=0)
+        )
+        .filter(updated_at__lte=now - timedelta(seconds=age))
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .values_list("order_id", flat=True)[:100]
+    )
+    resumed = []
+    for order_id in stalled:
+        try:
+            run_charge(order_id=order_id)
+            resumed.append(order_id)
+        except Exception:
+            logger.exception("resuming a payment failed", extra={"order_id": order_id})
+    return resumed

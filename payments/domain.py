@@ -1,0 +1,331 @@
+"""The Payment aggregate: one per order, rebuilt from the events of stream ``payment-<order_id>``.
+
+Pure Python (no Django). Decisions return the events they produce; :meth:`Payment.apply`
+is the only place that changes state. The gateway is called by the application layer
+between decisions, never from here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+_PAYMENT_NAMESPACE = uuid.UUID("7b1f3c5e-2f4a-4d7e-9a51-0c8e6f2d9b10")
+
+
+class PaymentStatus(StrEnum):
+    """The statuses of DESIGN §6."""
+
+    PENDING = "PENDING"
+    UNKNOWN = "UNKNOWN"
+    CAPTURED = "CAPTURED"
+    DECLINED = "DECLINED"
+    FAILED = "FAILED"
+    REFUNDED = "REFUNDED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+
+
+class FailureReason(StrEnum):
+    """Why a payment failed, as the saga and the order report it."""
+
+    DECLINED = "PAYMENT_DECLINED"
+    UNAVAILABLE = "PAYMENT_UNAVAILABLE"
+
+
+class AttemptOutcome(StrEnum):
+    """What one charge call to the gateway answered."""
+
+    CAPTURED = "captured"
+    DECLINED = "declined"
+    TRANSIENT = "transient"
+    TIMEOUT = "timeout"
+
+
+IN_FLIGHT = frozenset({PaymentStatus.PENDING, PaymentStatus.UNKNOWN})
+CAPTURED_STATES = frozenset(
+    {PaymentStatus.CAPTURED, PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED}
+)
+
+
+class PaymentConflict(Exception):
+    """The payment's state forbids the request (already captured, still running, over-refund)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    """An event the aggregate decided; the application layer stores it."""
+
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    """A refund asked for and not yet answered; ``amount`` None means everything left."""
+
+    refund_id: str
+    amount: Decimal | None
+    reason: str
+    command_id: str
+
+
+def money(value: Decimal) -> str:
+    """Money as written in messages: a string with two decimals."""
+    return str(value.quantize(CENT))
+
+
+def payment_id_for(order_id: str) -> str:
+    """The payment's id: stable per order, so every round and every refund names the same payment."""
+    return str(uuid.uuid5(_PAYMENT_NAMESPACE, f"payment-{order_id}"))
+
+
+def stream_id(order_id: str) -> str:
+    """The event stream of an order's payment (stream ids are unique across aggregate types)."""
+    return f"payment-{order_id}"
+
+
+def idempotency_key_for(order_id: str) -> str:
+    """The gateway's idempotency key: one per order, so a charge can never capture twice."""
+    return f"order-{order_id}"
+
+
+@dataclass
+class Payment:
+    """The state of one order's payment."""
+
+    order_id: str
+    status: PaymentStatus | None = None
+    amount: Decimal = ZERO
+    method: str = ""
+    token: str = ""
+    attempts: int = 0
+    captures: int = 0
+    refunded: Decimal = ZERO
+    voided: bool = False
+    request_command_id: str = ""
+    pending_refunds: list[RefundRequest] = field(default_factory=list)
+    version: int = 0
+
+    @classmethod
+    def replay(cls, order_id: str, events: Iterable[tuple[str, Mapping[str, Any]]]) -> Payment:
+        """The payment as its events left it."""
+        payment = cls(order_id=order_id)
+        for event_type, data in events:
+            payment.apply(PaymentEvent(event_type, dict(data)))
+        return payment
+
+    # --- facts -----------------------------------------------------------------------------
+
+    @property
+    def payment_id(self) -> str:
+        return payment_id_for(self.order_id)
+
+    @property
+    def idempotency_key(self) -> str:
+        return idempotency_key_for(self.order_id)
+
+    @property
+    def refundable(self) -> Decimal:
+        """What was captured and not yet refunded."""
+        return (self.amount - self.refunded) if self.captures else ZERO
+
+    @property
+    def in_flight(self) -> bool:
+        return self.status in IN_FLIGHT
+
+    # --- decisions -------------------------------------------------------------------------
+
+    def request(self, *, amount: Decimal, method: str, token: str, command_id: str) -> list[PaymentEvent]:
+        """Start a charge round; a failed or declined payment may be tried again."""
+        if self.captures:
+            raise PaymentConflict("the payment of this order is already captured")
+        if self.in_flight:
+            raise PaymentConflict("a payment of this order is already being processed")
+        if self.voided:
+            raise PaymentConflict("this order's payment was cancelled by a refund")
+        if amount <= ZERO:
+            raise ValueError("a payment amount must be positive")
+        data = {
+            "order_id": self.order_id,
+            "payment_id": self.payment_id,
+            "amount": money(amount),
+            "method": method,
+            "token": token,
+            "idempotency_key": self.idempotency_key,
+            "command_id": command_id,
+        }
+        return [PaymentEvent("PaymentRequested", data)]
+
+    def record_attempt(self, *, outcome: AttemptOutcome, error: str = "") -> list[PaymentEvent]:
+        """One charge call was made (whatever it answered)."""
+        if not self.in_flight:
+            return []
+        data = {
+            "order_id": self.order_id,
+            "payment_id": self.payment_id,
+            "attempt": self.attempts + 1,
+            "outcome": outcome.value,
+            "error": error,
+        }
+        return [PaymentEvent("PaymentAttempted", data)]
+
+    def mark_unknown(self, *, error: str) -> list[PaymentEvent]:
+        """A call timed out: the charge may or may not have happened until the ledger says."""
+        if self.status != PaymentStatus.PENDING:
+            return []
+        data = {"order_id": self.order_id, "payment_id": self.payment_id, "error": error}
+        return [PaymentEvent("PaymentOutcomeUnknown", data)]
+
+    def capture(self) -> list[PaymentEvent]:
+        """The gateway captured the amount."""
+        if not self.in_flight:
+            return []
+        data = {
+            "order_id": self.order_id,
+            "payment_id": self.payment_id,
+            "amount": money(self.amount),
+            "attempts": self.attempts,
+        }
+        return [PaymentEvent("PaymentProcessed", data)]
+
+    def announce_capture(self) -> list[PaymentEvent]:
+        """Answer a repeated ProcessPayment for a captured payment again (a saga retrying its step)."""
+        if self.status != PaymentStatus.CAPTURED:
+            return []
+        data = {
+            "order_id": self.order_id,
+            "payment_id": self.payment_id,
+            "amount": money(self.amount),
+            "attempts": self.attempts,
+        }
+        return [PaymentEvent("PaymentProcessed", data)]
+
+    def fail(self, *, reason: FailureReason, error: str) -> list[PaymentEvent]:
+        """The charge round ended without a capture."""
+        if not self.in_flight:
+            return []
+        data = {
+            "order_id": self.order_id,
+            "payment_id": self.payment_id,
+            "reason": reason.value,
+            "error": error,
+            "attempts": self.attempts,
+        }
+        return [PaymentEvent("PaymentFailed", data)]
+
+    def request_refund(
+        self, *, refund_id: str, amount: Decimal | None, reason: str, command_id: str, strict: bool
+    ) -> list[PaymentEvent]:
+        """Ask for a refund; answered at once with 0.00 when nothing was or can be captured.
+
+        ``strict`` (an operator's request) refuses what cannot be honoured: a refund while the
+        outcome is unresolved, nothing left, or more than is left. A saga's compensation is
+        never refused: it is answered with what could be refunded.
+        """
+        if amount is not None and amount <= ZERO:
+            raise ValueError("a refund amount must be positive")
+        if strict:
+            self._check_strict_refund(amount)
+        data = {
+            "order_id": self.order_id,
+            "payment_id": self.payment_id,
+            "refund_id": refund_id,
+            "amount": None if amount is None else money(amount),
+            "reason": reason,
+            "command_id": command_id,
+        }
+        events = [PaymentEvent("RefundRequested", data)]
+        if not self.in_flight and not self.captures and not self.pending_refunds:
+            events.append(self._refunded(ZERO, refunded_after=self.refunded))
+        return events
+
+    def next_refund(self) -> tuple[RefundRequest, Decimal] | None:
+        """The oldest unanswered refund and the amount to refund for it now, once settled."""
+        if self.in_flight or not self.pending_refunds:
+            return None
+        request = self.pending_refunds[0]
+        wanted = self.refundable if request.amount is None else request.amount
+        return request, min(wanted, self.refundable)
+
+    def complete_refund(self, *, refund_id: str, amount: Decimal) -> list[PaymentEvent]:
+        """The gateway refunded ``amount`` for the oldest pending request."""
+        if not self.pending_refunds or self.pending_refunds[0].refund_id != refund_id:
+            return []
+        return [self._refunded(amount, refunded_after=self.refunded + amount)]
+
+    def _check_strict_refund(self, amount: Decimal | None) -> None:
+        if self.in_flight:
+            raise PaymentConflict("the payment's outcome is not settled yet")
+        if self.pending_refunds:
+            raise PaymentConflict("another refund of this payment is still running")
+        if self.refundable <= ZERO:
+            raise PaymentConflict("nothing captured is left to refund")
+        if amount is not None and amount > self.refundable:
+            raise PaymentConflict(f"only {money(self.refundable)} can be refunded")
+
+    def _refunded(self, amount: Decimal, *, refunded_after: Decimal) -> PaymentEvent:
+        data = {
+            "order_id": self.order_id,
+            "payment_id": self.payment_id,
+            "amount": money(amount),
+            "refunded_amount": money(refunded_after),
+        }
+        return PaymentEvent("PaymentRefunded", data)
+
+    # --- state changes ---------------------------------------------------------------------
+
+    def apply(self, event: PaymentEvent) -> None:
+        """Change state by one event (unknown types are ignored: newer writers may add some)."""
+        handler = getattr(self, f"_on_{event.type}", None)
+        if handler is not None:
+            handler(event.data)
+        self.version += 1
+
+    def _on_PaymentRequested(self, data: dict[str, Any]) -> None:
+        self.status = PaymentStatus.PENDING
+        self.amount = Decimal(data["amount"])
+        self.method = str(data["method"])
+        self.token = str(data["token"])
+        self.request_command_id = str(data.get("command_id", ""))
+
+    def _on_PaymentAttempted(self, data: dict[str, Any]) -> None:
+        self.attempts += 1
+
+    def _on_PaymentOutcomeUnknown(self, data: dict[str, Any]) -> None:
+        self.status = PaymentStatus.UNKNOWN
+
+    def _on_PaymentProcessed(self, data: dict[str, Any]) -> None:
+        if not self.captures:
+            self.status = PaymentStatus.CAPTURED
+        self.captures = 1
+
+    def _on_PaymentFailed(self, data: dict[str, Any]) -> None:
+        reason = data.get("reason")
+        self.status = PaymentStatus.DECLINED if reason == FailureReason.DECLINED else PaymentStatus.FAILED
+
+    def _on_RefundRequested(self, data: dict[str, Any]) -> None:
+        amount = data.get("amount")
+        request = RefundRequest(
+            refund_id=str(data["refund_id"]),
+            amount=None if amount is None else Decimal(amount),
+            reason=str(data.get("reason", "")),
+            command_id=str(data.get("command_id", "")),
+        )
+        self.pending_refunds.append(request)
+        if amount is None:
+            # A full refund is a compensation: no later charge round may capture again.
+            self.voided = True
+
+    def _on_PaymentRefunded(self, data: dict[str, Any]) -> None:
+        if self.pending_refunds:
+            self.pending_refunds.pop(0)
+        self.refunded = Decimal(data["refunded_amount"])
+        if self.captures and self.refunded > ZERO:
+            fully = self.refunded >= self.amount
+            self.status = PaymentStatus.REFUNDED if fully else PaymentStatus.PARTIALLY_REFUNDED

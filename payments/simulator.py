@@ -1,0 +1,181 @@
+"""The built-in payment gateway: a simulator driven by the card token, with its own ledger.
+
+The ledger (tables ``payments_gateway_charge`` and ``payments_gateway_refund``) stands for the
+external system. It is written on a connection of its own in autocommit, so no transaction of
+the caller can roll a capture back — as with a real gateway.
+
+Tokens (DESIGN §6): ``tok_declined`` is declined; ``tok_flaky`` fails with a transient error
+on its first call for a key, then captures; ``tok_slow`` captures but answers only after
+``PAYMENT_TIMEOUT``; ``tok_gateway_down`` fails every call and captures nothing; any other
+token captures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils import timezone
+
+from .gateway import ChargeResult, LedgerStatus, RefundRejected, TransientGatewayError
+
+# Test card tokens of DESIGN §6 (not secrets).
+TOKEN_DECLINED = "tok_declined"  # noqa: S105
+TOKEN_FLAKY = "tok_flaky"  # noqa: S105
+TOKEN_SLOW = "tok_slow"  # noqa: S105
+TOKEN_GATEWAY_DOWN = "tok_gateway_down"  # noqa: S105
+
+CHARGES = "payments_gateway_charge"
+REFUNDS = "payments_gateway_refund"
+
+
+class SimulatedGateway:
+    """The simulator behind the gateway port."""
+
+    name = "simulator"
+
+    def charge(self, *, idempotency_key: str, amount: Decimal, token: str) -> ChargeResult:
+        """Charge by token; a key already captured returns that capture (never a second one)."""
+        with _ledger() as db:
+            result = _charge(db, key=idempotency_key, amount=amount, token=token)
+        if token == TOKEN_SLOW:
+            # Captured, but the answer comes too late for any caller waiting PAYMENT_TIMEOUT.
+            time.sleep(_slow_delay())
+        return result
+
+    def status(self, *, idempotency_key: str) -> LedgerStatus | None:
+        """The ledger's entry for ``idempotency_key``."""
+        with _ledger() as db, db.cursor() as cursor:
+            cursor.execute(
+                f"SELECT status, amount, refunded_amount FROM {CHARGES} WHERE idempotency_key = %s",
+                [idempotency_key],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return LedgerStatus(captured=row[0] == "CAPTURED", amount=_dec(row[1]), refunded=_dec(row[2]))
+
+    def refund(self, *, idempotency_key: str, refund_key: str, amount: Decimal) -> Decimal:
+        """Refund part or all of a capture; a repeated ``refund_key`` returns the first refund."""
+        with _ledger() as db:
+            try:
+                return _refund(db, key=idempotency_key, refund_key=refund_key, amount=amount)
+            except IntegrityError:
+                # A concurrent call with the same refund key won: answer with its refund.
+                return _existing_refund(db, refund_key) or Decimal("0.00")
+
+
+def _charge(db: BaseDatabaseWrapper, *, key: str, amount: Decimal, token: str) -> ChargeResult:
+    now = db.ops.adapt_datetimefield_value(timezone.now())
+    with db.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {CHARGES} (idempotency_key, token, amount, status, charge_calls, refunded_amount, "
+            "created_at, updated_at) VALUES (%s, %s, %s, 'NEW', 0, 0, %s, %s) "
+            "ON CONFLICT (idempotency_key) DO NOTHING",
+            [key, token, amount, now, now],
+        )
+        cursor.execute(
+            f"UPDATE {CHARGES} SET charge_calls = charge_calls + 1, token = %s, updated_at = %s "
+            "WHERE idempotency_key = %s RETURNING charge_calls, status, amount",
+            [token, now, key],
+        )
+        calls, status, captured_amount = cursor.fetchone()
+    if status == "CAPTURED":
+        return ChargeResult(captured=True, amount=_dec(captured_amount), detail="already captured")
+    if token == TOKEN_DECLINED:
+        _set_status(db, key=key, status="DECLINED", amount=amount)
+        return ChargeResult(captured=False, amount=amount, detail="card declined")
+    if token == TOKEN_GATEWAY_DOWN or (token == TOKEN_FLAKY and calls == 1):
+        _set_status(db, key=key, status="FAILED", amount=amount)
+        raise TransientGatewayError("the payment gateway is unavailable")
+    return _capture(db, key=key, amount=amount)
+
+
+def _capture(db: BaseDatabaseWrapper, *, key: str, amount: Decimal) -> ChargeResult:
+    if _set_status(db, key=key, status="CAPTURED", amount=amount):
+        return ChargeResult(captured=True, amount=amount)
+    status = _row(db, key)
+    return ChargeResult(captured=True, amount=_dec(status["amount"]), detail="already captured")
+
+
+def _set_status(db: BaseDatabaseWrapper, *, key: str, status: str, amount: Decimal) -> bool:
+    """Move a not-captured entry to ``status``; a capture is final (the WHERE guards it)."""
+    now = db.ops.adapt_datetimefield_value(timezone.now())
+    with db.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {CHARGES} SET status = %s, amount = %s, updated_at = %s "
+            "WHERE idempotency_key = %s AND status <> 'CAPTURED'",
+            [status, amount, now, key],
+        )
+        return cursor.rowcount == 1
+
+
+def _refund(db: BaseDatabaseWrapper, *, key: str, refund_key: str, amount: Decimal) -> Decimal:
+    now = db.ops.adapt_datetimefield_value(timezone.now())
+    db.set_autocommit(False)
+    try:
+        existing = _existing_refund(db, refund_key)
+        if existing is not None:
+            db.commit()
+            return existing
+        with db.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {CHARGES} SET refunded_amount = refunded_amount + %s, updated_at = %s "
+                "WHERE idempotency_key = %s AND status = 'CAPTURED' "
+                # CAST: SQLite would compare an untyped expression with a text parameter as text.
+                "AND ROUND(amount - refunded_amount, 2) >= CAST(%s AS NUMERIC)",
+                [amount, now, key, amount],
+            )
+            if cursor.rowcount != 1:
+                raise RefundRejected(f"cannot refund {amount} of {key}")
+            cursor.execute(
+                f"INSERT INTO {REFUNDS} (refund_key, idempotency_key, amount, created_at) "
+                "VALUES (%s, %s, %s, %s)",
+                [refund_key, key, amount, now],
+            )
+        db.commit()
+        return amount
+    except BaseException:
+        db.rollback()
+        raise
+    finally:
+        db.set_autocommit(True)
+
+
+def _existing_refund(db: BaseDatabaseWrapper, refund_key: str) -> Decimal | None:
+    with db.cursor() as cursor:
+        cursor.execute(f"SELECT amount FROM {REFUNDS} WHERE refund_key = %s", [refund_key])
+        row = cursor.fetchone()
+    return None if row is None else _dec(row[0])
+
+
+def _row(db: BaseDatabaseWrapper, key: str) -> dict[str, Any]:
+    with db.cursor() as cursor:
+        cursor.execute(f"SELECT status, amount FROM {CHARGES} WHERE idempotency_key = %s", [key])
+        status, amount = cursor.fetchone()
+    return {"status": status, "amount": amount}
+
+
+@contextmanager
+def _ledger() -> Iterator[BaseDatabaseWrapper]:
+    """A connection of the gateway's own, closed after the call (it belongs to no caller)."""
+    db = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _slow_delay() -> float:
+    timeout = float(settings.PAYMENT_TIMEOUT)
+    return timeout + max(0.5, timeout / 2)
+
+
+def _dec(value: Any) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.01"))

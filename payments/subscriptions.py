@@ -1,0 +1,68 @@
+"""The payments context's commands: ProcessPayment and RefundPayment (from the saga).
+
+Each handler runs inside the consumer's transaction with its inbox row: it only records the
+request. The gateway is called after commit (``transaction.on_commit``), outside any
+transaction; a crash in between is picked up by ``payments.tasks.resume_payments``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.db import transaction
+from rest_framework.exceptions import ValidationError
+
+from eventstore.messages import Message
+from eventstore.registry import handles
+
+from .charging import run_charge
+from .handlers import request_payment, request_refund
+from .public import CONTEXT
+from .refunds import run_refunds
+from .serializers import ProcessPaymentInput, RefundPaymentInput
+
+
+class InvalidCommand(ValueError):
+    """A command whose data breaks the contract (it goes to the dead letters)."""
+
+
+@handles(CONTEXT, commands=("ProcessPayment",))
+def process_payment(message: Message) -> None:
+    """Record the charge request; charge after commit."""
+    data = _valid(ProcessPaymentInput, message)
+    order_id = str(data["order_id"])
+    _, must_run = request_payment(
+        order_id=order_id,
+        amount=data["amount"],
+        method=data["method"],
+        token=data["token"],
+        command_id=message.message_id,
+        strict=False,
+    )
+    if must_run:
+        transaction.on_commit(partial(run_charge, order_id=order_id), robust=True)
+
+
+@handles(CONTEXT, commands=("RefundPayment",))
+def refund_payment(message: Message) -> None:
+    """Record the refund request; refund after commit (or at once with 0.00 when nothing was captured)."""
+    data = _valid(RefundPaymentInput, message)
+    order_id = str(data["order_id"])
+    _, must_run = request_refund(
+        order_id=order_id,
+        amount=data.get("amount"),
+        reason=data.get("reason") or "",
+        command_id=message.message_id,
+        strict=False,
+    )
+    if must_run:
+        transaction.on_commit(partial(run_refunds, order_id=order_id), robust=True)
+
+
+def _valid(shape: type, message: Message) -> dict:
+    serializer = shape(data=message.data)
+    try:
+        serializer.is_valid(raise_exception=True)
+    except ValidationError as exc:
+        raise InvalidCommand(f"{message.type} {message.message_id}: {exc.detail}") from exc
+    return dict(serializer.validated_data)

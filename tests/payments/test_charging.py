@@ -1,0 +1,142 @@
+"""Each card token through the real charge path: simulator ledger on PostgreSQL, breaker on Redis."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import transaction
+
+from payments.charging import resume_stalled_payments, run_charge
+from payments.handlers import load_payment
+from payments.models import GatewayCharge
+from payments.public import payment_status
+
+from .conftest import ledger_entry, stream_types
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_tok_ok_captures_once(requested):
+    order_id = requested("tok_ok")
+    payment = run_charge(order_id=order_id)
+    assert (payment.status, payment.attempts, payment.captures) == ("CAPTURED", 1, 1)
+    assert ledger_entry(order_id).status == "CAPTURED"
+    assert stream_types(order_id) == ["PaymentRequested", "PaymentAttempted", "PaymentProcessed"]
+    body = payment_status(order_id)
+    assert body["status"] == "CAPTURED" and body["amount"] == "25.00" and body["captures"] == 1
+
+
+def test_tok_flaky_captures_on_the_second_attempt(requested):
+    order_id = requested("tok_flaky")
+    payment = run_charge(order_id=order_id)
+    assert (payment.status, payment.attempts, payment.captures) == ("CAPTURED", 2, 1)
+    assert ledger_entry(order_id).charge_calls == 2
+
+
+def test_tok_declined_is_not_retried(requested):
+    order_id = requested("tok_declined")
+    payment = run_charge(order_id=order_id)
+    assert (payment.status, payment.attempts, payment.captures) == ("DECLINED", 1, 0)
+    assert ledger_entry(order_id).charge_calls == 1
+    failed = next(e for e in _events(order_id) if e.type == "PaymentFailed")
+    assert failed.data["reason"] == "PAYMENT_DECLINED" and failed.data["attempts"] == 1
+
+
+def test_tok_gateway_down_fails_unavailable_after_three_attempts(requested):
+    order_id = requested("tok_gateway_down")
+    payment = run_charge(order_id=order_id)
+    assert (payment.status, payment.attempts, payment.captures) == ("FAILED", 3, 0)
+    assert ledger_entry(order_id).status != "CAPTURED"
+    failed = next(e for e in _events(order_id) if e.type == "PaymentFailed")
+    assert failed.data["reason"] == "PAYMENT_UNAVAILABLE" and failed.data["attempts"] == 3
+    assert failed.correlation_id == order_id
+
+
+def test_tok_slow_is_reconciled_from_the_ledger_with_exactly_one_capture(requested, settings):
+    settings.PAYMENT_TIMEOUT = 0.3
+    order_id = requested("tok_slow")
+    payment = run_charge(order_id=order_id)
+    assert (payment.status, payment.captures) == ("CAPTURED", 1)
+    assert stream_types(order_id)[:4] == [
+        "PaymentRequested",
+        "PaymentAttempted",
+        "PaymentOutcomeUnknown",
+        "PaymentProcessed",
+    ]
+    assert GatewayCharge.objects.filter(idempotency_key=f"order-{order_id}", status="CAPTURED").count() == 1
+    # running it again (a redelivery, the resume task) changes nothing and charges nothing
+    run_charge(order_id=order_id)
+    assert ledger_entry(order_id).charge_calls == 1
+    assert stream_types(order_id).count("PaymentProcessed") == 1
+
+
+def test_open_breaker_fails_fast_without_calling_the_gateway(requested):
+    # given: two unavailable payments (6 failed calls) open the shared breaker
+    for _ in range(2):
+        run_charge(order_id=requested("tok_gateway_down"))
+    # when
+    order_id = requested("tok_ok")
+    payment = run_charge(order_id=order_id)
+    # then: failed unavailable, and the gateway never saw the charge
+    assert (payment.status, payment.attempts) == ("FAILED", 0)
+    assert ledger_entry(order_id) is None
+    assert (
+        next(e for e in _events(order_id) if e.type == "PaymentFailed").data["reason"]
+        == "PAYMENT_UNAVAILABLE"
+    )
+
+
+def test_concurrent_runners_capture_at_most_once(requested):
+    order_id = requested("tok_ok")
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_charge(order_id=order_id)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            from django.db import connection
+
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert load_payment(order_id).captures == 1
+    assert stream_types(order_id).count("PaymentProcessed") == 1
+    assert ledger_entry(order_id).charge_calls == 1
+
+
+def test_a_crash_left_pending_is_resumed_without_a_second_capture(requested):
+    # given: the gateway captured, then the process died before recording it
+    from payments.simulator import SimulatedGateway
+
+    order_id = requested("tok_ok")
+    SimulatedGateway().charge(
+        idempotency_key=f"order-{order_id}", amount=load_payment(order_id).amount, token="tok_ok"
+    )
+    # when: the periodic task runs
+    resumed = resume_stalled_payments(older_than=0)
+    # then
+    assert order_id in resumed
+    payment = load_payment(order_id)
+    assert (payment.status, payment.captures) == ("CAPTURED", 1)
+    assert GatewayCharge.objects.filter(idempotency_key=f"order-{order_id}").count() == 1
+
+
+def test_the_gateway_is_never_called_inside_a_transaction(requested):
+    order_id = requested("tok_ok")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        run_charge(order_id=order_id)
+    assert ledger_entry(order_id) is None
+
+
+def _events(order_id: str):
+    from eventstore.store import load_stream
+
+    return load_stream(f"payment-{order_id}")

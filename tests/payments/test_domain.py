@@ -1,0 +1,168 @@
+"""The Payment aggregate: given events → decision → expected events (no database)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from payments.domain import (
+    AttemptOutcome,
+    FailureReason,
+    Payment,
+    PaymentConflict,
+    PaymentStatus,
+    payment_id_for,
+)
+
+ORDER = "3f0c7d0e-1111-4222-8333-444455556666"
+
+
+def given(*decisions) -> Payment:
+    """A payment after applying each decision's events in turn."""
+    payment = Payment(order_id=ORDER)
+    for decide in decisions:
+        for event in decide(payment):
+            payment.apply(event)
+    return payment
+
+
+def requested(payment: Payment, amount: str = "25.00"):
+    return payment.request(amount=Decimal(amount), method="card", token="tok_ok", command_id="cmd-1")
+
+
+def attempted(outcome: AttemptOutcome):
+    return lambda payment: payment.record_attempt(outcome=outcome)
+
+
+def captured(payment: Payment):
+    return payment.capture()
+
+
+def test_request_records_a_pending_payment_with_the_order_idempotency_key():
+    # when
+    events = requested(Payment(order_id=ORDER))
+    # then
+    assert [event.type for event in events] == ["PaymentRequested"]
+    assert events[0].data["amount"] == "25.00"
+    assert events[0].data["idempotency_key"] == f"order-{ORDER}"
+    assert events[0].data["payment_id"] == payment_id_for(ORDER)
+    assert given(requested).status == PaymentStatus.PENDING
+
+
+def test_capture_counts_attempts_and_one_capture():
+    payment = given(requested, attempted(AttemptOutcome.TRANSIENT), attempted(AttemptOutcome.CAPTURED))
+    events = payment.capture()
+    assert events[0].type == "PaymentProcessed"
+    assert events[0].data == {
+        "order_id": ORDER,
+        "payment_id": payment_id_for(ORDER),
+        "amount": "25.00",
+        "attempts": 2,
+    }
+    payment.apply(events[0])
+    assert (payment.status, payment.attempts, payment.captures) == (PaymentStatus.CAPTURED, 2, 1)
+
+
+def test_a_captured_payment_cannot_be_requested_again():
+    with pytest.raises(PaymentConflict):
+        requested(given(requested, captured))
+
+
+def test_a_running_payment_cannot_be_requested_again():
+    with pytest.raises(PaymentConflict):
+        requested(given(requested))
+
+
+def test_decline_and_unavailability_map_to_statuses():
+    declined = given(requested, lambda p: p.fail(reason=FailureReason.DECLINED, error="no"))
+    failed = given(requested, lambda p: p.fail(reason=FailureReason.UNAVAILABLE, error="down"))
+    assert declined.status == PaymentStatus.DECLINED
+    assert failed.status == PaymentStatus.FAILED
+
+
+def test_a_failed_payment_may_be_tried_again():
+    payment = given(requested, lambda p: p.fail(reason=FailureReason.UNAVAILABLE, error="down"))
+    assert [event.type for event in requested(payment)] == ["PaymentRequested"]
+
+
+def test_timeout_makes_the_outcome_unknown_and_the_ledger_settles_it():
+    payment = given(requested, attempted(AttemptOutcome.TIMEOUT), lambda p: p.mark_unknown(error="timeout"))
+    assert payment.status == PaymentStatus.UNKNOWN
+    payment.apply(payment.capture()[0])
+    assert payment.status == PaymentStatus.CAPTURED
+
+
+def test_nothing_is_decided_once_settled():
+    payment = given(requested, captured)
+    assert payment.capture() == []
+    assert payment.fail(reason=FailureReason.UNAVAILABLE, error="x") == []
+    assert payment.record_attempt(outcome=AttemptOutcome.CAPTURED) == []
+
+
+def refund(amount: str | None, *, strict: bool = True, refund_id: str = "r1"):
+    value = None if amount is None else Decimal(amount)
+    return lambda p: p.request_refund(
+        refund_id=refund_id, amount=value, reason="x", command_id="c", strict=strict
+    )
+
+
+def test_partial_then_full_refund():
+    payment = given(requested, captured, refund("10.00"))
+    request, amount = payment.next_refund()
+    assert amount == Decimal("10.00")
+    payment.apply(payment.complete_refund(refund_id=request.refund_id, amount=amount)[0])
+    assert (payment.status, payment.refunded) == (PaymentStatus.PARTIALLY_REFUNDED, Decimal("10.00"))
+
+    for event in refund(None, refund_id="r2")(payment):
+        payment.apply(event)
+    request, amount = payment.next_refund()
+    assert amount == Decimal("15.00")
+    events = payment.complete_refund(refund_id="r2", amount=amount)
+    assert events[0].data == {
+        "order_id": ORDER,
+        "payment_id": payment_id_for(ORDER),
+        "amount": "15.00",
+        "refunded_amount": "25.00",
+    }
+    payment.apply(events[0])
+    assert payment.status == PaymentStatus.REFUNDED
+
+
+def test_an_operator_cannot_refund_more_than_was_captured():
+    with pytest.raises(PaymentConflict):
+        refund("25.01")(given(requested, captured))
+
+
+def test_an_operator_cannot_refund_an_uncaptured_or_running_payment():
+    with pytest.raises(PaymentConflict):
+        refund(None)(given(requested))
+    with pytest.raises(PaymentConflict):
+        refund(None)(given(requested, lambda p: p.fail(reason=FailureReason.DECLINED, error="no")))
+
+
+def test_a_compensation_with_nothing_captured_is_answered_at_once_with_zero():
+    events = refund(None, strict=False)(
+        given(requested, lambda p: p.fail(reason=FailureReason.DECLINED, error=""))
+    )
+    assert [event.type for event in events] == ["RefundRequested", "PaymentRefunded"]
+    assert events[1].data["amount"] == "0.00"
+
+
+def test_a_compensation_while_the_charge_runs_waits_for_it_and_voids_later_rounds():
+    payment = given(requested, refund(None, strict=False))
+    assert payment.next_refund() is None  # the outcome is not known yet
+    payment.apply(payment.capture()[0])
+    request, amount = payment.next_refund()
+    assert amount == Decimal("25.00")
+    payment.apply(payment.complete_refund(refund_id=request.refund_id, amount=amount)[0])
+    assert payment.status == PaymentStatus.REFUNDED
+    with pytest.raises(PaymentConflict):
+        requested(payment)
+
+
+def test_a_repeated_process_command_for_a_capture_is_answered_again():
+    payment = given(requested, captured)
+    assert [event.type for event in payment.announce_capture()] == ["PaymentProcessed"]
+    payment.apply(payment.announce_capture()[0])
+    assert (payment.status, payment.captures) == (PaymentStatus.CAPTURED, 1)
