@@ -1,6 +1,6 @@
 """Models of the orders context: the user with its role and customer id."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
@@ -27,4 +27,33 @@ class User(AbstractUser):
     role = models.CharField(max_length=8, choices=Role.choices, default=Role.USER)
     customer_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
 
-    objects = OmsUserManager()
+    objects: ClassVar[OmsUserManager] = OmsUserManager()
+
+
+class IdempotencyRecord(models.Model):
+    """One ``Idempotency-Key`` of one user: the request it stood for and the answer it got.
+
+    The row is inserted (and committed) before the order is placed, so a concurrent duplicate
+    meets the unique constraint instead of creating a second order. Kept 24 hours.
+    """
+
+    IN_PROGRESS = "IN_PROGRESS"
+    DONE = "DONE"
+
+    id = models.BigAutoField(primary_key=True)
+    user_id = models.CharField(max_length=150)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, default=IN_PROGRESS)
+    response_status = models.IntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "orders_idempotency_key"
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "key"], name="orders_idempotency_user_key_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.key} {self.state}"

@@ -1,3 +1,67 @@
-"""What other contexts may import from `sagas`: names and read-only helpers, nothing else."""
+"""What other contexts may import from `sagas`: starting a saga, asking it to stop, its summary.
+
+The functions run inside the caller's transaction (orders calls them while it appends its own
+events), so an order and its saga never disagree.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from . import domain, handlers
 
 CONTEXT = "sagas"
+
+
+class SagaConflict(Exception):
+    """The saga's state does not allow the request (HTTP 409): e.g. the order already failed."""
+
+
+def start_order_saga(
+    *,
+    order_id: str,
+    customer_id: str,
+    items: list[dict[str, Any]],
+    total_amount: Decimal,
+    payment: dict[str, Any],
+    cause_id: str,
+) -> None:
+    """Create the saga (state STARTED) and send ReserveInventory."""
+    handlers.start_saga(
+        order_id=order_id,
+        customer_id=customer_id,
+        items=items,
+        total_amount=total_amount,
+        payment=payment,
+        cause_id=cause_id,
+    )
+
+
+def request_cancellation(*, order_id: str, by: str, reason: str) -> str:
+    """Compensate and end the order CANCELLED; returns the order's status now.
+
+    Repeated while compensating, it changes nothing; raises :class:`SagaConflict` when the
+    order is already CANCELLED or FAILED and ``LookupError`` when there is no such saga.
+    """
+    return _decide(
+        order_id, lambda saga, now: saga.cancel(by=by, reason=reason, now=now, timing=handlers.timing())
+    )
+
+
+def request_failure(*, order_id: str, by: str, reason: str) -> str:
+    """Compensate and end the order FAILED (reason ADMIN); returns the order's status now."""
+    return _decide(order_id, lambda saga, now: saga.fail(by=by, now=now, timing=handlers.timing()))
+
+
+def saga_summary(order_id: str) -> dict[str, Any] | None:
+    """``{"state","step","attempts","deadline","needs_attention"}`` or ``None``."""
+    return handlers.summary_of(order_id)
+
+
+def _decide(order_id: str, decision: Any) -> str:
+    try:
+        saga = handlers.decide(order_id, decision)
+    except domain.SagaRuleViolation as exc:
+        raise SagaConflict(str(exc)) from exc
+    return saga.order_status

@@ -1,0 +1,187 @@
+"""The orders API, command side (DESIGN §6): one thin view per operation.
+
+Checks run in the contract's order: 401 → 403 → 404 (another customer's order is never
+revealed) → 400/422 (input) → 409 (state).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.permissions import IsAdmin, customer_of, is_admin
+from config.problems import Conflict, ProblemSerializer, UnprocessableEntity
+from sagas import public as sagas_public
+
+from . import domain, handlers, idempotency, serializers
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+_ERRORS = {400: ProblemSerializer, 401: ProblemSerializer, 403: ProblemSerializer, 404: ProblemSerializer}
+
+
+def _location(order_id: str) -> str:
+    return f"/api/orders/{order_id}"
+
+
+def _caller_id(request: Request) -> str:
+    """The caller's user id from the token (the scope of Idempotency-Keys, the ``by`` of a cancel)."""
+    return str(getattr(request.user, "user_id", ""))
+
+
+def _visible_order(request: Request, order_id: uuid.UUID) -> domain.Order:
+    """The order if the caller may see it; 404 otherwise (never reveal another's order)."""
+    try:
+        order = handlers.load_order(str(order_id))
+    except handlers.OrderNotFound:
+        raise exceptions.NotFound("There is no order with this id.") from None
+    if not is_admin(request) and order.customer_id != customer_of(request):
+        raise exceptions.NotFound("There is no order with this id.")
+    return order
+
+
+class OrderPlaceView(APIView):
+    """POST /api/orders: place an order; the saga runs asynchronously (202)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="orders_place",
+        request=serializers.PlaceOrderInput,
+        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False)],
+        responses={202: serializers.OrderAccepted, 409: ProblemSerializer, 422: ProblemSerializer, **_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        data = self._validated(request)
+        customer_id = self._customer(request, data)
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None:
+            return self._place(data, customer_id, user_id="", key=None)
+        if not _KEY_PATTERN.match(key):
+            raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["must be 1-255 visible ASCII characters"]})
+        user_id = _caller_id(request)
+        try:
+            replay = idempotency.claim(
+                user_id=user_id, key=key, request_hash=idempotency.fingerprint(request.data)
+            )
+        except idempotency.KeyReusedWithOtherRequest:
+            raise UnprocessableEntity(
+                "This Idempotency-Key was already used with a different request body.",
+                "idempotency_key_reused",
+            ) from None
+        except idempotency.RequestStillRunning:
+            raise Conflict(
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+                "idempotency_in_progress",
+                retry_after=1,
+            ) from None
+        if replay is not None:
+            location = {"Location": _location(replay.body["order_id"])} if "order_id" in replay.body else {}
+            return Response(replay.body, status=replay.status, headers=location)
+        try:
+            return self._place(data, customer_id, user_id=user_id, key=key)
+        except BaseException:
+            idempotency.release(user_id=user_id, key=key)
+            raise
+
+    def _validated(self, request: Request) -> dict[str, Any]:
+        if not isinstance(request.data, dict):
+            raise exceptions.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+        form = serializers.PlaceOrderInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        return dict(form.validated_data)
+
+    def _customer(self, request: Request, data: dict[str, Any]) -> str:
+        if is_admin(request):
+            if not data.get("customer_id"):
+                raise exceptions.ValidationError({"customer_id": ["An ADMIN must name the customer."]})
+            return str(data["customer_id"])
+        customer_id = customer_of(request)
+        if not customer_id:
+            raise exceptions.PermissionDenied("This account has no customer id.")
+        return customer_id
+
+    def _place(self, data: dict[str, Any], customer_id: str, *, user_id: str, key: str | None) -> Response:
+        lines = [handlers.RequestedLine(item["product_id"], item["quantity"]) for item in data["items"]]
+        try:
+            with transaction.atomic():
+                order = handlers.place_order(
+                    customer_id=customer_id, lines=lines, payment=dict(data["payment"])
+                )
+                body = {"order_id": order.order_id, "status": order.status}
+                if key is not None:
+                    idempotency.complete(user_id=user_id, key=key, status=status.HTTP_202_ACCEPTED, body=body)
+        except handlers.UnknownProducts as exc:
+            errors = {
+                "items": [
+                    {"product_id": ["Unknown product."]} if i in exc.indexes else {}
+                    for i in range(len(lines))
+                ]
+            }
+            raise exceptions.ValidationError(errors) from None
+        return Response(
+            body, status=status.HTTP_202_ACCEPTED, headers={"Location": _location(order.order_id)}
+        )
+
+
+class OrderDetailView(APIView):
+    """GET /api/orders/{order_id} (strongly consistent) and DELETE (cancel)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(operation_id="orders_retrieve", responses={200: serializers.OrderOutput, **_ERRORS})
+    def get(self, request: Request, order_id: uuid.UUID) -> Response:
+        order = _visible_order(request, order_id)
+        return Response(serializers.order_body(order, sagas_public.saga_summary(order.order_id)))
+
+    @extend_schema(
+        operation_id="orders_cancel",
+        request=None,
+        responses={202: serializers.OrderAccepted, 409: ProblemSerializer, **_ERRORS},
+    )
+    def delete(self, request: Request, order_id: uuid.UUID) -> Response:
+        order = _visible_order(request, order_id)
+        by = _caller_id(request)
+        try:
+            current = handlers.cancel_order(order_id=order.order_id, by=by, reason="cancelled by request")
+        except sagas_public.SagaConflict as exc:
+            raise Conflict(f"The order cannot be cancelled: {exc}.", "order_terminal") from None
+        return Response({"order_id": order.order_id, "status": current}, status=status.HTTP_202_ACCEPTED)
+
+
+class OrderStatusView(APIView):
+    """PUT /api/orders/{order_id}/status (ADMIN): cancel or fail an order, compensating."""
+
+    permission_classes = [IsAuthenticated, IsAdmin]
+
+    @extend_schema(
+        operation_id="orders_change_status",
+        request=serializers.ChangeStatusInput,
+        responses={202: serializers.OrderAccepted, 409: ProblemSerializer, **_ERRORS},
+    )
+    def put(self, request: Request, order_id: uuid.UUID) -> Response:
+        order = _visible_order(request, order_id)
+        form = serializers.ChangeStatusInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        target = form.validated_data["status"]
+        reason = form.validated_data["reason"] or f"set to {target} by an admin"
+        by = _caller_id(request)
+        try:
+            if target == domain.CANCELLED:
+                current = handlers.cancel_order(order_id=order.order_id, by=by, reason=reason)
+            elif target == domain.FAILED:
+                current = handlers.fail_order(order_id=order.order_id, by=by, reason=reason)
+            else:
+                raise Conflict(f"An order cannot be set to {target} by hand.", "status_not_settable")
+        except sagas_public.SagaConflict as exc:
+            raise Conflict(f"The order cannot change: {exc}.", "order_terminal") from None
+        return Response({"order_id": order.order_id, "status": current}, status=status.HTTP_202_ACCEPTED)

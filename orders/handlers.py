@@ -1,0 +1,125 @@
+"""Order command handlers: load the order, decide with the aggregate, append in one transaction.
+
+Placing an order appends ``OrderCreated`` and starts its saga in the same transaction, so the
+saga exists from the moment the client gets its 202. Later changes to the order come from the
+saga (through ``orders.public``), inside the saga's own transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+
+from eventstore.store import NewEvent, append, load_stream
+from inventory import public as inventory_public
+from sagas import public as sagas_public
+
+from . import domain
+
+CONTEXT = "orders"
+
+
+class UnknownProducts(Exception):
+    """Some ordered products are not in the catalogue; ``indexes`` are their line numbers."""
+
+    def __init__(self, indexes: list[int]) -> None:
+        super().__init__(f"unknown products on lines {indexes}")
+        self.indexes = indexes
+
+
+class OrderNotFound(LookupError):
+    """No order has this id."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedLine:
+    """A line as the client asked for it (no name, no price)."""
+
+    product_id: str
+    quantity: int
+
+
+def place_order(*, customer_id: str, lines: Sequence[RequestedLine], payment: dict[str, str]) -> domain.Order:
+    """Price the lines from the catalogue, append OrderCreated and start the saga atomically."""
+    products = inventory_public.catalogue([line.product_id for line in lines])
+    unknown = [index for index, line in enumerate(lines) if line.product_id not in products]
+    if unknown:
+        raise UnknownProducts(unknown)
+    priced = [
+        domain.PricedLine(
+            product_id=line.product_id,
+            product_name=products[line.product_id].name,
+            quantity=line.quantity,
+            price=Decimal(products[line.product_id].price),
+        )
+        for line in lines
+    ]
+    order_id = str(uuid.uuid4())
+    events = domain.place_order(
+        order_id=order_id, customer_id=customer_id, lines=priced, payment_method=payment["method"]
+    )
+    with transaction.atomic():
+        stored = _append(order_id, 0, events, cause_id="")
+        created = events[0].data
+        sagas_public.start_order_saga(
+            order_id=order_id,
+            customer_id=customer_id,
+            items=created["items"],
+            total_amount=Decimal(created["total_amount"]),
+            payment=dict(payment),
+            cause_id=stored[0].message_id,
+        )
+    return load_order(order_id)
+
+
+def load_order(order_id: str) -> domain.Order:
+    """The order as its stream tells it (strongly consistent); raises :class:`OrderNotFound`."""
+    history = [
+        domain.RecordedEvent(type=m.type, data=m.data, version=m.version or 0, occurred_at=m.occurred_at)
+        for m in load_stream(order_id)
+    ]
+    order = domain.Order.from_history(order_id, history)
+    if order is None:
+        raise OrderNotFound(order_id)
+    return order
+
+
+def cancel_order(*, order_id: str, by: str, reason: str) -> str:
+    """Ask the saga to cancel (compensating what was done); returns the order status now.
+
+    Raises ``sagas.public.SagaConflict`` when the order already ended CANCELLED or FAILED.
+    """
+    with transaction.atomic():
+        return sagas_public.request_cancellation(order_id=order_id, by=by, reason=reason)
+
+
+def fail_order(*, order_id: str, by: str, reason: str) -> str:
+    """Ask the saga to compensate and end the order FAILED (reason ADMIN)."""
+    with transaction.atomic():
+        return sagas_public.request_failure(order_id=order_id, by=by, reason=reason)
+
+
+def record_decision(order_id: str, decide: Any, *, cause_id: str) -> None:
+    """Apply ``decide(order) -> events`` to the current order and append what it decided.
+
+    Runs in the caller's transaction (the saga's); the saga row lock serialises writers.
+    """
+    order = load_order(order_id)
+    _append(order_id, order.version, decide(order), cause_id=cause_id)
+
+
+def _append(order_id: str, version: int, events: Sequence[domain.DomainEvent], *, cause_id: str) -> list[Any]:
+    return append(
+        context=CONTEXT,
+        aggregate_type="order",
+        aggregate_id=order_id,
+        expected_version=version,
+        events=[NewEvent(event.type, event.data) for event in events],
+        correlation_id=order_id,
+        causation_id=cause_id,
+    )

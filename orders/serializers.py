@@ -1,0 +1,109 @@
+"""Request and response shapes of the orders API (DESIGN §6); no business rules here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from . import domain
+
+PRODUCT_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+MAX_LINES = 100
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer given as a JSON number: no strings, no booleans, no fractions."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class OrderLineInput(serializers.Serializer):
+    product_id = serializers.RegexField(PRODUCT_ID_PATTERN, max_length=64)
+    quantity = StrictIntegerField(min_value=1, max_value=1000)
+
+
+class PaymentInput(serializers.Serializer):
+    method = serializers.ChoiceField(choices=["card"])
+    token = serializers.CharField(min_length=1, max_length=128)
+
+
+class PlaceOrderInput(serializers.Serializer):
+    """POST /api/orders."""
+
+    items = OrderLineInput(many=True, allow_empty=False)
+    payment = PaymentInput()
+    customer_id = serializers.CharField(min_length=1, max_length=64, required=False, allow_null=True)
+
+    def validate_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if len(items) > MAX_LINES:
+            raise serializers.ValidationError(f"An order has at most {MAX_LINES} lines.")
+        seen: set[str] = set()
+        for item in items:
+            if item["product_id"] in seen:
+                raise serializers.ValidationError(
+                    f"product {item['product_id']} appears on more than one line"
+                )
+            seen.add(item["product_id"])
+        return items
+
+
+class ChangeStatusInput(serializers.Serializer):
+    """PUT /api/orders/{order_id}/status."""
+
+    status = serializers.ChoiceField(choices=list(domain.STATUSES))
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class OrderAccepted(serializers.Serializer):
+    order_id = serializers.UUIDField()
+    status = serializers.CharField()
+
+
+class OrderLineOutput(serializers.Serializer):
+    product_id = serializers.CharField()
+    product_name = serializers.CharField()
+    quantity = serializers.IntegerField()
+    price = serializers.CharField()
+
+
+class SagaOutput(serializers.Serializer):
+    state = serializers.CharField()
+    step = serializers.CharField(allow_null=True)
+    attempts = serializers.IntegerField()
+    deadline = serializers.CharField(allow_null=True)
+    needs_attention = serializers.BooleanField()
+
+
+class OrderOutput(serializers.Serializer):
+    """GET /api/orders/{order_id}."""
+
+    order_id = serializers.UUIDField()
+    customer_id = serializers.CharField()
+    status = serializers.CharField()
+    total_amount = serializers.CharField()
+    items = OrderLineOutput(many=True)
+    saga = SagaOutput(allow_null=True)
+    failure_reason = serializers.CharField(allow_null=True)
+    created_at = serializers.CharField()
+    updated_at = serializers.CharField()
+    version = serializers.IntegerField()
+
+
+def order_body(order: domain.Order, saga: dict[str, Any] | None) -> dict[str, Any]:
+    """The response body of GET /api/orders/{order_id}."""
+    return {
+        "order_id": order.order_id,
+        "customer_id": order.customer_id,
+        "status": order.status,
+        "total_amount": order.total_amount,
+        "items": order.items,
+        "saga": saga,
+        "failure_reason": order.failure_reason,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+        "version": order.version,
+    }

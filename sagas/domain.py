@@ -1,0 +1,475 @@
+"""The order saga's rules: which state, which command, which order outcome follows each answer.
+
+Pure Python (no Django). A :class:`Saga` is mutated by its methods, each of which returns the
+effects the handler must carry out in the same transaction: commands to send (:class:`Send`),
+changes to the order (:class:`OrderEffect`) and events for the saga's own stream (:class:`Record`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+STARTED = "STARTED"
+INVENTORY_RESERVED = "INVENTORY_RESERVED"
+PAYMENT_PROCESSING = "PAYMENT_PROCESSING"
+COMPLETED = "COMPLETED"
+COMPENSATING = "COMPENSATING"
+COMPENSATED = "COMPENSATED"
+FAILED = "FAILED"
+
+STATES = (STARTED, INVENTORY_RESERVED, PAYMENT_PROCESSING, COMPLETED, COMPENSATING, COMPENSATED, FAILED)
+RUNNING = frozenset({STARTED, INVENTORY_RESERVED, PAYMENT_PROCESSING})
+TERMINAL = frozenset({COMPLETED, COMPENSATED, FAILED})
+
+# Steps: the command the saga waits an answer for.
+RESERVE = "RESERVE_INVENTORY"
+PAY = "PROCESS_PAYMENT"
+CONFIRM = "CONFIRM_INVENTORY"
+RELEASE = "RELEASE_INVENTORY"
+REFUND = "REFUND_PAYMENT"
+# While compensating, a payment already asked for must be heard of before deciding on a refund.
+AWAIT_PAYMENT = "AWAIT_PAYMENT_OUTCOME"
+
+# Which step each answer settles.
+ANSWERS = {
+    "InventoryReserved": RESERVE,
+    "InventoryReservationFailed": RESERVE,
+    "PaymentProcessed": PAY,
+    "PaymentFailed": PAY,
+    "InventoryConfirmed": CONFIRM,
+    "InventoryReleased": RELEASE,
+    "PaymentRefunded": REFUND,
+}
+
+CANCELLED_OUTCOME = "CANCELLED"
+FAILED_OUTCOME = "FAILED"
+
+
+class SagaRuleViolation(Exception):
+    """A request the saga's current state does not allow (e.g. cancelling a failed order)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """The clocks of the saga: overall timeout, per-compensation-step timeout and retries."""
+
+    saga_timeout: float
+    step_timeout: float
+    step_retries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A command to send; ``step`` is the saga step it belongs to."""
+
+    command: str
+    step: str
+    data: dict[str, Any]
+    tracked: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEffect:
+    """A change to the order: ``status`` (running status), ``complete``, ``fail`` or ``cancel``."""
+
+    action: str
+    status: str = ""
+    reason: str = ""
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An event for the saga's own stream."""
+
+    type: str
+    data: dict[str, Any]
+
+
+Effect = Send | OrderEffect | Record
+
+
+@dataclass(slots=True)
+class Saga:
+    """The persisted state of one order's saga."""
+
+    order_id: str
+    items: list[dict[str, Any]]
+    amount: str
+    payment_method: str
+    payment_token: str
+    deadline: datetime
+    state: str = STARTED
+    step: str | None = RESERVE
+    attempts: int = 1
+    needs_attention: bool = False
+    failure_reason: str | None = None
+    outcome: str | None = None
+    cancelled_by: str = ""
+    cancel_reason: str = ""
+    reserved: bool = False
+    reservation_expires_at: datetime | None = None
+    payment_requested: bool = False
+    captured: bool = False
+    confirmed: bool = False
+    pending: list[str] = field(default_factory=list)
+    order_status: str = "PENDING"
+
+    # --- starting -------------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        order_id: str,
+        items: list[dict[str, Any]],
+        amount: str,
+        payment_method: str,
+        payment_token: str,
+        now: datetime,
+        timing: Timing,
+    ) -> tuple[Saga, list[Effect]]:
+        """A new saga in STARTED that asks inventory to reserve the items."""
+        saga = cls(
+            order_id=order_id,
+            items=items,
+            amount=amount,
+            payment_method=payment_method,
+            payment_token=payment_token,
+            deadline=now + timedelta(seconds=timing.saga_timeout),
+        )
+        started = Record(
+            "SagaStarted",
+            {"order_id": order_id, "state": STARTED, "step": RESERVE, "deadline": _iso(saga.deadline)},
+        )
+        return saga, [started, saga._command(RESERVE)]
+
+    # --- answers from inventory and payments --------------------------------------------------
+
+    def on_answer(
+        self, *, message_type: str, data: dict[str, Any], now: datetime, timing: Timing
+    ) -> list[Effect]:
+        """React to an event of another context about this order; duplicates change nothing."""
+        handler = _REACTIONS.get(message_type)
+        return handler(self, data, now, timing) if handler else []
+
+    def _on_reserved(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
+        if self.state == STARTED:
+            self.reserved = True
+            self.reservation_expires_at = _parse(data.get("expires_at"))
+            effects = self._move(INVENTORY_RESERVED, None, "inventory reserved", now, timing)
+            effects.append(self._order_status(INVENTORY_RESERVED))
+            self.payment_requested = True
+            effects += self._move(PAYMENT_PROCESSING, PAY, "payment requested", now, timing)
+            effects.append(self._command(PAY))
+            effects.append(self._order_status(PAYMENT_PROCESSING))
+            return effects
+        return self._late_inventory_effect()
+
+    def _on_reservation_failed(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
+        if self.state != STARTED:
+            return []
+        self.failure_reason = str(data.get("reason") or "OUT_OF_STOCK")
+        self.outcome = FAILED_OUTCOME
+        effects = self._move(FAILED, None, self.failure_reason, now, timing)
+        effects.append(self._finish_order())
+        return effects
+
+    def _on_payment_processed(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
+        if self.state == PAYMENT_PROCESSING and self.step == PAY:
+            self.captured = True
+            effects = self._move(PAYMENT_PROCESSING, CONFIRM, "payment captured", now, timing)
+            effects.append(self._command(CONFIRM))
+            return effects
+        if self.captured and self.state not in (COMPENSATING, COMPENSATED, FAILED):
+            return []
+        self.captured = True
+        # A capture heard after the saga gave up must be refunded: never keep money for a failed order.
+        # The refund joins the pending steps before the payment wait is settled, so the order
+        # cannot turn terminal ahead of it.
+        effects = self._require_compensation(REFUND)
+        if self.state == COMPENSATING:
+            effects += self._settle(AWAIT_PAYMENT, now, timing)
+        return effects
+
+    def _on_payment_failed(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
+        if self.state == PAYMENT_PROCESSING and self.step == PAY:
+            reason = str(data.get("reason") or "PAYMENT_UNAVAILABLE")
+            if reason not in ("PAYMENT_DECLINED", "PAYMENT_UNAVAILABLE"):
+                reason = "PAYMENT_UNAVAILABLE"
+            # The payment is over without a capture: there is nothing to wait for or refund.
+            self.payment_requested = False
+            return self._compensate(outcome=FAILED_OUTCOME, reason=reason, by="", now=now, timing=timing)
+        if self.state == COMPENSATING:
+            self.payment_requested = False
+            return self._settle(AWAIT_PAYMENT, now, timing)
+        return []
+
+    def _on_confirmed(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
+        if self.state == PAYMENT_PROCESSING and self.step == CONFIRM:
+            self.confirmed = True
+            effects = self._move(COMPLETED, None, "inventory confirmed", now, timing)
+            effects.append(self._finish_order())
+            return effects
+        if self.state == COMPLETED:
+            return []
+        self.confirmed = True
+        return self._late_inventory_effect()
+
+    def _on_released(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
+        if self.state != COMPENSATING:
+            return []
+        self.reserved = False
+        return self._settle(RELEASE, now, timing)
+
+    def _on_refunded(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
+        if self.state != COMPENSATING:
+            return []
+        return self._settle(REFUND, now, timing)
+
+    # --- requests: cancellation, failure, timeout, manual intervention ------------------------
+
+    def cancel(self, *, by: str, reason: str, now: datetime, timing: Timing) -> list[Effect]:
+        """Compensate and end the order CANCELLED; a repeat while compensating changes nothing."""
+        if self.state in (COMPENSATED, FAILED):
+            raise SagaRuleViolation(f"the order is already {self.order_status}")
+        if self.state == COMPENSATING:
+            return []
+        return self._compensate(outcome=CANCELLED_OUTCOME, reason=reason, by=by, now=now, timing=timing)
+
+    def fail(self, *, by: str, now: datetime, timing: Timing) -> list[Effect]:
+        """Compensate and end the order FAILED with reason ADMIN."""
+        if self.state in TERMINAL:
+            raise SagaRuleViolation(f"the order is already {self.order_status}")
+        if self.state == COMPENSATING:
+            return []
+        return self._compensate(outcome=FAILED_OUTCOME, reason="ADMIN", by=by, now=now, timing=timing)
+
+    def time_out(self, *, now: datetime, timing: Timing) -> list[Effect]:
+        """Called by the sweep: compensate a stalled saga, retry or park a stalled compensation."""
+        if self.needs_attention or now < self.deadline:
+            return []
+        if self.state in RUNNING:
+            timed_out = Record("SagaStepTimedOut", self._step_data(outcome="TIMEOUT"))
+            compensation = self._compensate(
+                outcome=FAILED_OUTCOME, reason="TIMEOUT", by="", now=now, timing=timing
+            )
+            return [timed_out, *compensation]
+        if self.state != COMPENSATING:
+            return []
+        effects: list[Effect] = [Record("SagaStepTimedOut", self._step_data(outcome="TIMEOUT"))]
+        if self.attempts > timing.step_retries:
+            self.needs_attention = True
+            effects.append(Record("SagaParked", self._step_data(outcome="PARKED")))
+            return effects
+        self.attempts += 1
+        # Exponential backoff between retries of the same compensation step.
+        self.deadline = now + timedelta(seconds=timing.step_timeout * 2 ** (self.attempts - 1))
+        effects += [self._command(step) for step in self.pending]
+        return effects
+
+    def retry_step(self, *, admin: str, now: datetime, timing: Timing) -> list[Effect]:
+        """Re-send the current step's command(s) on an operator's request."""
+        if self.state in TERMINAL:
+            raise SagaRuleViolation(f"a {self.state} saga has no step to retry")
+        self.attempts += 1
+        self.needs_attention = False
+        self._reset_deadline(now, timing)
+        steps = self.pending if self.state == COMPENSATING else [self.step or RESERVE]
+        retried = Record("SagaStepRetried", {**self._step_data(outcome="RETRIED"), "admin": admin})
+        return [retried, *(self._command(step) for step in steps)]
+
+    def force_compensation(
+        self, *, admin: str, as_cancellation: bool, now: datetime, timing: Timing
+    ) -> list[Effect]:
+        """Compensate now on an operator's request (order FAILED reason ADMIN, or CANCELLED)."""
+        if self.state in (COMPENSATED, FAILED):
+            raise SagaRuleViolation(f"a {self.state} saga has nothing left to compensate")
+        if self.state == COMPLETED and not as_cancellation:
+            raise SagaRuleViolation("a completed order can only be compensated as a cancellation")
+        record = Record(
+            "SagaManuallyCompensated",
+            {"order_id": self.order_id, "admin": admin, "as_cancellation": as_cancellation},
+        )
+        if self.state == COMPENSATING:
+            self.needs_attention = False
+            self.attempts += 1
+            self._reset_deadline(now, timing)
+            return [record, *(self._command(step) for step in self.pending)]
+        outcome = CANCELLED_OUTCOME if as_cancellation else FAILED_OUTCOME
+        return [record, *self._compensate(outcome=outcome, reason="ADMIN", by=admin, now=now, timing=timing)]
+
+    def mark_failed(self, *, admin: str, now: datetime, timing: Timing) -> list[Effect]:
+        """End the saga FAILED without further compensation (an operator settled it by hand)."""
+        if self.state in TERMINAL:
+            raise SagaRuleViolation(f"a {self.state} saga cannot be marked failed")
+        record = Record("SagaManuallyFailed", {"order_id": self.order_id, "admin": admin, "step": self.step})
+        if self.outcome != CANCELLED_OUTCOME:
+            self.outcome = FAILED_OUTCOME
+            self.failure_reason = "ADMIN"
+            self.cancelled_by = admin
+        self.needs_attention = False
+        self.pending = []
+        effects: list[Effect] = [record, *self._move(FAILED, None, "marked failed", now, timing)]
+        effects.append(self._finish_order())
+        return effects
+
+    # --- summaries ------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """The ``saga`` object of GET /api/orders/{order_id}."""
+        return {
+            "state": self.state,
+            "step": self.step,
+            "attempts": self.attempts,
+            "deadline": None if self.state in TERMINAL else _iso(self.deadline),
+            "needs_attention": self.needs_attention,
+        }
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _compensate(
+        self, *, outcome: str, reason: str, by: str, now: datetime, timing: Timing
+    ) -> list[Effect]:
+        self.outcome = outcome
+        if outcome == CANCELLED_OUTCOME:
+            self.cancelled_by, self.cancel_reason = by, reason
+        else:
+            self.failure_reason, self.cancelled_by = reason, by
+        # A release is always sent: it also covers a reservation still in flight, and answers
+        # "nothing held" when there is none.
+        pending = [RELEASE]
+        if self.captured:
+            pending.append(REFUND)
+        elif self.payment_requested:
+            pending.append(AWAIT_PAYMENT)
+        self.pending = pending
+        effects = self._move(COMPENSATING, pending[0], f"compensating: {reason}", now, timing)
+        effects += [self._command(step) for step in pending if step != AWAIT_PAYMENT]
+        return effects
+
+    def _require_compensation(self, step: str) -> list[Effect]:
+        """Undo an effect that arrived after compensation began (or ended)."""
+        if self.state == COMPENSATING:
+            if step in self.pending:
+                return []
+            self.pending.append(step)
+            return [self._command(step)]
+        if self.state in (COMPENSATED, FAILED):
+            return [self._command(step, tracked=False)]
+        return []
+
+    def _late_inventory_effect(self) -> list[Effect]:
+        if self.state in (COMPENSATING, COMPENSATED, FAILED):
+            return self._require_compensation(RELEASE)
+        return []
+
+    def _settle(self, step: str, now: datetime, timing: Timing) -> list[Effect]:
+        if step not in self.pending:
+            return []
+        self.pending = [other for other in self.pending if other != step]
+        if self.pending:
+            return self._move(COMPENSATING, self.pending[0], f"{step} done", now, timing)
+        effects = self._move(COMPENSATED, None, "compensation done", now, timing)
+        effects.append(self._finish_order())
+        return effects
+
+    def _move(self, state: str, step: str | None, reason: str, now: datetime, timing: Timing) -> list[Effect]:
+        previous_state, previous_step = self.state, self.step
+        self.state, self.step = state, step
+        self.attempts = 1 if step else 0
+        if state in TERMINAL:
+            self.needs_attention = False
+        self._reset_deadline(now, timing)
+        data = {
+            "order_id": self.order_id,
+            "from_state": previous_state,
+            "to_state": state,
+            "from_step": previous_step,
+            "step": step,
+            "reason": reason,
+        }
+        return [Record("SagaTransitioned", data)]
+
+    def _reset_deadline(self, now: datetime, timing: Timing) -> None:
+        if self.state == COMPENSATING:
+            self.deadline = now + timedelta(seconds=timing.step_timeout)
+            return
+        self.deadline = now + timedelta(seconds=timing.saga_timeout)
+        # Held stock expires with the saga: never let the saga outlive its reservation.
+        if self.reserved and not self.confirmed and self.reservation_expires_at is not None:
+            self.deadline = min(self.deadline, self.reservation_expires_at)
+
+    def _order_status(self, status: str) -> OrderEffect:
+        self.order_status = status
+        return OrderEffect("status", status=status)
+
+    def _finish_order(self) -> OrderEffect:
+        if self.state == COMPLETED:
+            self.order_status = "COMPLETED"
+            return OrderEffect("complete")
+        if self.outcome == CANCELLED_OUTCOME:
+            self.order_status = "CANCELLED"
+            return OrderEffect("cancel", reason=self.cancel_reason, by=self.cancelled_by)
+        self.order_status = "FAILED"
+        return OrderEffect("fail", reason=self.failure_reason or "ADMIN")
+
+    def _command(self, step: str, *, tracked: bool = True) -> Send:
+        order = {"order_id": self.order_id}
+        if step == RESERVE:
+            data = {**order, "items": self._reservation_items(), "expires_at": _iso(self.deadline)}
+            return Send("ReserveInventory", step, data, tracked)
+        if step in (PAY, AWAIT_PAYMENT):
+            data = {
+                **order,
+                "amount": self.amount,
+                "method": self.payment_method,
+                "token": self.payment_token,
+            }
+            return Send("ProcessPayment", step, data, tracked)
+        if step == CONFIRM:
+            return Send("ConfirmInventory", step, order, tracked)
+        if step == RELEASE:
+            return Send("ReleaseInventory", step, {**order, "reason": self._undo_reason()}, tracked)
+        if step == REFUND:
+            return Send(
+                "RefundPayment", step, {**order, "amount": None, "reason": self._undo_reason()}, tracked
+            )
+        raise ValueError(f"unknown step {step}")
+
+    def _reservation_items(self) -> list[dict[str, Any]]:
+        return [{"product_id": item["product_id"], "quantity": item["quantity"]} for item in self.items]
+
+    def _undo_reason(self) -> str:
+        if self.outcome == CANCELLED_OUTCOME:
+            return "CANCELLED"
+        return self.failure_reason or "COMPENSATION"
+
+    def _step_data(self, *, outcome: str) -> dict[str, Any]:
+        return {"order_id": self.order_id, "step": self.step, "attempt": self.attempts, "outcome": outcome}
+
+
+_REACTIONS = {
+    "InventoryReserved": Saga._on_reserved,
+    "InventoryReservationFailed": Saga._on_reservation_failed,
+    "PaymentProcessed": Saga._on_payment_processed,
+    "PaymentFailed": Saga._on_payment_failed,
+    "InventoryConfirmed": Saga._on_confirmed,
+    "InventoryReleased": Saga._on_released,
+    "PaymentRefunded": Saga._on_refunded,
+}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _parse(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -1,0 +1,162 @@
+"""The order saga end to end: HTTP API → outbox → in-process bus → inventory and payments → order."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.utils import timezone
+
+from eventstore.models import OutboxMessage
+from payments.public import payment_status
+from sagas.handlers import sweep_timeouts
+
+from .conftest import order_of, place, settle, stock_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_happy_path_completes_with_one_capture(alice_client, stocked) -> None:
+    stocked("SKU-H", 10, price="25.00")
+    order_id = place(alice_client, [("SKU-H", 3)])
+    pending = order_of(alice_client, order_id)
+    assert pending["saga"]["state"] == "STARTED" and pending["saga"]["needs_attention"] is False
+    assert pending["total_amount"] == "75.00" and pending["version"] == 1
+    settle()
+    order = order_of(alice_client, order_id)
+    assert (order["status"], order["failure_reason"]) == ("COMPLETED", None)
+    assert order["saga"] == {
+        "state": "COMPLETED",
+        "step": None,
+        "attempts": 0,
+        "deadline": None,
+        "needs_attention": False,
+    }
+    assert order["items"] == [
+        {"product_id": "SKU-H", "product_name": "SKU-H", "quantity": 3, "price": "25.00"}
+    ]
+    assert order["version"] == 4 and order["updated_at"] >= order["created_at"]
+    assert stock_of("SKU-H") == (7, 0)
+    payment = payment_status(order_id)
+    assert (payment["status"], payment["captures"], payment["amount"]) == ("CAPTURED", 1, "75.00")
+
+
+def test_declined_payment_fails_the_order_and_restores_stock(alice_client, stocked) -> None:
+    stocked("SKU-D", 5)
+    order_id = place(alice_client, [("SKU-D", 2)], token="tok_declined")
+    settle()
+    order = order_of(alice_client, order_id)
+    assert (order["status"], order["failure_reason"]) == ("FAILED", "PAYMENT_DECLINED")
+    assert order["saga"]["state"] == "COMPENSATED"
+    assert stock_of("SKU-D") == (5, 0)
+    assert payment_status(order_id)["captures"] == 0
+
+
+def test_out_of_stock_fails_without_compensation(alice_client, stocked) -> None:
+    stocked("SKU-O", 1)
+    order_id = place(alice_client, [("SKU-O", 2)])
+    settle()
+    order = order_of(alice_client, order_id)
+    assert (order["status"], order["failure_reason"], order["saga"]["state"]) == (
+        "FAILED",
+        "OUT_OF_STOCK",
+        "FAILED",
+    )
+    assert stock_of("SKU-O") == (1, 0)
+    assert payment_status(order_id) is None
+
+
+def test_flaky_gateway_completes_on_the_second_attempt(alice_client, stocked) -> None:
+    stocked("SKU-F", 5)
+    order_id = place(alice_client, [("SKU-F", 1)], token="tok_flaky")
+    settle()
+    assert order_of(alice_client, order_id)["status"] == "COMPLETED"
+    payment = payment_status(order_id)
+    assert (payment["attempts"], payment["captures"]) == (2, 1)
+
+
+def test_gateway_down_fails_with_payment_unavailable(alice_client, stocked) -> None:
+    stocked("SKU-G", 5)
+    order_id = place(alice_client, [("SKU-G", 1)], token="tok_gateway_down")
+    settle()
+    order = order_of(alice_client, order_id)
+    assert (order["status"], order["failure_reason"]) == ("FAILED", "PAYMENT_UNAVAILABLE")
+    assert stock_of("SKU-G") == (5, 0)
+    assert payment_status(order_id)["captures"] == 0
+
+
+def test_slow_gateway_captures_once_and_completes(alice_client, stocked, settings) -> None:
+    settings.PAYMENT_TIMEOUT = 0.3
+    stocked("SKU-S", 5)
+    order_id = place(alice_client, [("SKU-S", 1)], token="tok_slow")
+    settle()
+    assert order_of(alice_client, order_id)["status"] == "COMPLETED"
+    assert payment_status(order_id)["captures"] == 1
+
+
+def test_cancel_before_payment_restores_stock(alice_client, stocked) -> None:
+    stocked("SKU-C", 4)
+    order_id = place(alice_client, [("SKU-C", 3)])
+    response = alice_client.delete(f"/api/orders/{order_id}")
+    assert response.status_code == 202
+    assert response.json() == {"order_id": order_id, "status": "PENDING"}
+    assert alice_client.delete(f"/api/orders/{order_id}").status_code == 202, "repeated while it runs"
+    settle()
+    order = order_of(alice_client, order_id)
+    assert (order["status"], order["saga"]["state"]) == ("CANCELLED", "COMPENSATED")
+    assert stock_of("SKU-C") == (4, 0)
+    assert payment_status(order_id) is None
+    second = alice_client.delete(f"/api/orders/{order_id}")
+    assert second.status_code == 409
+    assert second["Content-Type"] == "application/problem+json"
+
+
+def test_cancel_after_completion_refunds_and_restocks(alice_client, stocked) -> None:
+    stocked("SKU-R", 6, price="4.50")
+    order_id = place(alice_client, [("SKU-R", 2)])
+    settle()
+    assert stock_of("SKU-R") == (4, 0)
+    response = alice_client.delete(f"/api/orders/{order_id}")
+    assert response.status_code == 202 and response.json()["status"] == "COMPLETED"
+    settle()
+    order = order_of(alice_client, order_id)
+    assert (order["status"], order["saga"]["state"]) == ("CANCELLED", "COMPENSATED")
+    assert stock_of("SKU-R") == (6, 0)
+    payment = payment_status(order_id)
+    assert (payment["status"], payment["refunded_amount"], payment["captures"]) == ("REFUNDED", "9.00", 1)
+    assert alice_client.delete(f"/api/orders/{order_id}").status_code == 409
+
+
+def test_admin_fails_a_running_order(alice_client, admin_client, stocked) -> None:
+    stocked("SKU-X", 3)
+    order_id = place(alice_client, [("SKU-X", 1)])
+    response = admin_client.put(f"/api/orders/{order_id}/status", {"status": "FAILED", "reason": "fraud"})
+    assert response.status_code == 202 and response.json() == {"order_id": order_id, "status": "PENDING"}
+    settle()
+    order = order_of(alice_client, order_id)
+    assert (order["status"], order["failure_reason"]) == ("FAILED", "ADMIN")
+    assert stock_of("SKU-X") == (3, 0)
+    again = admin_client.put(f"/api/orders/{order_id}/status", {"status": "CANCELLED"})
+    assert again.status_code == 409
+
+
+def test_a_saga_without_progress_times_out_and_fails(alice_client, stocked, settings) -> None:
+    settings.SAGA_TIMEOUT = 2
+    stocked("SKU-T", 5)
+    order_id = place(alice_client, [("SKU-T", 2)])
+    # The reservation command is lost: inventory never answers this order.
+    lost = OutboxMessage.objects.filter(
+        routing_key="inventory.ReserveInventory", body__correlation_id=order_id
+    )
+    assert lost.update(sent_at=timezone.now()) == 1
+    assert sweep_timeouts() == 0
+    time.sleep(2.1)
+    assert sweep_timeouts() == 1
+    settle()
+    order = order_of(alice_client, order_id)
+    assert (order["status"], order["failure_reason"], order["saga"]["state"]) == (
+        "FAILED",
+        "TIMEOUT",
+        "COMPENSATED",
+    )
+    assert stock_of("SKU-T") == (5, 0)

@@ -1,0 +1,243 @@
+"""Saga rules: given a saga state → answer or request → expected effects (no database)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sagas import domain
+from sagas.domain import OrderEffect, Record, Saga, SagaRuleViolation, Send, Timing
+
+ORDER_ID = "6f1c2f8e-0000-4000-8000-000000000002"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TIMING = Timing(saga_timeout=300, step_timeout=10, step_retries=2)
+ITEMS = [{"product_id": "SKU-1", "product_name": "Widget", "quantity": 2, "price": "5.00"}]
+
+
+def _started() -> tuple[Saga, list[domain.Effect]]:
+    return Saga.start(
+        order_id=ORDER_ID,
+        items=ITEMS,
+        amount="10.00",
+        payment_method="card",
+        payment_token="tok_ok",
+        now=T0,
+        timing=TIMING,
+    )
+
+
+def _sent(effects: list[domain.Effect]) -> list[str]:
+    return [e.command for e in effects if isinstance(e, Send)]
+
+
+def _order(effects: list[domain.Effect]) -> list[OrderEffect]:
+    return [e for e in effects if isinstance(e, OrderEffect)]
+
+
+def _answer(saga: Saga, message_type: str, at: datetime = T0, **data: object) -> list[domain.Effect]:
+    return saga.on_answer(
+        message_type=message_type, data={"order_id": ORDER_ID, **data}, now=at, timing=TIMING
+    )
+
+
+def _paying() -> Saga:
+    saga, _ = _started()
+    _answer(saga, "InventoryReserved", expires_at="2026-01-01T00:05:00Z")
+    return saga
+
+
+def _completed() -> Saga:
+    saga = _paying()
+    _answer(saga, "PaymentProcessed")
+    _answer(saga, "InventoryConfirmed")
+    return saga
+
+
+def test_start_records_the_saga_and_asks_for_a_reservation_until_the_deadline() -> None:
+    saga, effects = _started()
+    assert (saga.state, saga.step, saga.deadline) == (
+        "STARTED",
+        "RESERVE_INVENTORY",
+        T0 + timedelta(seconds=300),
+    )
+    assert isinstance(effects[0], Record) and effects[0].type == "SagaStarted"
+    [reserve] = [e for e in effects if isinstance(e, Send)]
+    assert reserve.data == {
+        "order_id": ORDER_ID,
+        "items": [{"product_id": "SKU-1", "quantity": 2}],
+        "expires_at": "2026-01-01T00:05:00Z",
+    }
+
+
+def test_happy_path_reaches_completed_and_completes_the_order() -> None:
+    saga, _ = _started()
+    effects = _answer(saga, "InventoryReserved", expires_at="2026-01-01T00:05:00Z")
+    assert _sent(effects) == ["ProcessPayment"]
+    assert [e.status for e in _order(effects)] == ["INVENTORY_RESERVED", "PAYMENT_PROCESSING"]
+    assert (saga.state, saga.step) == ("PAYMENT_PROCESSING", "PROCESS_PAYMENT")
+    pay = next(e for e in effects if isinstance(e, Send))
+    assert pay.data == {"order_id": ORDER_ID, "amount": "10.00", "method": "card", "token": "tok_ok"}
+    assert _sent(_answer(saga, "PaymentProcessed")) == ["ConfirmInventory"]
+    effects = _answer(saga, "InventoryConfirmed")
+    assert saga.state == "COMPLETED" and saga.step is None
+    assert _order(effects) == [OrderEffect("complete")]
+    assert saga.summary()["deadline"] is None
+
+
+def test_duplicate_answers_change_nothing() -> None:
+    saga = _paying()
+    assert _answer(saga, "InventoryReserved") == []
+    _answer(saga, "PaymentProcessed")
+    assert _answer(saga, "PaymentProcessed") == []
+
+
+def test_deadline_never_outlives_the_reservation() -> None:
+    saga, _ = _started()
+    _answer(saga, "InventoryReserved", at=T0 + timedelta(seconds=100), expires_at="2026-01-01T00:05:00Z")
+    assert saga.deadline == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+
+
+def test_out_of_stock_fails_without_compensation() -> None:
+    saga, _ = _started()
+    effects = _answer(saga, "InventoryReservationFailed", reason="OUT_OF_STOCK", shortages=[])
+    assert saga.state == "FAILED"
+    assert _sent(effects) == []
+    assert _order(effects) == [OrderEffect("fail", reason="OUT_OF_STOCK")]
+
+
+@pytest.mark.parametrize("reason", ["PAYMENT_DECLINED", "PAYMENT_UNAVAILABLE"])
+def test_payment_failure_releases_then_fails_the_order(reason: str) -> None:
+    saga = _paying()
+    effects = _answer(saga, "PaymentFailed", reason=reason)
+    assert (saga.state, saga.step, saga.pending) == (
+        "COMPENSATING",
+        "RELEASE_INVENTORY",
+        ["RELEASE_INVENTORY"],
+    )
+    assert _sent(effects) == ["ReleaseInventory"] and _order(effects) == []
+    effects = _answer(saga, "InventoryReleased", items=[], reason=reason, restocked=False)
+    assert saga.state == "COMPENSATED"
+    assert _order(effects) == [OrderEffect("fail", reason=reason)]
+
+
+def test_cancel_before_payment_releases_and_ends_cancelled() -> None:
+    saga, _ = _started()
+    effects = saga.cancel(by="alice", reason="no longer needed", now=T0, timing=TIMING)
+    assert _sent(effects) == ["ReleaseInventory"]
+    assert saga.cancel(by="alice", reason="again", now=T0, timing=TIMING) == []
+    effects = _answer(saga, "InventoryReleased", items=[])
+    assert _order(effects) == [OrderEffect("cancel", reason="no longer needed", by="alice")]
+    with pytest.raises(SagaRuleViolation):
+        saga.cancel(by="alice", reason="x", now=T0, timing=TIMING)
+
+
+def test_cancel_after_completion_refunds_and_restocks_before_cancelling() -> None:
+    saga = _completed()
+    effects = saga.cancel(by="alice", reason="return", now=T0, timing=TIMING)
+    assert _sent(effects) == ["ReleaseInventory", "RefundPayment"]
+    refund = next(e for e in effects if isinstance(e, Send) and e.command == "RefundPayment")
+    assert refund.data["amount"] is None
+    assert _order(_answer(saga, "PaymentRefunded", amount="10.00")) == []
+    assert _order(_answer(saga, "InventoryReleased", restocked=True)) == [
+        OrderEffect("cancel", reason="return", by="alice")
+    ]
+
+
+def test_failing_a_completed_order_is_refused() -> None:
+    with pytest.raises(SagaRuleViolation):
+        _completed().fail(by="admin", now=T0, timing=TIMING)
+
+
+def test_cancel_while_paying_waits_for_the_payment_and_refunds_a_late_capture() -> None:
+    saga = _paying()
+    saga.cancel(by="alice", reason="stop", now=T0, timing=TIMING)
+    assert saga.pending == ["RELEASE_INVENTORY", "AWAIT_PAYMENT_OUTCOME"]
+    assert _order(_answer(saga, "InventoryReleased")) == []
+    effects = _answer(saga, "PaymentProcessed")
+    assert _sent(effects) == ["RefundPayment"] and saga.state == "COMPENSATING"
+    assert _order(_answer(saga, "PaymentRefunded")) == [OrderEffect("cancel", reason="stop", by="alice")]
+
+
+def test_cancel_while_paying_ends_when_the_payment_failed() -> None:
+    saga = _paying()
+    saga.cancel(by="alice", reason="stop", now=T0, timing=TIMING)
+    _answer(saga, "PaymentFailed", reason="PAYMENT_DECLINED")
+    assert _order(_answer(saga, "InventoryReleased"))[0].action == "cancel"
+
+
+def test_a_capture_after_the_saga_ended_is_refunded() -> None:
+    saga, _ = _started()
+    saga.mark_failed(admin="admin", now=T0, timing=TIMING)
+    assert saga.state == "FAILED"
+    effects = _answer(saga, "PaymentProcessed")
+    assert _sent(effects) == ["RefundPayment"] and saga.state == "FAILED"
+
+
+def test_a_reservation_after_the_saga_ended_is_released() -> None:
+    saga, _ = _started()
+    saga.cancel(by="alice", reason="x", now=T0, timing=TIMING)
+    _answer(saga, "InventoryReleased", items=[])
+    assert saga.state == "COMPENSATED"
+    assert _sent(_answer(saga, "InventoryReserved")) == ["ReleaseInventory"]
+
+
+def test_timeout_compensates_a_stalled_saga_and_fails_with_timeout() -> None:
+    saga, _ = _started()
+    assert saga.time_out(now=T0 + timedelta(seconds=299), timing=TIMING) == []
+    effects = saga.time_out(now=T0 + timedelta(seconds=300), timing=TIMING)
+    assert saga.state == "COMPENSATING" and _sent(effects) == ["ReleaseInventory"]
+    assert _order(_answer(saga, "InventoryReleased")) == [OrderEffect("fail", reason="TIMEOUT")]
+
+
+def test_a_compensation_that_keeps_failing_is_retried_with_backoff_then_parked() -> None:
+    saga = _paying()
+    _answer(saga, "PaymentFailed", reason="PAYMENT_DECLINED")
+    now = T0
+    for attempt, wait in ((2, 20), (3, 40)):
+        now = saga.deadline
+        effects = saga.time_out(now=now, timing=TIMING)
+        assert _sent(effects) == ["ReleaseInventory"]
+        assert saga.attempts == attempt and saga.deadline == now + timedelta(seconds=wait)
+    effects = saga.time_out(now=saga.deadline, timing=TIMING)
+    assert saga.needs_attention and saga.state == "COMPENSATING"
+    assert [e.type for e in effects if isinstance(e, Record)] == ["SagaStepTimedOut", "SagaParked"]
+    assert saga.time_out(now=saga.deadline + timedelta(days=1), timing=TIMING) == []
+
+
+def test_admin_retry_resends_the_step_and_clears_attention() -> None:
+    saga = _paying()
+    saga.needs_attention = True
+    effects = saga.retry_step(admin="admin", now=T0, timing=TIMING)
+    assert _sent(effects) == ["ProcessPayment"] and not saga.needs_attention and saga.attempts == 2
+    assert effects[0] == Record(
+        "SagaStepRetried",
+        {
+            "order_id": ORDER_ID,
+            "step": "PROCESS_PAYMENT",
+            "attempt": 2,
+            "outcome": "RETRIED",
+            "admin": "admin",
+        },
+    )
+
+
+def test_admin_force_compensation_as_failure_or_cancellation() -> None:
+    saga = _paying()
+    effects = saga.force_compensation(admin="admin", as_cancellation=False, now=T0, timing=TIMING)
+    assert effects[0].type == "SagaManuallyCompensated" and saga.failure_reason == "ADMIN"
+    saga = _completed()
+    with pytest.raises(SagaRuleViolation):
+        saga.force_compensation(admin="admin", as_cancellation=False, now=T0, timing=TIMING)
+    saga.force_compensation(admin="admin", as_cancellation=True, now=T0, timing=TIMING)
+    _answer(saga, "InventoryReleased")
+    assert _order(_answer(saga, "PaymentRefunded")) == [OrderEffect("cancel", reason="ADMIN", by="admin")]
+
+
+def test_admin_mark_failed_ends_the_saga_and_the_order() -> None:
+    saga = _paying()
+    effects = saga.mark_failed(admin="admin", now=T0, timing=TIMING)
+    assert effects[0] == Record(
+        "SagaManuallyFailed", {"order_id": ORDER_ID, "admin": "admin", "step": "PROCESS_PAYMENT"}
+    )
+    assert saga.state == "FAILED" and _order(effects) == [OrderEffect("fail", reason="ADMIN")]
+    with pytest.raises(SagaRuleViolation):
+        saga.mark_failed(admin="admin", now=T0, timing=TIMING)
