@@ -7,7 +7,6 @@ import pytest
 pytest_plugins = ["tests.fixtures.stack", "tests.fixtures.api"]
 
 
-
 @pytest.fixture(scope="session", autouse=True)
 def _rabbitmq_test_vhost() -> None:
     """The suite's broker traffic stays in its own vhost, named by ``BROKER_URL`` (idempotent)."""

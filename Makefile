@@ -1,0 +1,77 @@
+# Two commands matter: `make run` (embedded demo, nothing to install) and `make test`.
+# See README.md for the run modes.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# Reinstalled only when a requirements file changes.
+INSTALLED := $(VENV)/.installed
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+STACK_DATABASE_URL := postgres://postgres@127.0.0.1:5432/oms
+STACK_BROKER_URL := amqp://guest:guest@127.0.0.1:5672//
+STACK_REDIS_URL := redis://127.0.0.1:6379/0
+
+.PHONY: help install run stack services test pytest lint format clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+
+$(INSTALLED): requirements/base.txt requirements/dev.txt | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements/dev.txt
+	touch $@
+
+install: $(INSTALLED)  ## Create .venv and install the requirements (when they changed)
+
+run: $(INSTALLED)  ## Embedded mode: SQLite + in-process bus, on 127.0.0.1:$PORT (default 8000)
+	mkdir -p var
+	unset DATABASE_URL BROKER_URL REDIS_URL; \
+	export DJANGO_SETTINGS_MODULE=config.settings.local; \
+	$(PY) manage.py migrate --noinput; \
+	$(PY) manage.py seed_demo; \
+	exec $(PY) manage.py serve_embedded 127.0.0.1:$(PORT)
+
+services:  ## Start the local PostgreSQL, RabbitMQ and Redis that are down
+	bash deploy/ensure_services.sh
+
+stack: $(INSTALLED)  ## Stack mode on the local services: web, consumers, worker, beat, relay
+	mkdir -p var
+	export DATABASE_URL="$${DATABASE_URL:-$(STACK_DATABASE_URL)}"; \
+	export BROKER_URL="$${BROKER_URL:-$(STACK_BROKER_URL)}"; \
+	export REDIS_URL="$${REDIS_URL:-$(STACK_REDIS_URL)}"; \
+	export DJANGO_SETTINGS_MODULE="$${DJANGO_SETTINGS_MODULE:-config.settings.local}"; \
+	export PORT=$(PORT); \
+	bash deploy/ensure_services.sh; \
+	$(PY) deploy/ensure_database.py; \
+	$(PY) manage.py migrate --noinput; \
+	$(PY) manage.py declare_topology; \
+	$(PY) manage.py seed_demo; \
+	exec $(PY) deploy/run_stack.py
+
+test: $(INSTALLED) services  ## The whole suite on the local services, then the linters
+	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory lint
+
+pytest: $(INSTALLED) services  ## Only the test suite (PYTEST_ARGS="-k ..." to narrow it)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(INSTALLED)  ## ruff (lint + format check), import-linter contracts, mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy .
+
+format: $(INSTALLED)  ## Fix what ruff can fix and format the code
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:  ## Remove the embedded database, collected static files and caches (not .venv)
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -1,0 +1,51 @@
+"""Create the PostgreSQL database named by ``DATABASE_URL`` when it does not exist yet.
+
+``make stack`` runs it before ``migrate``; it connects to the server's ``postgres`` database
+with the same credentials. Idempotent.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+from psycopg import sql
+
+
+def database_name(url: str) -> str:
+    """The database part of a ``postgres://`` URL."""
+    name = unquote(urlsplit(url).path.lstrip("/"))
+    if not name:
+        raise SystemExit(f"DATABASE_URL names no database: {url!r}")
+    return name
+
+
+def maintenance_url(url: str) -> str:
+    """The same server and credentials, on the ``postgres`` database."""
+    parts = urlsplit(url)
+    return parts._replace(scheme="postgresql", path="/postgres").geturl()
+
+
+def ensure_database(url: str) -> bool:
+    """Create the database if it is missing; ``True`` when it was created."""
+    name = database_name(url)
+    with psycopg.connect(maintenance_url(url), autocommit=True, connect_timeout=10) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if exists:
+            return False
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True
+
+
+def main() -> None:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise SystemExit("DATABASE_URL must be a postgres:// URL")
+    created = ensure_database(url)
+    print(f"database {database_name(url)!r} {'created' if created else 'exists'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

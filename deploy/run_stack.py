@@ -1,0 +1,160 @@
+"""Run the stack mode's processes together in the foreground (``make stack``, one container).
+
+web (gunicorn), consumers, the Celery worker, beat and the outbox relay start side by side;
+each output line is prefixed with its process name. Ctrl-C or SIGTERM stops all of them; if
+one exits on its own, the others are stopped too and the supervisor exits non-zero, so a
+container restarts as a whole instead of running without, say, its relay.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_GRACE_SECONDS = float(os.environ.get("STOP_GRACE_SECONDS", "20"))
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One supervised program: a name for its log prefix and its command line."""
+
+    name: str
+    argv: list[str]
+
+
+def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
+    """The processes of the stack mode (DESIGN §2), one of each."""
+    bin_dir = Path(python).parent
+    manage = [python, str(ROOT / "manage.py")]
+    return [
+        ProcessSpec(
+            "web",
+            [
+                str(bin_dir / "gunicorn"),
+                "config.wsgi:application",
+                f"--bind={host}:{port}",
+                f"--workers={os.environ.get('WEB_CONCURRENCY', '2')}",
+                f"--threads={os.environ.get('WEB_THREADS', '4')}",
+                "--access-logfile=-",
+                "--graceful-timeout=15",
+            ],
+        ),
+        ProcessSpec("consumers", [*manage, "consume", "--all"]),
+        ProcessSpec(
+            "worker",
+            [str(bin_dir / "celery"), "-A", "config", "worker", "-Q", "oms.tasks", "--loglevel=INFO"],
+        ),
+        ProcessSpec(
+            "beat",
+            [
+                str(bin_dir / "celery"),
+                "-A",
+                "config",
+                "beat",
+                "--loglevel=INFO",
+                f"--schedule={ROOT / 'var' / 'celerybeat-schedule'}",
+            ],
+        ),
+        ProcessSpec("relay", [*manage, "relay_outbox"]),
+    ]
+
+
+class Supervisor:
+    """Starts the processes, relays their output, and stops them all together."""
+
+    def __init__(self, specs: list[ProcessSpec]) -> None:
+        self._specs = specs
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._stop_requested = threading.Event()
+        self._print_lock = threading.Lock()
+        self._width = max(len(spec.name) for spec in specs)
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Signal handler: stop everything (the main loop does the work)."""
+        self._stop_requested.set()
+
+    def run(self) -> int:
+        """Run until a stop request (exit 0) or until one process exits (its code, at least 1)."""
+        for spec in self._specs:
+            self._start(spec)
+        exit_code = 0
+        while not self._stop_requested.is_set():
+            dead = [
+                (name, proc.returncode) for name, proc in self._processes.items() if proc.poll() is not None
+            ]
+            if dead:
+                name, code = dead[0]
+                self._say(f"{name} exited with {code}: stopping the others")
+                # Killed by a signal: report it the shell's way (128 + signal number).
+                exit_code = 128 - code if code < 0 else code or 1
+                break
+            self._stop_requested.wait(0.2)
+        self._stop_all()
+        return exit_code
+
+    def _start(self, spec: ProcessSpec) -> None:
+        process = subprocess.Popen(  # noqa: S603 - our own command lines
+            spec.argv,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Own process group: a terminal's Ctrl-C reaches only the supervisor, which then
+            # stops the children in order instead of all of them dying at once.
+            start_new_session=True,
+        )
+        self._processes[spec.name] = process
+        threading.Thread(target=self._relay_output, args=(spec.name, process), daemon=True).start()
+        self._say(f"started {spec.name} (pid {process.pid}): {' '.join(spec.argv)}")
+
+    def _relay_output(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for raw in iter(process.stdout.readline, b""):
+            self._print(name, raw.decode(errors="replace").rstrip("\n"))
+
+    def _stop_all(self) -> None:
+        for process in self._processes.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for name, process in self._processes.items():
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                self._say(f"{name} did not stop in {STOP_GRACE_SECONDS:.0f}s: killing it")
+                process.kill()
+                process.wait()
+        self._say("all processes stopped")
+
+    def _say(self, text: str) -> None:
+        self._print("stack", text)
+
+    def _print(self, name: str, line: str) -> None:
+        with self._print_lock:
+            sys.stdout.write(f"{name:<{self._width}} | {line}\n")
+            sys.stdout.flush()
+
+
+def main() -> int:
+    (ROOT / "var").mkdir(exist_ok=True)
+    specs = stack_processes(
+        python=sys.executable,
+        # Loopback for `make stack`; a container sets WEB_HOST=0.0.0.0.
+        host=os.environ.get("WEB_HOST") or "127.0.0.1",
+        port=os.environ.get("PORT") or "8000",
+    )
+    supervisor = Supervisor(specs)
+    signal.signal(signal.SIGINT, supervisor.request_stop)
+    signal.signal(signal.SIGTERM, supervisor.request_stop)
+    return supervisor.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

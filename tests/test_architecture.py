@@ -1,0 +1,99 @@
+"""The modular monolith's rules, checked on the source (DESIGN §3).
+
+Contexts meet only through ``public.py`` or messages, the event store knows no context, and
+each ``domain.py`` is pure Python. import-linter enforces the contracts in pyproject.toml;
+the domain rule is also checked here directly with ``ast``, so it holds even for a domain
+module import-linter would not see (one outside the root packages, say).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTEXTS = ("orders", "inventory", "payments", "sagas", "queries")
+
+# Frameworks and infrastructure a domain module must not depend on.
+FORBIDDEN_IN_DOMAIN = ("django", "rest_framework", "rest_framework_simplejwt", "celery", "kombu", "psycopg")
+
+
+def domain_modules() -> list[Path]:
+    """Every context's ``domain.py`` (or the modules of a ``domain/`` package)."""
+    return sorted([*ROOT.glob("*/domain.py"), *ROOT.glob("*/domain/*.py")])
+
+
+def imported_modules(path: Path, *, root: Path = ROOT) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in a file; relative ones resolved."""
+    package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            names.append((node.lineno, base))
+    return names
+
+
+def domain_violations(path: Path, *, root: Path = ROOT) -> list[str]:
+    """The imports of a domain module that break its purity."""
+    where = path.relative_to(root)
+    own_context = where.parts[0]
+    problems = []
+    for line, name in imported_modules(path, root=root):
+        top = name.split(".")[0]
+        if top in FORBIDDEN_IN_DOMAIN:
+            problems.append(f"{where}:{line} imports {name}")
+        elif top in CONTEXTS and top != own_context:
+            problems.append(f"{where}:{line} imports another context: {name}")
+        elif top == own_context and name.split(".")[1:2] == ["models"]:
+            problems.append(f"{where}:{line} imports the ORM models: {name}")
+    return problems
+
+
+def test_import_linter_contracts_are_kept() -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Domain modules are pure Python" in result.stdout
+    assert " broken" in result.stdout and "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize("path", domain_modules(), ids=lambda path: str(path.relative_to(ROOT)))
+def test_domain_module_imports_no_framework_and_no_other_context(path: Path) -> None:
+    assert domain_violations(path) == []
+
+
+def test_the_purity_check_catches_a_django_import(tmp_path: Path) -> None:
+    # The check above must be able to fail: a domain module that imports Django is caught.
+    fake_root = tmp_path / "orders"
+    fake_root.mkdir()
+    (fake_root / "domain.py").write_text(
+        "from django.db import models\nfrom ..inventory import handlers\nfrom .models import Order\n"
+    )
+    problems = domain_violations(fake_root / "domain.py", root=tmp_path)
+    assert [problem.split(" ", 1)[1] for problem in problems] == [
+        "imports django.db",
+        "imports another context: inventory",
+        "imports the ORM models: orders.models",
+    ]
+
+
+def test_every_context_has_a_domain_module() -> None:
+    # queries/ is a read side: projections, no aggregate, so no domain module is expected there.
+    missing = [name for name in CONTEXTS if name != "queries" and not (ROOT / name / "domain.py").exists()]
+    assert missing == []

@@ -1,0 +1,74 @@
+"""The linters the project relies on are clean over the whole tree."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run_tool(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / argv[0]), *argv[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_ruff_check_is_clean() -> None:
+    result = run_tool("ruff", "check", "--no-cache", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_clean() -> None:
+    result = run_tool("ruff", "format", "--check", "--no-cache", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- deploy/run_stack.py: the supervisor of `make stack` -------------------------------------
+
+SUPERVISE = """
+import signal, sys
+sys.path.insert(0, "deploy")
+from run_stack import ProcessSpec, Supervisor
+py = sys.executable
+specs = [
+    ProcessSpec("sleeper", [py, "-c", "import time; print('up', flush=True); time.sleep(60)"]),
+    ProcessSpec("quitter", [py, "-c", "import time; print('bye', flush=True); time.sleep(%s); exit(3)"]),
+]
+supervisor = Supervisor(specs)
+signal.signal(signal.SIGTERM, supervisor.request_stop)
+sys.exit(supervisor.run())
+"""
+
+
+def start_supervisor(quitter_seconds: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", SUPERVISE % quitter_seconds],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_supervisor_stops_everything_when_one_process_exits() -> None:
+    supervisor = start_supervisor(quitter_seconds=1)
+    output, _ = supervisor.communicate(timeout=60)
+    # the quitter's exit code is the supervisor's; the sleeper did not outlive it
+    assert supervisor.returncode == 3, output
+    assert "quitter | bye" in output and "sleeper | up" in output
+    assert "quitter exited with 3: stopping the others" in output
+    assert "all processes stopped" in output
+
+
+def test_supervisor_stops_everything_on_sigterm() -> None:
+    supervisor = start_supervisor(quitter_seconds=60)
+    time.sleep(2)
+    supervisor.send_signal(signal.SIGTERM)
+    output, _ = supervisor.communicate(timeout=60)
+    assert supervisor.returncode == 0, output
+    assert "all processes stopped" in output
