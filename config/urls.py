@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import TemplateView
 from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
@@ -30,6 +31,7 @@ urlpatterns = [
     # Prometheus text; sums every process when PROMETHEUS_MULTIPROC_DIR is set.
     path("metrics", ExportToDjangoView, name="metrics"),
     path("admin/", admin.site.urls),
+    path("", TemplateView.as_view(template_name="index.html"), name="web-ui"),
 ]
 
 # Errors outside DRF views are problem documents too: no HTML, no stack trace.

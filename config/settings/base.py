@@ -215,7 +215,18 @@ OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
 
 # --- Business settings ----------------------------------------------------------------------
 SAGA_TIMEOUT = env.float("SAGA_TIMEOUT", default=300.0)
+# A step (reserve, pay, release, refund) unanswered this long is retried; after the retries a
+# compensation step parks the saga with needs_attention.
+SAGA_STEP_TIMEOUT = env.float("SAGA_STEP_TIMEOUT", default=min(SAGA_TIMEOUT, 30.0))
+SAGA_STEP_RETRIES = env.int("SAGA_STEP_RETRIES", default=3)
 PAYMENT_TIMEOUT = env.float("PAYMENT_TIMEOUT", default=3.0)
+PAYMENT_RETRY_ATTEMPTS = env.int("PAYMENT_RETRY_ATTEMPTS", default=3)
+PAYMENT_RETRY_BACKOFF = env.float("PAYMENT_RETRY_BACKOFF", default=0.2)
+PAYMENT_RESUME_AFTER = env.float("PAYMENT_RESUME_AFTER", default=5.0)
+PAYMENT_BREAKER_OPEN_SECONDS = env.float("PAYMENT_BREAKER_OPEN_SECONDS", default=5.0)
+INVENTORY_RESERVATION_CONCURRENCY = env.int("INVENTORY_RESERVATION_CONCURRENCY", default=8)
+INVENTORY_RESERVATION_WAIT = env.float("INVENTORY_RESERVATION_WAIT", default=2.0)
+API_THROTTLE_LOGIN = env("API_THROTTLE_LOGIN", default="10/min")
 
 LOGGING = {
     "version": 1,
