@@ -6,130 +6,28 @@ is driven over HTTP, as a user of ``make run`` would.
 
 from __future__ import annotations
 
-import json
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .embedded_env import ROOT, embedded_env, manage
+from .embedded_env import embedded_env, manage
+from .server import DEMO_PASSWORD, EmbeddedServer, running_server
 
 pytestmark = [pytest.mark.embedded, pytest.mark.slow]
-
-DEMO_PASSWORD = "demo-pass-123"
-
-
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class EmbeddedServer:
-    base_url: str
-    log_path: Path
-    process: subprocess.Popen[bytes]
-
-    def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None, token: str = ""
-    ) -> Response:
-        """One HTTP request; an error status is a response, not an exception."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)  # noqa: S310
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=60) as reply:  # noqa: S310
-                return Response(reply.status, dict(reply.headers), reply.read())
-        except urllib.error.HTTPError as error:
-            return Response(error.code, dict(error.headers), error.read())
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def access_token(self, username: str) -> str:
-        reply = self.request("POST", "/api/auth/token", {"username": username, "password": DEMO_PASSWORD})
-        assert reply.status == 200, reply.body
-        return reply.json()["access"]
-
-
-def free_port() -> int:
-    """A free port in 8300-8399 (the range this suite's servers use)."""
-    for port in range(8300, 8400):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 8300-8399")
-
-
-def wait_until_ready(server: EmbeddedServer, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"serve_embedded exited with {server.process.returncode}:\n{server.log()}")
-        try:
-            if server.request("GET", "/health/ready").status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"serve_embedded not ready in {timeout}s:\n{server.log()}")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    """A migrated, seeded embedded server on a free port; stopped with SIGTERM at the end."""
-    folder = tmp_path_factory.mktemp("embedded")
-    env = embedded_env(folder)
-    # DEBUG off: static files must then come from WhiteNoise, as in any real deployment.
-    env["DEBUG"] = "false"
+    """A migrated, seeded embedded server, with DEBUG off so WhiteNoise serves the static files."""
     # The concurrency test logs in many times a minute; the login throttle has its own tests.
-    env["API_THROTTLE_LOGIN"] = "off"
-    for command in (("migrate", "--noinput"), ("seed_demo",)):
-        result = manage(*command, env=env)
-        assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
-    port = free_port()
-    log_path = folder / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve_embedded", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    embedded = EmbeddedServer(f"http://127.0.0.1:{port}", log_path, process)
-    try:
-        wait_until_ready(embedded)
+    with running_server(
+        tmp_path_factory.mktemp("embedded"), DEBUG="false", API_THROTTLE_LOGIN="off"
+    ) as embedded:
         yield embedded
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_serve_embedded_refuses_in_stack_mode(tmp_path: Path) -> None:
