@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 from django.utils import timezone
@@ -160,3 +161,38 @@ def test_a_saga_without_progress_times_out_and_fails(alice_client, stocked, sett
         "COMPENSATED",
     )
     assert stock_of("SKU-T") == (5, 0)
+
+
+def test_gateway_down_opens_the_breaker_then_orders_fail_fast_until_a_trial_call(
+    alice_client, stocked, settings
+) -> None:
+    from payments.models import GatewayCharge
+
+    # given a breaker of this test's own (1 s open period) and a gateway that is down
+    settings.PAYMENT_BREAKER_PREFIX = f"test:e2e:{uuid.uuid4().hex}"
+    settings.PAYMENT_BREAKER_OPEN_SECONDS = 1.0
+    settings.PAYMENT_RETRY_BACKOFF = 0.01
+    stocked("SKU-BR", 10)
+    down = [place(alice_client, [("SKU-BR", 1)], token="tok_gateway_down") for _ in range(2)]
+    settle()
+    # (two orders, three failed calls each: 6 calls, 100 % failures, opens the window)
+    for order_id in down:
+        assert order_of(alice_client, order_id)["failure_reason"] == "PAYMENT_UNAVAILABLE"
+    # when a good card arrives while the breaker is open
+    refused = place(alice_client, [("SKU-BR", 1)], token="tok_ok")
+    settle()
+    # then it fails fast: unavailable, compensated, and the gateway never saw it
+    order = order_of(alice_client, refused)
+    assert (order["status"], order["failure_reason"], order["saga"]["state"]) == (
+        "FAILED",
+        "PAYMENT_UNAVAILABLE",
+        "COMPENSATED",
+    )
+    assert not GatewayCharge.objects.filter(idempotency_key=f"order-{refused}").exists()
+    assert payment_status(refused)["captures"] == 0
+    # and once the open period is over, one trial call decides: it succeeds and the order completes
+    time.sleep(1.2)
+    trial = place(alice_client, [("SKU-BR", 1)], token="tok_ok")
+    settle()
+    assert order_of(alice_client, trial)["status"] == "COMPLETED"
+    assert stock_of("SKU-BR") == (9, 0)
