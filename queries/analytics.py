@@ -1,0 +1,149 @@
+"""Order analytics over a range of UTC days: counts, revenue, top products, per day, payments.
+
+On PostgreSQL the figures come from two materialized views refreshed CONCURRENTLY every few
+seconds by a beat task (``refresh_views``), so analytics never blocks the projection; ``as_of``
+is the start of the last refresh. In the embedded mode (SQLite) the same figures are computed
+directly from the read models and ``as_of`` is now.
+
+Revenue, the average order value and top products count COMPLETED orders; the status counts
+and the per-day order counts count every order created in the range; the payment success rate
+is captured payments over payments with an outcome (captured or failed) of those orders.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F, Max, OuterRef, Subquery, Sum
+from django.utils import timezone
+
+from eventstore.messages import utc_iso
+
+from .filters import STATUSES
+from .models import AnalyticsRefresh, OrderItemReadModel, OrderReadModel, PaymentReadModel
+from .projections import active_generation
+
+VIEWS = ("analytics_daily_orders", "analytics_daily_products")
+REFRESH_NAME = "analytics"
+TOP_PRODUCTS = 10
+ZERO = Decimal("0")
+
+# (day, status, orders, amount, payments captured, payments failed)
+DailyRow = tuple[date, str, int, Decimal, int, int]
+# (product id, product name, quantity, revenue)
+ProductRow = tuple[str, str, int, Decimal]
+
+
+def refresh_views() -> datetime | None:
+    """Refresh the views concurrently (PostgreSQL) and record when; ``None`` elsewhere."""
+    if connection.vendor != "postgresql":
+        return None
+    started = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        for view in VIEWS:
+            cursor.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}")
+        AnalyticsRefresh.objects.update_or_create(name=REFRESH_NAME, defaults={"refreshed_at": started})
+    return started
+
+
+def _as_of() -> datetime:
+    if connection.vendor != "postgresql":
+        return timezone.now()
+    last = AnalyticsRefresh.objects.filter(name=REFRESH_NAME).values_list("refreshed_at", flat=True).first()
+    return last or refresh_views() or timezone.now()
+
+
+def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    return datetime.combine(start, time.min, tzinfo=UTC), datetime.combine(
+        end + timedelta(days=1), time.min, tzinfo=UTC
+    )
+
+
+def _rows_from_views(start: date, end: date) -> tuple[list[DailyRow], list[ProductRow]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT day, status, orders, amount, payments_captured, payments_failed "
+            "FROM analytics_daily_orders WHERE day BETWEEN %s AND %s",
+            [start, end],
+        )
+        daily = [tuple(row) for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT product_id, max(product_name), sum(quantity), sum(revenue) FROM analytics_daily_products "
+            "WHERE day BETWEEN %s AND %s GROUP BY product_id",
+            [start, end],
+        )
+        products = [tuple(row) for row in cursor.fetchall()]
+    return daily, products
+
+
+def _rows_direct(start: date, end: date) -> tuple[list[DailyRow], list[ProductRow]]:
+    low, high = _bounds(start, end)
+    generation = active_generation("orders")
+    outcome = PaymentReadModel.objects.filter(
+        generation=active_generation("payments"), order_id=OuterRef("order_id")
+    ).values("outcome")[:1]
+    orders = OrderReadModel.objects.filter(generation=generation, created_at__gte=low, created_at__lt=high)
+    counts: dict[tuple[date, str], list[Any]] = defaultdict(lambda: [0, ZERO, 0, 0])
+    for created, status, amount, paid in orders.annotate(paid=Subquery(outcome)).values_list(
+        "created_at", "status", "total_amount", "paid"
+    ):
+        bucket = counts[(created.astimezone(UTC).date(), status)]
+        bucket[0] += 1
+        bucket[1] += amount
+        bucket[2] += paid == PaymentReadModel.CAPTURED
+        bucket[3] += paid == PaymentReadModel.FAILED
+    products = (
+        OrderItemReadModel.objects.filter(order__in=orders.filter(status="COMPLETED"))
+        .values("product_id")
+        .annotate(name=Max("product_name"), units=Sum("quantity"), amount=Sum(F("price") * F("quantity")))
+        .values_list("product_id", "name", "units", "amount")
+    )
+    daily = [(day, status, *values) for (day, status), values in counts.items()]
+    return daily, [tuple(row) for row in products]
+
+
+def _money(amount: Decimal) -> str:
+    return f"{Decimal(amount):.2f}"
+
+
+def order_analytics(start: date, end: date) -> dict[str, Any]:
+    """The analytics document of the contract for ``start``..``end`` (inclusive)."""
+    as_of = _as_of()
+    daily, products = (
+        _rows_from_views(start, end) if connection.vendor == "postgresql" else _rows_direct(start, end)
+    )
+    by_status = dict.fromkeys(STATUSES, 0)
+    per_day: dict[date, list[Any]] = {
+        start + timedelta(days=n): [0, ZERO] for n in range((end - start).days + 1)
+    }
+    revenue, completed, captured, failed = ZERO, 0, 0, 0
+    for day, status, orders, amount, paid, unpaid in daily:
+        by_status[status] = by_status.get(status, 0) + int(orders)
+        per_day[day][0] += int(orders)
+        captured, failed = captured + int(paid), failed + int(unpaid)
+        if status == "COMPLETED":
+            revenue += Decimal(amount)
+            completed += int(orders)
+            per_day[day][1] += Decimal(amount)
+    top = sorted(products, key=lambda row: (-int(row[2]), -Decimal(row[3]), row[0]))[:TOP_PRODUCTS]
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "as_of": utc_iso(as_of),
+        "orders_by_status": by_status,
+        "revenue": _money(revenue),
+        "average_order_value": _money(revenue / completed if completed else ZERO),
+        "top_products": [
+            {"product_id": pid, "product_name": name, "quantity": int(qty), "revenue": _money(amount)}
+            for pid, name, qty, amount in top
+        ],
+        "per_day": [
+            {"date": day.isoformat(), "orders": orders, "revenue": _money(amount)}
+            for day, (orders, amount) in sorted(per_day.items())
+        ],
+        "payment_success_rate": round(captured / (captured + failed), 4) if captured + failed else None,
+    }

@@ -1,0 +1,171 @@
+"""The query side's API (DESIGN §6 "Queries"): one thin view per operation.
+
+Reads come from the read models (eventually consistent) through the cache. Checks run in
+the contract's order: 401 → 403 (role) → 404 (another customer) → 400 (input).
+A USER only ever sees their own orders: the scope is forced to their customer id (a
+``customer_id`` parameter from a USER is ignored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.permissions import IsAdmin, customer_of, is_admin
+from config.problems import ProblemSerializer
+
+from . import analytics, cache, selectors, serializers
+from .filters import (
+    MAX_PAGE_SIZE,
+    ORDERINGS,
+    STATUSES,
+    OrderFilters,
+    parse_day_range,
+    parse_filters,
+    parse_search,
+)
+
+_ERRORS = {400: ProblemSerializer, 401: ProblemSerializer, 403: ProblemSerializer}
+_FILTERS = [
+    OpenApiParameter("status", str, enum=list(STATUSES)),
+    OpenApiParameter("customer_id", str, description="ADMIN only; a USER always sees their own"),
+    OpenApiParameter("product_id", str),
+    OpenApiParameter("created_from", str, description="ISO-8601 date or date-time (inclusive)"),
+    OpenApiParameter("created_to", str, description="ISO-8601 date (inclusive day) or date-time"),
+    OpenApiParameter("min_total", str),
+    OpenApiParameter("max_total", str),
+    OpenApiParameter("ordering", str, enum=list(ORDERINGS)),
+    OpenApiParameter("page", int),
+    OpenApiParameter("page_size", int, description=f"1-{MAX_PAGE_SIZE}, default 20; more is a 400"),
+]
+
+
+def caller_scope(request: Request) -> str | None:
+    """The customer a caller is limited to: ``None`` for an ADMIN, the own id for a USER."""
+    if is_admin(request):
+        return None
+    own = customer_of(request)
+    if not own:
+        raise exceptions.PermissionDenied("This account has no customer id.")
+    return own
+
+
+def _page_url(request: Request, page: int | None) -> str | None:
+    if page is None:
+        return None
+    params = request.query_params.copy()
+    params["page"] = str(page)
+    return request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+
+
+def paged_response(
+    request: Request,
+    *,
+    namespace: str,
+    filters: OrderFilters,
+    params: Any,
+    compute: Callable[[], dict[str, Any]],
+) -> Response:
+    """A cached page as the contract's ``{count, next, previous, results}``."""
+    page = cache.cached(namespace=namespace, customer_id=filters.customer_id, params=params, compute=compute)
+    return Response(
+        {
+            "count": page["count"],
+            "next": _page_url(request, page["next_page"]),
+            "previous": _page_url(request, page["previous_page"]),
+            "results": page["results"],
+        }
+    )
+
+
+class OrderListView(APIView):
+    """GET /api/orders: the read model, filtered, ordered and paginated."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="orders_list",
+        parameters=_FILTERS,
+        responses={200: serializers.OrderPageOutput, **_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        filters = parse_filters(request.query_params, customer_id=caller_scope(request))
+        return paged_response(
+            request,
+            namespace="list",
+            filters=filters,
+            params=filters.cache_params(),
+            compute=lambda: selectors.list_orders(filters),
+        )
+
+
+class CustomerOrderListView(APIView):
+    """GET /api/orders/customer/{customer_id}: one customer's orders (a USER: only their own)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="orders_customer_list",
+        parameters=_FILTERS,
+        responses={200: serializers.OrderPageOutput, 404: ProblemSerializer, **_ERRORS},
+    )
+    def get(self, request: Request, customer_id: str) -> Response:
+        scope = caller_scope(request)
+        if scope is not None and scope != customer_id:
+            raise exceptions.NotFound("There is no such customer.")
+        if len(customer_id) > 255 or "\x00" in customer_id:
+            raise exceptions.NotFound("There is no such customer.")
+        filters = parse_filters(request.query_params, customer_id=customer_id)
+        return paged_response(
+            request,
+            namespace="list",
+            filters=filters,
+            params=filters.cache_params(),
+            compute=lambda: selectors.list_orders(filters),
+        )
+
+
+class OrderSearchView(APIView):
+    """GET /api/orders/search?q=: full text over product names, order id and customer id."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="orders_search",
+        parameters=[OpenApiParameter("q", str, required=True), *_FILTERS],
+        responses={200: serializers.OrderPageOutput, **_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        scope = caller_scope(request)
+        q = parse_search(request.query_params)
+        filters = parse_filters(request.query_params, customer_id=scope)
+        return paged_response(
+            request,
+            namespace="search",
+            filters=filters,
+            params=[q, filters.cache_params()],
+            compute=lambda: selectors.search_orders(q, filters),
+        )
+
+
+class OrderAnalyticsView(APIView):
+    """GET /api/orders/analytics (ADMIN): figures over ``from``..``to`` (UTC days, inclusive)."""
+
+    permission_classes = [IsAuthenticated, IsAdmin]
+
+    @extend_schema(
+        operation_id="orders_analytics",
+        parameters=[OpenApiParameter("from", str), OpenApiParameter("to", str)],
+        responses={200: serializers.AnalyticsOutput, **_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        start, end = parse_day_range(request.query_params, today=timezone.now().date())
+        return Response(analytics.order_analytics(start, end))

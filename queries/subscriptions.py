@@ -1,0 +1,19 @@
+"""The queries context's subscriptions: order and payment events feed the read models.
+
+Each runs in the transaction eventstore.handling opens with the inbox row (a redelivered
+message has no second effect); a batch of messages shares one transaction.
+"""
+
+from __future__ import annotations
+
+from eventstore.messages import Message
+from eventstore.registry import handles
+
+from .projections import ORDER_EVENTS, PAYMENT_EVENTS, project
+from .public import CONTEXT
+
+
+@handles(CONTEXT, events=ORDER_EVENTS + PAYMENT_EVENTS)
+def on_projected_event(message: Message) -> None:
+    """Apply the event to the live read models, in order per stream."""
+    project(message)
