@@ -115,6 +115,8 @@ class LiveView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    # Probes poll from one address; throttling them would fail a healthy pod.
+    throttle_classes: list = []
 
     @extend_schema(operation_id="health_live", tags=["health"], responses={200: _LIVE}, auth=[])
     def get(self, request: Request) -> Response:
@@ -126,6 +128,8 @@ class ReadyView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    # Probes poll from one address; throttling them would fail a healthy pod.
+    throttle_classes: list = []
 
     @extend_schema(
         operation_id="health_ready",

@@ -90,6 +90,14 @@ class Gone(Problem):
     default_code = "gone"
 
 
+class InvalidJSON(Problem):
+    """400: the body is not strict JSON (config/parsers.py); ``errors`` points at the offending value."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The request body is not valid JSON."
+    default_code = "parse_error"
+
+
 class PayloadTooLarge(Problem):
     """413: the request body is larger than allowed."""
 

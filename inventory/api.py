@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, status
+from rest_framework import serializers as drf_serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -169,10 +170,21 @@ class ProductPagination(PageNumberPagination):
     max_page_size = 100
 
 
+ProductPage = inline_serializer(
+    "ProductPage",
+    fields={
+        "count": drf_serializers.IntegerField(),
+        "next": drf_serializers.CharField(allow_null=True),
+        "previous": drf_serializers.CharField(allow_null=True),
+        "results": ProductOutput(many=True),
+    },
+)
+
+
 class ProductListApi(APIView):
     """GET /api/inventory: the catalogue, by product id (any user)."""
 
-    @extend_schema(responses={200: ProductOutput(many=True)}, operation_id="inventory_product_list")
+    @extend_schema(responses={200: ProductPage}, operation_id="inventory_product_list")
     def get(self, request: Request) -> Response:
         paginator = ProductPagination()
         page = paginator.paginate_queryset(Product.objects.order_by("product_id"), request, view=self)

@@ -35,7 +35,8 @@ class ProductIdField(serializers.RegexField):
         super().__init__(
             PRODUCT_ID_PATTERN.pattern + r"\Z",
             max_length=64,
-            error_messages={"invalid": "Must match [A-Za-z0-9._-]{1,64}."},
+            # No braces: DRF formats this message with str.format (a bool id crashed it).
+            error_messages={"invalid": "Must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'."},
             **kwargs,
         )
 

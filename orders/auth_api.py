@@ -7,11 +7,8 @@ claims (role, permissions, customer id), read again from the database.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -19,7 +16,6 @@ from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import PasswordField, TokenObtainPairSerializer
@@ -30,6 +26,7 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 from rest_framework_simplejwt.views import TokenObtainPairView
 
 from config.problems import BEARER_CHALLENGE, ProblemSerializer
+from config.throttling import AnonRateThrottle, LoginRateThrottle
 
 from .auth import tokens_for
 from .models import User
@@ -127,31 +124,6 @@ def _revoke(token: RefreshToken) -> None:
         raise InvalidToken("Token is blacklisted")
 
 
-# --- Throttling ------------------------------------------------------------------------------
-
-
-class LoginRateThrottle(SimpleRateThrottle):
-    """Password guessing is slowed per account (``API_THROTTLE_LOGIN``, default 10/min; "off" disables).
-
-    Keyed by the username tried, not the client address: behind a proxy every client shares
-    one address, and ``X-Forwarded-For`` is the client's to forge.
-    """
-
-    scope = "login"
-
-    def get_rate(self) -> str | None:
-        rate = getattr(settings, "API_THROTTLE_LOGIN", None) or os.environ.get("API_THROTTLE_LOGIN", "10/min")
-        return None if str(rate).strip().lower() in ("", "off", "none", "0") else str(rate)
-
-    def get_cache_key(self, request: Request, view: Any) -> str:
-        username = request.data.get("username") if isinstance(request.data, dict) else None
-        if username:
-            ident = "user-" + hashlib.sha256(str(username).lower().encode("utf-8", "replace")).hexdigest()
-        else:
-            ident = "addr-" + self.get_ident(request)
-        return self.cache_format % {"scope": self.scope, "ident": ident}
-
-
 # --- Views -----------------------------------------------------------------------------------
 
 
@@ -169,7 +141,9 @@ class TokenObtainView(TokenObtainPairView):
     """POST /api/auth/token"""
 
     serializer_class = CredentialsSerializer
-    throttle_classes = [LoginRateThrottle]
+    # Per address and per account tried: neither spreading guesses over accounts nor over
+    # addresses multiplies the budget.
+    throttle_classes = [AnonRateThrottle, LoginRateThrottle]
 
     @extend_schema(
         operation_id="auth_token_obtain",

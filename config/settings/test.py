@@ -18,3 +18,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # sent so a test can kill the relay inside that window.
 EXTRA_SUBSCRIPTION_MODULES = env.list("EXTRA_SUBSCRIPTION_MODULES", default=[])
 RELAY_PAUSE_AFTER_PUBLISH = env.float("RELAY_PAUSE_AFTER_PUBLISH", default=0.0)
+
+# The suite makes many requests per second from one client; the throttling tests lower these
+# with override_settings.
+API_THROTTLE_USER = env("API_THROTTLE_USER", default="100000/min")
+API_THROTTLE_ANON = env("API_THROTTLE_ANON", default="100000/min")
