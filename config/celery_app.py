@@ -3,9 +3,18 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("oms")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def _trace_worker_process(**kwargs: object) -> None:
+    # After fork, in each pool process: tracing (with the Celery instrumentation) of its own.
+    from config.telemetry import setup_tracing
+
+    setup_tracing(component="worker", instrument_celery=True)

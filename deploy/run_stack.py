@@ -9,6 +9,7 @@ container restarts as a whole instead of running without, say, its relay.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
             "web",
             [
                 str(bin_dir / "gunicorn"),
+                f"--config={ROOT / 'config' / 'gunicorn.conf.py'}",
                 "config.wsgi:application",
                 f"--bind={host}:{port}",
                 f"--workers={os.environ.get('WEB_CONCURRENCY', '2')}",
@@ -142,8 +144,18 @@ class Supervisor:
             sys.stdout.flush()
 
 
+def prepare_metrics_dir(directory: Path) -> Path:
+    """An empty Prometheus multiprocess directory for this run, shared by every process."""
+    # Files of a previous run would add its counters to this one's (and its dead pids' gauges).
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    return directory
+
+
 def main() -> int:
     (ROOT / "var").mkdir(exist_ok=True)
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(ROOT / "var" / "prometheus-multiproc")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(Path(metrics_dir)))
     specs = stack_processes(
         python=sys.executable,
         # Loopback for `make stack`; a container sets WEB_HOST=0.0.0.0.

@@ -18,6 +18,8 @@ from django.db import close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config import metrics
+
 from . import wakeup
 from .deadletters import record_dead_letter
 from .handling import handle
@@ -71,9 +73,13 @@ def _dispatch_row(row: OutboxMessage) -> None:
             failures.append((context, exc))
     if not failures:
         _settle(row)
+        for context in consumers_of(message):
+            metrics.CONSUMER_HANDLED.labels(context=context).inc()
         return
     delays = settings.CONSUMER_RETRY_DELAYS
     if row.attempts < len(delays):
+        for context, _ in failures:
+            metrics.CONSUMER_RETRIED.labels(context=context).inc()
         OutboxMessage.objects.filter(id=row.id).update(
             attempts=row.attempts + 1,
             claimed_until=timezone.now() + timedelta(seconds=delays[row.attempts]),
@@ -94,6 +100,8 @@ def _dispatch_row(row: OutboxMessage) -> None:
                 message_id=message.message_id,
             )
         _settle(row, error=str(failures[0][1]))
+    for context, _ in failures:
+        metrics.CONSUMER_DEAD_LETTERED.labels(context=context).inc()
 
 
 def _settle(row: OutboxMessage, *, error: str = "") -> None:

@@ -23,6 +23,8 @@ from kombu import Connection, Consumer, Queue
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 
+from config import metrics
+
 from . import tracing
 from .deadletters import record_dead_letter
 from .handling import handle, handle_batch
@@ -191,6 +193,7 @@ class QueueConsumer:
         for (delivery, message), error in zip(decoded, outcomes, strict=True):
             if error is None:
                 delivery.raw.ack()
+                metrics.CONSUMER_HANDLED.labels(context=context).inc()
             else:
                 logger.warning(
                     "handling %s failed: %s",
@@ -213,6 +216,7 @@ class QueueConsumer:
         }
         queue = retry_queue_name(delivery.context, delays[delivery.retries])
         self._forward(delivery, queue, headers)
+        metrics.CONSUMER_RETRIED.labels(context=delivery.context).inc()
 
     def _dead_letter(self, delivery: Delivery, error: str) -> None:
         record_dead_letter(
@@ -227,6 +231,7 @@ class QueueConsumer:
         )
         headers = delivery.headers | {ERROR_HEADER: error[:500]}
         self._forward(delivery, dead_letter_queue_name(delivery.context), headers)
+        metrics.CONSUMER_DEAD_LETTERED.labels(context=delivery.context).inc()
 
     def _forward(self, delivery: Delivery, queue: str, headers: dict[str, Any]) -> None:
         # Ack the original only once the broker confirmed the copy: nothing is lost between.

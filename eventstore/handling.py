@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from django.db import OperationalError, connection, transaction
 
+from . import tracing
 from .messages import Message
 from .models import InboxMessage
 from .registry import handlers_for
@@ -28,14 +29,15 @@ def handle(context: str, message: Message) -> bool:
     A concurrency conflict with another writer of the same aggregate is retried at once,
     since the handler decides again on the fresh state.
     """
-    for attempt in range(1, CONFLICT_RETRIES + 1):
-        try:
-            with transaction.atomic():
-                return _handle_within(context, message)
-        except (ConcurrencyError, OperationalError) as exc:
-            if attempt == CONFLICT_RETRIES or not _is_conflict(exc):
-                raise
-            logger.info("conflict handling %s, retrying", message.type, extra={"attempt": attempt})
+    with tracing.consuming(context, message):
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            try:
+                with transaction.atomic():
+                    return _handle_within(context, message)
+            except (ConcurrencyError, OperationalError) as exc:
+                if attempt == CONFLICT_RETRIES or not _is_conflict(exc):
+                    raise
+                logger.info("conflict handling %s, retrying", message.type, extra={"attempt": attempt})
     raise AssertionError("unreachable")
 
 
@@ -47,7 +49,8 @@ def handle_batch(context: str, messages: Sequence[Message]) -> list[BaseExceptio
     try:
         with transaction.atomic():
             for message in messages:
-                _handle_within(context, message)
+                with tracing.consuming(context, message):
+                    _handle_within(context, message)
         return [None] * len(messages)
     except Exception:  # noqa: BLE001 - isolate the failing message below
         logger.info("batch of %d failed, handling one by one", len(messages))

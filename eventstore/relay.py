@@ -14,12 +14,16 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from config import metrics
+
+from . import tracing
 from .models import OutboxMessage
 from .publisher import ConfirmingPublisher, Envelope
 
@@ -58,7 +62,22 @@ def claim_batch(*, batch_size: int) -> list[OutboxMessage]:
 
 def publish_batch(publisher: ConfirmingPublisher, rows: list[OutboxMessage]) -> dict[int, str]:
     """Publish claimed rows; returns ``{row id: error}`` for the rows the broker did not take."""
-    failures = publisher.publish([_envelope(row) for row in rows])
+    traced = [
+        tracing.start_publish_span(
+            routing_key=row.routing_key, message_id=str(row.message_id), headers=dict(row.headers or {})
+        )
+        for row in rows
+    ]
+    failures: dict[Any, str] = {}
+    try:
+        failures = publisher.publish(
+            [_envelope(row, headers) for row, (_, headers) in zip(rows, traced, strict=True)]
+        )
+    finally:
+        for row, (span, _) in zip(rows, traced, strict=True):
+            tracing.end_publish_span(span, error=failures.get(row.id))
+    metrics.RELAY_PUBLISHED.inc(len(rows) - len(failures))
+    metrics.RELAY_FAILED.inc(len(failures))
     return {key: error for key, error in failures.items() if isinstance(key, int)}
 
 
@@ -130,14 +149,14 @@ def run_relay(stopping: threading.Event, *, batch_size: int | None = None) -> No
         publisher.close()
 
 
-def _envelope(row: OutboxMessage) -> Envelope:
+def _envelope(row: OutboxMessage, headers: dict[str, Any]) -> Envelope:
     return Envelope(
         key=row.id,
         exchange=row.exchange,
         routing_key=row.routing_key,
         body=json.dumps(row.body, separators=(",", ":")).encode(),
         message_id=str(row.message_id),
-        headers=dict(row.headers or {}),
+        headers=headers,
     )
 
 

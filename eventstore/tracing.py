@@ -1,10 +1,31 @@
-"""W3C trace context carried from a request into events, outbox rows and message headers."""
+"""W3C trace context carried from a request into events, outbox rows and message headers.
+
+The relay publishes each row in a PRODUCER span continuing the row's ``traceparent`` and
+puts that span's context in the message headers; each context handles a message in a
+CONSUMER span continuing the headers. Commands and events a handler writes pick the consumer
+span up (:func:`current_context`), so one order's saga is one trace across every process.
+"""
 
 from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from config.logging import log_context
+
+if TYPE_CHECKING:
+    from .messages import Message
+
+T = TypeVar("T")
+
+tracer = trace.get_tracer("oms.eventstore")
 
 
 def current_context() -> tuple[str, dict[str, str]]:
@@ -25,3 +46,63 @@ def attach_from_headers(headers: dict[str, str]) -> object:
 def detach(token: object) -> None:
     """Undo :func:`attach_from_headers`."""
     otel_context.detach(token)  # type: ignore[arg-type]
+
+
+@contextmanager
+def consuming(context: str, message: Message) -> Iterator[None]:
+    """Handle ``message`` for ``context`` in a CONSUMER span continuing its headers, logs bound to it."""
+    attributes = {
+        "messaging.system": "rabbitmq",
+        "messaging.operation": "process",
+        "messaging.message.id": message.message_id,
+        "messaging.destination.name": message.routing_key,
+        "oms.context": context,
+        "oms.correlation_id": message.correlation_id,
+    }
+    with (
+        tracer.start_as_current_span(
+            f"{context} handle {message.type}",
+            context=extract(message.headers),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        ),
+        log_context(correlation_id=message.correlation_id),
+    ):
+        yield
+
+
+def start_publish_span(
+    *, routing_key: str, message_id: str, headers: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """A PRODUCER span continuing ``headers``; returns it and the headers that now point at it."""
+    span = tracer.start_span(
+        f"publish {routing_key}",
+        context=extract({k: v for k, v in headers.items() if isinstance(v, str)}),
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "rabbitmq",
+            "messaging.operation": "publish",
+            "messaging.message.id": message_id,
+            "messaging.destination.name": routing_key,
+        },
+    )
+    carried = dict(headers)
+    inject(carried, context=trace.set_span_in_context(span))
+    return span, carried
+
+
+def end_publish_span(span: Any, *, error: str | None = None) -> None:
+    """End a span from :func:`start_publish_span`, marking it failed when the broker refused."""
+    if error is not None:
+        span.set_status(Status(StatusCode.ERROR, error[:200]))
+    span.end()
+
+
+def in_current_context(fn: Callable[[], T]) -> Callable[[], T]:
+    """``fn`` bound to the current context (trace and log fields), for ``transaction.on_commit``.
+
+    An on-commit callback runs after the handler's span has ended; without this, what it
+    writes (a payment's outcome) would start a trace of its own.
+    """
+    captured = contextvars.copy_context()
+    return lambda: captured.run(fn)

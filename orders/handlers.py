@@ -15,6 +15,8 @@ from typing import Any
 
 from django.db import transaction
 
+from config import metrics
+from config.logging import log_context
 from eventstore.store import NewEvent, append, load_stream
 from inventory import public as inventory_public
 from sagas import public as sagas_public
@@ -63,7 +65,7 @@ def place_order(*, customer_id: str, lines: Sequence[RequestedLine], payment: di
     events = domain.place_order(
         order_id=order_id, customer_id=customer_id, lines=priced, payment_method=payment["method"]
     )
-    with transaction.atomic():
+    with log_context(correlation_id=order_id), transaction.atomic():
         stored = _append(order_id, 0, events, cause_id="")
         created = events[0].data
         sagas_public.start_order_saga(
@@ -114,6 +116,7 @@ def record_decision(order_id: str, decide: Any, *, cause_id: str) -> None:
 
 
 def _append(order_id: str, version: int, events: Sequence[domain.DomainEvent], *, cause_id: str) -> list[Any]:
+    metrics.count_order_events((event.type, event.data) for event in events)
     return append(
         context=CONTEXT,
         aggregate_type="order",

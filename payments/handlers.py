@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from config import metrics
 from eventstore.store import ConcurrencyError, NewEvent, append, load_stream
 
 from .domain import Payment, PaymentEvent, stream_id
@@ -34,6 +35,7 @@ def store(payment: Payment, events: list[PaymentEvent], *, cause_id: str = "") -
     """Append ``events`` at the payment's version and update the projection (caller's transaction)."""
     if not events:
         return payment
+    metrics.count_payment_events(((e.type, e.data) for e in events), charge_running=payment.in_flight)
     append(
         context=CONTEXT,
         aggregate_type=AGGREGATE_TYPE,

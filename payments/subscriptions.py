@@ -14,6 +14,7 @@ from rest_framework.exceptions import ValidationError
 
 from eventstore.messages import Message
 from eventstore.registry import handles
+from eventstore.tracing import in_current_context
 
 from .charging import run_charge
 from .handlers import request_payment, request_refund
@@ -40,7 +41,7 @@ def process_payment(message: Message) -> None:
         strict=False,
     )
     if must_run:
-        transaction.on_commit(partial(run_charge, order_id=order_id), robust=True)
+        transaction.on_commit(in_current_context(partial(run_charge, order_id=order_id)), robust=True)
 
 
 @handles(CONTEXT, commands=("RefundPayment",))
@@ -56,7 +57,7 @@ def refund_payment(message: Message) -> None:
         strict=False,
     )
     if must_run:
-        transaction.on_commit(partial(run_refunds, order_id=order_id), robust=True)
+        transaction.on_commit(in_current_context(partial(run_refunds, order_id=order_id)), robust=True)
 
 
 def _valid(shape: type, message: Message) -> dict:

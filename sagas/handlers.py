@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from config import metrics
 from eventstore.messages import Message
 from eventstore.store import NewEvent, append, send
 from orders import public as orders_public
@@ -204,6 +205,8 @@ def _carry_out(
             _send(row, saga, effect, cause_id, now)
         else:
             _change_order(saga.order_id, effect, cause_id)
+    if saga.state in domain.TERMINAL and row.state not in domain.TERMINAL:
+        metrics.observe_saga_end(state=saga.state, seconds=(now - row.created_at).total_seconds())
     _copy_to_row(saga, row)
     row.updated_at = now
     if records:

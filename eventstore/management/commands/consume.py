@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from config.telemetry import setup_tracing
 from eventstore.consumer import QueueConsumer
 from eventstore.registry import contexts
 
@@ -27,5 +28,6 @@ class Command(BaseCommand):
         unknown = sorted(set(chosen) - set(known))
         if unknown:
             raise CommandError(f"no subscriptions for {', '.join(unknown)} (known: {', '.join(known)})")
+        setup_tracing(component="consumer")
         consumer = QueueConsumer(chosen, prefetch=options["prefetch"], batch_size=options["batch_size"])
         consumer.run(stop_on_signals())

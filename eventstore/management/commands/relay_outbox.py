@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from config.telemetry import setup_tracing
 from eventstore.publisher import ConfirmingPublisher
 from eventstore.registry import contexts
 from eventstore.relay import relay_until_idle, run_relay
@@ -20,6 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=None, help="rows per claim")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        setup_tracing(component="relay")
         # Queues must exist before the first mandatory publish, or it is returned unroutable.
         with broker_connection() as connection:
             declare_topology(connection, context_names=contexts())

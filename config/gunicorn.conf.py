@@ -1,0 +1,38 @@
+"""gunicorn settings for the web process (``gunicorn -c config/gunicorn.conf.py config.wsgi:application``).
+
+The hooks are why this file exists: tracing is set up in each worker after fork (a span
+exporter's thread does not survive ``fork``), and a worker that exits has its Prometheus
+multiprocess files marked dead so its live gauges stop counting (its counters still do).
+Command-line flags (bind, workers, threads) override what is set here.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+wsgi_app = "config.wsgi:application"
+bind = f"{os.environ.get('WEB_HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+graceful_timeout = 15
+accesslog = "-"
+# The app is loaded in each worker (no preload): Django connections and OTel state are per worker.
+preload_app = False
+
+
+def post_fork(server, worker):
+    """Set up tracing (with the Django instrumentation) in the new worker."""
+    import django
+
+    django.setup()
+    from config.telemetry import setup_tracing
+
+    setup_tracing(component="web", instrument_django=True)
+
+
+def child_exit(server, worker):
+    """Stop counting the dead worker's live gauges (PROMETHEUS_MULTIPROC_DIR)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

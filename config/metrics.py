@@ -1,0 +1,129 @@
+"""The platform's own Prometheus metrics (``oms_…``, base units), in one place.
+
+Every process of a deployment unit (gunicorn workers, consumers, the relay, Celery) writes
+these to ``PROMETHEUS_MULTIPROC_DIR`` when it is set, and ``/metrics`` sums them (see
+``config.metrics_view``). Labels are small closed sets: never an order id.
+
+Counters of business facts move only when the transaction that recorded the fact commits,
+so a rolled-back or retried decision is not counted twice. This module imports no context:
+the event store and every context may use it.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db import transaction
+from django.db.backends.signals import connection_created
+from prometheus_client import Counter, Gauge, Histogram
+
+# --- Orders -------------------------------------------------------------------------------------
+ORDERS_CREATED = Counter("oms_orders_created", "Orders accepted (OrderCreated).")
+ORDERS_COMPLETED = Counter("oms_orders_completed", "Orders that ended COMPLETED.")
+ORDERS_FAILED = Counter("oms_orders_failed", "Orders that ended FAILED, by failure reason.", ["reason"])
+ORDERS_CANCELLED = Counter("oms_orders_cancelled", "Orders that ended CANCELLED.")
+
+# --- Payments -----------------------------------------------------------------------------------
+PAYMENT_ATTEMPTS = Counter(
+    "oms_payment_attempts",
+    "Charge calls to the gateway, by what the call answered (captured, declined, transient, timeout).",
+    ["outcome"],
+)
+PAYMENT_OUTCOMES = Counter(
+    "oms_payment_outcomes",
+    "Charge rounds that ended, by outcome (captured, PAYMENT_DECLINED, PAYMENT_UNAVAILABLE).",
+    ["outcome"],
+)
+
+# --- Saga ---------------------------------------------------------------------------------------
+SAGA_DURATION = Histogram(
+    "oms_saga_duration_seconds",
+    "Time from a saga's start to its terminal state, by that state.",
+    ["state"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+
+# --- Transport ----------------------------------------------------------------------------------
+CONSUMER_HANDLED = Counter(
+    "oms_consumer_messages_handled", "Messages a context handled (and acked).", ["context"]
+)
+CONSUMER_RETRIED = Counter(
+    "oms_consumer_messages_retried", "Messages sent to a retry (backoff) queue.", ["context"]
+)
+CONSUMER_DEAD_LETTERED = Counter(
+    "oms_consumer_messages_dead_lettered", "Messages dead-lettered after their last retry.", ["context"]
+)
+RELAY_PUBLISHED = Counter("oms_relay_messages_published", "Outbox rows published and confirmed by RabbitMQ.")
+RELAY_FAILED = Counter("oms_relay_publish_failures", "Outbox rows the broker did not take (retried later).")
+
+# --- Database connections of this process ------------------------------------------------------
+# Django keeps one persistent connection per thread (CONN_MAX_AGE); summed over live processes
+# this is the deployment unit's share of the server's connection slots.
+DB_CONNECTIONS_OPEN = Gauge(
+    "oms_db_connections_open",
+    "Database connections this process holds open (summed over live processes).",
+    multiprocess_mode="livesum",
+)
+
+_ORDER_COUNTERS = {
+    "OrderCreated": ORDERS_CREATED,
+    "OrderCompleted": ORDERS_COMPLETED,
+    "OrderCancelled": ORDERS_CANCELLED,
+}
+
+
+def count_order_events(events: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+    """Count order lifecycle events once their transaction commits."""
+    counted = [(kind, dict(data)) for kind, data in events]
+    transaction.on_commit(lambda: _count_orders(counted))
+
+
+def _count_orders(events: list[tuple[str, dict[str, Any]]]) -> None:
+    for kind, data in events:
+        if kind == "OrderFailed":
+            ORDERS_FAILED.labels(reason=str(data.get("reason") or "UNKNOWN")).inc()
+        elif kind in _ORDER_COUNTERS:
+            _ORDER_COUNTERS[kind].inc()
+
+
+def count_payment_events(events: Iterable[tuple[str, Mapping[str, Any]]], *, charge_running: bool) -> None:
+    """Count charge attempts and the end of a charge round once their transaction commits.
+
+    ``charge_running`` is False when a captured payment merely announces its capture again:
+    that is not a new outcome.
+    """
+    counted = [(kind, dict(data)) for kind, data in events]
+    transaction.on_commit(lambda: _count_payments(counted, charge_running))
+
+
+def _count_payments(events: list[tuple[str, dict[str, Any]]], charge_running: bool) -> None:
+    for kind, data in events:
+        if kind == "PaymentAttempted":
+            PAYMENT_ATTEMPTS.labels(outcome=str(data.get("outcome", "unknown"))).inc()
+        elif kind == "PaymentProcessed" and charge_running:
+            PAYMENT_OUTCOMES.labels(outcome="captured").inc()
+        elif kind == "PaymentFailed" and charge_running:
+            PAYMENT_OUTCOMES.labels(outcome=str(data.get("reason") or "UNKNOWN")).inc()
+
+
+def observe_saga_end(*, state: str, seconds: float) -> None:
+    """Observe a saga's duration once the transaction that ended it commits."""
+    transaction.on_commit(lambda: SAGA_DURATION.labels(state=state).observe(max(seconds, 0.0)))
+
+
+def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
+    # Django has no "connection closed" signal: the gauge goes down when the driver's
+    # connection object is collected, which CPython does as soon as Django drops it.
+    raw = getattr(connection, "connection", None)
+    if raw is None:
+        return
+    DB_CONNECTIONS_OPEN.inc()
+    try:
+        weakref.finalize(raw, DB_CONNECTIONS_OPEN.dec)
+    except TypeError:  # a driver object without weak references: do not count it
+        DB_CONNECTIONS_OPEN.dec()
+
+
+connection_created.connect(_on_connection_created, dispatch_uid="oms-metrics-db-connections")

@@ -1,0 +1,141 @@
+"""OpenTelemetry set-up: one tracer provider per process, made after fork.
+
+A ``BatchSpanProcessor`` owns a thread, and threads do not survive ``fork``: gunicorn calls
+:func:`setup_tracing` from ``post_fork`` (config/gunicorn.conf.py), Celery from
+``worker_process_init`` (config/celery_app.py), the consumer and relay commands when they
+start. The master processes never set a provider, so no child inherits a dead one.
+
+Spans go to ``OTEL_EXPORTER_OTLP_ENDPOINT`` over OTLP/HTTP (Jaeger, Tempo and the collector
+ingest it) and, when ``OTEL_SPANS_FILE`` is set, to that file as JSON lines — handy on a
+laptop without Jaeger, and how the test suite follows one order across processes. Sampling
+is parent-based with the ratio ``OTEL_TRACES_SAMPLER_ARG`` (1.0 in development, 0.1 in
+production), so a sampled order keeps all its spans in every process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+
+from django.conf import settings
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+logger = logging.getLogger(__name__)
+
+_configured_pid: int | None = None
+_lock = threading.Lock()
+
+
+def setup_tracing(
+    *,
+    component: str,
+    instrument_django: bool = False,
+    instrument_celery: bool = False,
+    processors: Sequence[SpanProcessor] = (),
+) -> TracerProvider | None:
+    """Install this process's tracer provider and instrumentation (once per process).
+
+    ``component`` names the process type (web, consumer, relay, worker) in the resource.
+    Returns the provider, or ``None`` when this process already has one.
+    """
+    global _configured_pid
+    with _lock:
+        if _configured_pid == os.getpid():
+            return None
+        _configured_pid = os.getpid()
+    provider = TracerProvider(
+        resource=Resource.create(
+            {
+                "service.name": settings.OTEL_SERVICE_NAME,
+                "service.namespace": "oms",
+                "oms.component": component,
+            }
+        ),
+        sampler=ParentBased(TraceIdRatioBased(float(settings.OTEL_TRACES_SAMPLER_ARG))),
+    )
+    for processor in [*_configured_processors(), *processors]:
+        provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+    _instrument(provider, django=instrument_django, celery=instrument_celery)
+    logger.info("tracing set up", extra={"component": component})
+    return provider
+
+
+def _configured_processors() -> list[SpanProcessor]:
+    processors: list[SpanProcessor] = []
+    endpoint = str(settings.OTEL_EXPORTER_OTLP_ENDPOINT or "")
+    if endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")))
+    spans_file = os.environ.get("OTEL_SPANS_FILE", "")
+    if spans_file:
+        processors.append(SimpleSpanProcessor(JsonLinesSpanExporter(spans_file)))
+    return processors
+
+
+def _instrument(provider: TracerProvider, *, django: bool, celery: bool) -> None:
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+    if not PsycopgInstrumentor().is_instrumented_by_opentelemetry:
+        PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    if django:
+        from opentelemetry.instrumentation.django import DjangoInstrumentor
+
+        if not DjangoInstrumentor().is_instrumented_by_opentelemetry:
+            DjangoInstrumentor().instrument(tracer_provider=provider)
+    if celery:
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+        if not CeleryInstrumentor().is_instrumented_by_opentelemetry:
+            CeleryInstrumentor().instrument(tracer_provider=provider)
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends each finished span to a file as one JSON object per line (several processes may share it)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = "".join(json.dumps(span_record(span), separators=(",", ":")) + "\n" for span in spans)
+        with self._lock, open(self.path, "a", encoding="utf-8") as out:
+            # One write of whole lines in append mode: lines of processes do not interleave.
+            out.write(lines)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        """Nothing is buffered."""
+
+
+def span_record(span: ReadableSpan) -> dict[str, object]:
+    """The fields of a span that tell how it connects: ids, parent, name, kind, attributes."""
+    context = span.get_span_context()
+    parent = span.parent
+    return {
+        "name": span.name,
+        "trace_id": format(context.trace_id, "032x") if context else "",
+        "span_id": format(context.span_id, "016x") if context else "",
+        "parent_span_id": format(parent.span_id, "016x") if parent else None,
+        "kind": span.kind.name,
+        "component": span.resource.attributes.get("oms.component", ""),
+        "pid": os.getpid(),
+        "attributes": {key: _plain(value) for key, value in (span.attributes or {}).items()},
+    }
+
+
+def _plain(value: object) -> object:
+    return value if isinstance(value, str | int | float | bool) else str(value)
