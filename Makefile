@@ -17,7 +17,7 @@ STACK_DATABASE_URL := postgres://postgres@127.0.0.1:5432/oms
 STACK_BROKER_URL := amqp://guest:guest@127.0.0.1:5672//
 STACK_REDIS_URL := redis://127.0.0.1:6379/0
 
-.PHONY: help install run stack services test pytest lint format clean
+.PHONY: help install run stack services test pytest lint format clean bench
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -72,6 +72,11 @@ lint: $(INSTALLED)  ## ruff (lint + format check), import-linter contracts, mypy
 format: $(INSTALLED)  ## Fix what ruff can fix and format the code
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+bench: $(INSTALLED) services  ## Throughput benchmark (BENCH_SECONDS=5 for a short run); report in bench/results/
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
+		|| { echo "make bench needs wrk (Debian package wrk) and pgbench/pg_dump (postgresql-client)"; exit 1; }
+	$(PY) bench/run.py
 
 clean:  ## Remove the embedded database, collected static files and caches (not .venv)
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -1,0 +1,1 @@
+"""The benchmark harness (``make bench``, issue 7): see bench/run.py."""

@@ -1,0 +1,186 @@
+"""The benchmark harness's pure parts (bench/stats.py): parsing and arithmetic, no timing."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import stats
+from bench.run import end_to_end, process_name
+
+WRK_TEXT = """Running 5s test @ http://127.0.0.1:8500/api/orders
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   180.12ms   40.31ms   1.02s    88.00%
+  Latency Distribution
+     50%  170.50ms
+     75%  190.00ms
+     90%  250.10ms
+     99%    1.01s
+  1790 requests in 5.01s, 600.12KB read
+  Non-2xx or 3xx responses: 12
+Requests/sec:    357.29
+Transfer/sec:    119.80KB
+"""
+
+PGBENCH_TEXT = """pgbench (15.8 (Debian 15.8-0+deb12u1))
+transaction type: bench/pgbench_create_order.sql
+scaling factor: 1
+query mode: simple
+number of clients: 16
+number of threads: 2
+maximum number of tries: 1
+duration: 5 s
+number of transactions actually processed: 11804
+number of failed transactions: 0 (0.000%)
+latency average = 6.771 ms
+latency stddev = 4.120 ms
+initial connection time = 20.315 ms
+tps = 2362.910848 (without initial connection time)
+"""
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    values = [1.0, 2.0, 3.0, 4.0]
+    assert stats.percentile(values, 0) == 1.0
+    assert stats.percentile(values, 100) == 4.0
+    assert stats.percentile(values, 50) == pytest.approx(2.5)
+    assert stats.percentile([5.0, 1.0, 3.0], 50) == 3.0  # order of input does not matter
+    assert stats.percentile(list(range(1, 101)), 95) == pytest.approx(95.05)
+
+
+def test_percentile_of_nothing_is_none_and_bad_pct_is_refused() -> None:
+    assert stats.percentile([], 50) is None
+    with pytest.raises(ValueError):
+        stats.percentile([1.0], 101)
+
+
+def test_summarise_latencies() -> None:
+    summary = stats.summarise_latencies([10.0, 20.0, 30.0, 40.0, 1000.0])
+    assert summary["count"] == 5
+    assert summary["mean"] == 220.0
+    assert summary["p50"] == 30.0
+    assert summary["max"] == 1000.0
+    assert summary["p99"] is not None and 40.0 < summary["p99"] < 1000.0
+    assert stats.summarise_latencies([])["p95"] is None
+
+
+def test_parse_wrk_json_counts_every_non_2xx_and_socket_error() -> None:
+    line = (
+        'BENCH_WRK_JSON {"duration_us":5000000,"requests":1010,"bytes":1,'
+        '"statuses":{"202":1000,"500":4,"429":6},'
+        '"socket_errors":{"connect":0,"read":1,"write":0,"timeout":2},'
+        '"latency_ms":{"mean":1,"p50":1,"p90":2,"p95":3,"p99":4,"max":5,"stdev":1}}'
+    )
+    parsed = stats.parse_wrk_json("Running 5s test\n" + line + "\n")
+    assert parsed["ok"] == 1000
+    assert parsed["non_2xx"] == 10
+    assert parsed["errors"] == 13
+    assert parsed["ok_per_second"] == 200.0
+    assert parsed["statuses"] == {202: 1000, 500: 4, 429: 6}
+
+
+def test_parse_wrk_json_without_summary_line_fails() -> None:
+    with pytest.raises(ValueError):
+        stats.parse_wrk_json("unable to connect to 127.0.0.1:8500 Connection refused\n")
+
+
+def test_parse_wrk_text_converts_units_to_ms() -> None:
+    parsed = stats.parse_wrk_text(WRK_TEXT)
+    assert parsed["requests_per_second"] == 357.29
+    assert parsed["requests"] == 1790
+    assert parsed["non_2xx_3xx"] == 12
+    assert parsed["latency_ms"] == {"p50": 170.5, "p75": 190.0, "p90": 250.1, "p99": 1010.0}
+
+
+def test_parse_pgbench() -> None:
+    parsed = stats.parse_pgbench(PGBENCH_TEXT)
+    assert parsed == {
+        "tps": 2362.910848,
+        "latency_avg_ms": 6.771,
+        "latency_stddev_ms": 4.12,
+        "transactions": 11804,
+        "failed": 0,
+    }
+    with pytest.raises(ValueError):
+        stats.parse_pgbench("pgbench: error: connection refused")
+
+
+def test_rss_ratio_and_buckets() -> None:
+    assert stats.rss_kib("Name:\tpython\nVmRSS:\t   81234 kB\nThreads: 3\n") == 81234
+    assert stats.rss_kib("Name:\tkthreadd\nThreads: 1\n") is None
+    assert stats.ratio(500.0, 2000.0) == 0.25
+    assert stats.ratio(500.0, 0) is None
+    assert stats.ratio(None, 10.0) is None
+    assert stats.per_second_buckets([10.1, 10.9, 12.0, 12.5, 12.7]) == [2, 0, 3]
+    assert stats.per_second_buckets([]) == []
+
+
+def test_process_names_of_the_stack() -> None:
+    gunicorn = "/x/.venv/bin/python /x/.venv/bin/gunicorn --config=c config.wsgi:application"
+    assert process_name("/x/python /x/deploy/run_stack.py", "make") == "supervisor"
+    assert process_name(gunicorn, "/x/python /x/deploy/run_stack.py") == "web master"
+    assert process_name(gunicorn, gunicorn) == "web worker"
+    assert process_name("/x/python /x/.venv/bin/celery -A config beat --loglevel=INFO", "s") == "beat"
+    assert process_name("/x/python manage.py consume --all", "s") == "consumers"
+    assert process_name("/x/python manage.py relay_outbox", "s") == "relay"
+
+
+def test_render_markdown_shows_the_figures() -> None:
+    report = {
+        "started_at": "2025-01-01T00:00:00Z",
+        "config": {
+            "cpus": 2,
+            "load_average": "1.00",
+            "web_workers": "2",
+            "web_threads": "4",
+            "connections": 64,
+            "seconds": 5.0,
+        },
+        "accepted": {
+            "ok_per_second": 321.5,
+            "ok": 1607,
+            "errors": 0,
+            "statuses": {202: 1607},
+            "latency_ms": {"p50": 150.0, "p95": 300.0, "p99": 450.0, "max": 900.0},
+        },
+        "end_to_end": {
+            "description": "paced",
+            "offered_per_second": 100.0,
+            "created": 500,
+            "completed": 500,
+            "not_terminal": 0,
+            "lost_or_stuck": 0,
+            "created_to_completed_ms": {"p95": 800.0},
+        },
+        "pgbench": {"tps": 2400.0, "clients": 16},
+        "peer": {"per_second": 450.0, "version": "9.5.6", "latency_ms": {"p95": 4.0}},
+        "ratios": {"accepted_over_pgbench": 0.13, "accepted_over_peer": 0.71},
+        "memory": [{"name": "web worker", "pid": 7, "rss_kib": 102400}],
+    }
+    text = stats.render_markdown(report)
+    assert "| 321.5 | 150.0 | 300.0 | 450.0 | 900.0 | 1,607 | 0 |" in text
+    assert "accepted / pgbench = **0.13**" in text
+    assert "accepted / peer = **0.71**" in text
+    assert "| web worker | 7 | 100.0 |" in text
+    assert "Lost or stuck orders: **0**" in text
+
+
+def test_end_to_end_counts_lost_stuck_and_latency() -> None:
+    snapshot = {
+        "states": {"COMPLETED": 3, "COMPENSATED": 1, "PAYMENT_PROCESSING": 1},
+        "created": [100.0, 100.5, 101.0, 101.2, 101.5],
+        "completed": [(100.0, 100.2), (100.5, 101.5), (101.0, 103.0)],
+        "read_model_completed": 2,
+    }
+    # wrk saw 7 answered 202 but only 5 orders exist: 2 lost; 1 saga still open: stuck.
+    result = end_to_end(snapshot, {"ok": 7, "ok_per_second": 3.5}, (100.0, 102.0), 4.0)
+    assert result["created"] == 5
+    assert result["completed"] == 3
+    assert result["other_terminal"] == 1
+    assert result["not_terminal"] == 1
+    assert result["lost"] == 2
+    assert result["lost_or_stuck"] == 3
+    assert result["read_model_behind"] == 1
+    assert result["completed_per_second_in_window"] == 1.0  # 2 completions in the 2 s window
+    assert result["created_to_completed_ms"]["max"] == 2000.0
+    assert result["completed_per_second_overall"] == 1.0  # 3 completions from 100.0 to 103.0
