@@ -3,14 +3,24 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import TemplateView
-from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from config.health import LiveView, ReadyView
+from config.metrics_view import metrics_view
+from orders.api import OrderPlaceView
+from queries.api import OrderListView
+
+
+class OrderCollectionView(OrderListView, OrderPlaceView):
+    """/api/orders is one path for two contexts (DESIGN §6): GET is the query side's list,
+    POST the command side's placement; each context keeps its own view."""
+
 
 urlpatterns = [
     path("api/auth/", include("orders.auth_urls")),
+    path("api/orders", OrderCollectionView.as_view(), name="orders-collection"),
+    path("api/", include("queries.urls")),
     path("api/", include("orders.urls")),
     path("api/", include("inventory.urls")),
     path("api/", include("payments.urls")),
@@ -29,7 +39,7 @@ urlpatterns = [
     path("health/live", LiveView.as_view(), name="health-live"),
     path("health/ready", ReadyView.as_view(), name="health-ready"),
     # Prometheus text; sums every process when PROMETHEUS_MULTIPROC_DIR is set.
-    path("metrics", ExportToDjangoView, name="metrics"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("", TemplateView.as_view(template_name="index.html"), name="web-ui"),
 ]

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE as CSP_NONCE
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -31,6 +32,8 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
+    "django_prometheus",
     "eventstore",
     "orders",
     "inventory",
@@ -40,7 +43,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and last: HTTP rate, latency and errors (django_http_* metrics) see every response.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "config.logging.RequestLogContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Oversized bodies and NUL in the URL are refused before anything reads them.
+    "config.middleware.RequestLimitsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -48,6 +57,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -140,7 +150,15 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Strict JSON everywhere: no NaN, duplicate keys, NUL or lone surrogates (config/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.StrictJSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "config.throttling.UserRateThrottle",
+        "config.throttling.AnonRateThrottle",
+    ],
+    # Trusted proxies in front of the web processes; 0 keys anonymous clients by REMOTE_ADDR
+    # (X-Forwarded-For is the client's to forge unless a known proxy wrote it).
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.problems.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -200,6 +218,8 @@ CELERY_BEAT_SCHEDULE = {
     "inventory-expire-reservations": {"task": "inventory.tasks.expire_reservations", "schedule": 5.0},
     "sagas-sweep-timeouts": {"task": "sagas.tasks.sweep_timeouts", "schedule": 1.0},
     "orders-prune-idempotency-keys": {"task": "orders.tasks.prune_idempotency_keys", "schedule": 3600.0},
+    "queries-refresh-analytics": {"task": "queries.tasks.refresh_analytics", "schedule": 5.0},
+    "queries-catch-up-projections": {"task": "queries.tasks.catch_up_projections", "schedule": 5.0},
 }
 
 # Tasks the embedded scheduler (eventstore/scheduler.py) does not run: there the in-process
@@ -226,19 +246,63 @@ PAYMENT_RESUME_AFTER = env.float("PAYMENT_RESUME_AFTER", default=5.0)
 PAYMENT_BREAKER_OPEN_SECONDS = env.float("PAYMENT_BREAKER_OPEN_SECONDS", default=5.0)
 INVENTORY_RESERVATION_CONCURRENCY = env.int("INVENTORY_RESERVATION_CONCURRENCY", default=8)
 INVENTORY_RESERVATION_WAIT = env.float("INVENTORY_RESERVATION_WAIT", default=2.0)
+# Request rates (config/throttling.py); "off" disables one. Counted in the default cache.
+API_THROTTLE_USER = env("API_THROTTLE_USER", default="1000/min")
+API_THROTTLE_ANON = env("API_THROTTLE_ANON", default="60/min")
 API_THROTTLE_LOGIN = env("API_THROTTLE_LOGIN", default="10/min")
 
+# --- Request limits and browser policy ------------------------------------------------------
+# A larger declared body is a 413 before it is read (config/middleware.py); Django's own
+# limit is the same, for bodies that come without a Content-Length.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=256 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+
+# django-csp 4 (Django 5.2 has no CSP of its own). The web UI loads only its own app.js and
+# app.css; Swagger UI its sidecar files plus one inline script and style, which carry the
+# request's nonce (templates/drf_spectacular/swagger_ui.html); the admin needs nothing inline.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", CSP_NONCE],
+        "style-src": ["'self'", CSP_NONCE],
+        # Swagger UI's stylesheet draws its icons as data: URIs.
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# --- Observability (README "Observability") --------------------------------------------------
+# Traces: OTLP over HTTP to OTEL_EXPORTER_OTLP_ENDPOINT (Jaeger ingests OTLP); parent-based
+# ratio sampling, 100% unless OTEL_TRACES_SAMPLER_ARG says otherwise (production: 10%).
+OTEL_SERVICE_NAME = env("OTEL_SERVICE_NAME", default="oms")
+OTEL_EXPORTER_OTLP_ENDPOINT = env("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_TRACES_SAMPLER_ARG = env.float("OTEL_TRACES_SAMPLER_ARG", default=1.0)
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# JSON lines with correlation_id, trace_id and user_id on every record (config/logging.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "config.logging.LogContextFilter"}},
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "timestamp", "levelname": "level", "name": "logger"},
+            "rename_fields": {
+                "asctime": "timestamp",
+                "levelname": "level",
+                "name": "logger",
+                "message": "event",
+            },
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -168,9 +168,10 @@ def test_gateway_down_opens_the_breaker_then_orders_fail_fast_until_a_trial_call
 ) -> None:
     from payments.models import GatewayCharge
 
-    # given a breaker of this test's own (1 s open period) and a gateway that is down
+    # given a breaker of this test's own (a 4 s open period: ample on a loaded machine) and a
+    # gateway that is down
     settings.PAYMENT_BREAKER_PREFIX = f"test:e2e:{uuid.uuid4().hex}"
-    settings.PAYMENT_BREAKER_OPEN_SECONDS = 1.0
+    settings.PAYMENT_BREAKER_OPEN_SECONDS = 4.0
     settings.PAYMENT_RETRY_BACKOFF = 0.01
     stocked("SKU-BR", 10)
     down = [place(alice_client, [("SKU-BR", 1)], token="tok_gateway_down") for _ in range(2)]
@@ -191,7 +192,7 @@ def test_gateway_down_opens_the_breaker_then_orders_fail_fast_until_a_trial_call
     assert not GatewayCharge.objects.filter(idempotency_key=f"order-{refused}").exists()
     assert payment_status(refused)["captures"] == 0
     # and once the open period is over, one trial call decides: it succeeds and the order completes
-    time.sleep(1.2)
+    time.sleep(4.2)
     trial = place(alice_client, [("SKU-BR", 1)], token="tok_ok")
     settle()
     assert order_of(alice_client, trial)["status"] == "COMPLETED"
