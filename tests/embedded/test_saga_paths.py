@@ -123,3 +123,39 @@ def test_declined_card_compensates_and_restores_the_stock(
     payment = server.request("GET", f"/api/payments/{order_id}", token=tokens["alice"])
     assert payment.status == 200, payment.body
     assert (payment.json()["status"], payment.json()["captures"]) == ("DECLINED", 0)
+
+
+def test_the_query_side_answers_from_sqlite(server: EmbeddedServer, tokens: dict[str, str]) -> None:
+    # given a completed order of alice for a product with a distinctive word in its name
+    reply = server.request(
+        "PUT",
+        "/api/inventory/EMB-QUERY",
+        {"name": "Embedded Zanzibar Lamp", "price": "4.00", "available": 5},
+        token=tokens["admin"],
+    )
+    assert reply.status == 201, reply.body
+    order_id = _place(server, tokens["alice"], "EMB-QUERY", 2, "tok_ok")
+    assert _terminal(server, tokens["alice"], order_id)["status"] == "COMPLETED"
+
+    # when the read model has caught up (eventually consistent), alice lists and searches
+    def listed() -> dict[str, Any]:
+        path = "/api/orders?status=COMPLETED&product_id=EMB-QUERY"
+        reply = server.request("GET", path, token=tokens["alice"])
+        assert reply.status == 200, reply.body
+        return reply.json()
+
+    deadline = time.monotonic() + 15
+    while listed()["count"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    page = listed()
+    found = server.request("GET", "/api/orders/search?q=zanzibar", token=tokens["alice"])
+    analytics = server.request("GET", "/api/orders/analytics", token=tokens["admin"])
+
+    # then the list, the plain search fallback and the direct analytics all see the order
+    assert [row["order_id"] for row in page["results"]] == [order_id]
+    assert page["results"][0]["total_amount"] == "8.00"
+    assert found.status == 200, found.body
+    assert [row["order_id"] for row in found.json()["results"]] == [order_id]
+    assert analytics.status == 200, analytics.body
+    assert analytics.json()["orders_by_status"].get("COMPLETED", 0) >= 1
+    assert any(p["product_id"] == "EMB-QUERY" for p in analytics.json()["top_products"])
