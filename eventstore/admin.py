@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from config.admin import ReadOnlyAdmin
+
 from .deadletters import AlreadyReplayed, replay_dead_letter
 from .models import DeadLetter, InboxMessage, OutboxMessage, StoredEvent
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Stored messages are facts: the admin shows them and never edits them."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(StoredEvent)

@@ -7,6 +7,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from config.admin import ReadOnlyAdmin
+
 from .models import Product, Reservation
 from .products import upsert_product
 
@@ -33,19 +35,10 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(admin.ModelAdmin):
+class ReservationAdmin(ReadOnlyAdmin):
     """Reservations, read only: they change through the saga's commands."""
 
     list_display = ("order_id", "state", "expires_at", "created_at", "updated_at")
     list_filter = ("state",)
     search_fields = ("order_id",)
     readonly_fields = ("order_id", "items", "state", "expires_at", "created_at", "updated_at")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
+
+from config.admin import ReadOnlyAdmin
 
 from .models import OrderReadModel, ProjectionState
 from .replay import ProjectionLag, lag
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Read models change only through their projection."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ProjectionState)
