@@ -296,8 +296,8 @@ def process_name(cmdline: str, parent_cmdline: str) -> str:
         return "beat"
     if "celery" in cmdline and " worker" in cmdline:
         return "celery worker (child)" if "celery" in parent_cmdline else "celery worker"
-    if "consume" in cmdline:
-        return "consumers"
+    if " consume " in cmdline:
+        return "consume " + cmdline.split(" consume ", 1)[1].strip()
     if "relay_outbox" in cmdline:
         return "relay"
     return cmdline[:40]

@@ -121,7 +121,8 @@ def test_process_names_of_the_stack() -> None:
     assert process_name(gunicorn, "/x/python /x/deploy/run_stack.py") == "web master"
     assert process_name(gunicorn, gunicorn) == "web worker"
     assert process_name("/x/python /x/.venv/bin/celery -A config beat --loglevel=INFO", "s") == "beat"
-    assert process_name("/x/python manage.py consume --all", "s") == "consumers"
+    assert process_name("/x/python manage.py consume --all", "s") == "consume --all"
+    assert process_name("/x/python manage.py consume sagas inventory", "s") == "consume sagas inventory"
     assert process_name("/x/python manage.py relay_outbox", "s") == "relay"
 
 
