@@ -98,13 +98,18 @@ class OrderListView(APIView):
     )
     def get(self, request: Request) -> Response:
         filters = parse_filters(request.query_params, customer_id=caller_scope(request))
-        return paged_response(
-            request,
-            namespace="list",
-            filters=filters,
-            params=filters.cache_params(),
-            compute=lambda: selectors.list_orders(filters),
-        )
+        return _order_list(request, filters)
+
+
+def _order_list(request: Request, filters: OrderFilters) -> Response:
+    """One page of orders matching ``filters``, cache-first."""
+    return paged_response(
+        request,
+        namespace="list",
+        filters=filters,
+        params=filters.cache_params(),
+        compute=lambda: selectors.list_orders(filters),
+    )
 
 
 class CustomerOrderListView(APIView):
@@ -119,18 +124,11 @@ class CustomerOrderListView(APIView):
     )
     def get(self, request: Request, customer_id: str) -> Response:
         scope = caller_scope(request)
-        if scope is not None and scope != customer_id:
-            raise exceptions.NotFound("There is no such customer.")
-        if len(customer_id) > 255 or "\x00" in customer_id:
+        # Another customer's list is never revealed; an id that cannot exist is simply unknown.
+        if (scope is not None and scope != customer_id) or len(customer_id) > 255 or "\x00" in customer_id:
             raise exceptions.NotFound("There is no such customer.")
         filters = parse_filters(request.query_params, customer_id=customer_id)
-        return paged_response(
-            request,
-            namespace="list",
-            filters=filters,
-            params=filters.cache_params(),
-            compute=lambda: selectors.list_orders(filters),
-        )
+        return _order_list(request, filters)
 
 
 class OrderSearchView(APIView):
