@@ -186,25 +186,22 @@ class Payment:
         """The gateway captured the amount."""
         if not self.in_flight:
             return []
-        data = {
-            "order_id": self.order_id,
-            "payment_id": self.payment_id,
-            "amount": money(self.amount),
-            "attempts": self.attempts,
-        }
-        return [PaymentEvent("PaymentProcessed", data)]
+        return [self._processed()]
 
     def announce_capture(self) -> list[PaymentEvent]:
         """Answer a repeated ProcessPayment for a captured payment again (a saga retrying its step)."""
         if self.status != PaymentStatus.CAPTURED:
             return []
+        return [self._processed()]
+
+    def _processed(self) -> PaymentEvent:
         data = {
             "order_id": self.order_id,
             "payment_id": self.payment_id,
             "amount": money(self.amount),
             "attempts": self.attempts,
         }
-        return [PaymentEvent("PaymentProcessed", data)]
+        return PaymentEvent("PaymentProcessed", data)
 
     def fail(self, *, reason: FailureReason, error: str) -> list[PaymentEvent]:
         """The charge round ended without a capture."""
