@@ -98,19 +98,28 @@ def test_one_order_is_one_connected_trace_from_http_through_relay_to_every_consu
     stack_factory.wait_until(
         lambda: order_status(order_id) == "COMPLETED", timeout=40, message="order completed"
     )
-    stack_factory.wait_until(
-        lambda: any(s["name"] == "sagas handle InventoryConfirmed" for s in read_spans(spans_file)),
-        timeout=40,
-        message="the last saga step's span",
-    )
-
-    # then the HTTP server span roots one trace that every other span joins
     http_spans = [s for s in _exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
     assert len(http_spans) == 1, [s.name for s in http_spans]
     http = http_spans[0]
     trace_id = format(http.context.trace_id, "032x")
     assert http.parent is None
+    http_span_id = format(http.context.span_id, "016x")
 
+    def trace_spans() -> list[dict]:
+        return [s for s in read_spans(spans_file) if s["trace_id"] == trace_id]
+
+    def settled() -> bool:
+        # a span is written when it ends, so a child (a SELECT) can be on file before the
+        # handler span around it: wait for the last step and for every parent to be written
+        ours = trace_spans()
+        known = {http_span_id} | {s["span_id"] for s in ours}
+        return any(s["name"] == "sagas handle InventoryConfirmed" for s in ours) and all(
+            s["parent_span_id"] in known for s in ours
+        )
+
+    stack_factory.wait_until(settled, timeout=40, message="every span of the trace written, parents included")
+
+    # then the HTTP server span roots one trace that every other span joins
     spans = read_spans(spans_file)
     ours = [s for s in spans if s["trace_id"] == trace_id]
     consumer_spans = [s for s in spans if s["kind"] == "CONSUMER"]
@@ -131,7 +140,7 @@ def test_one_order_is_one_connected_trace_from_http_through_relay_to_every_consu
 
     # connected: each span's parent is the HTTP span or another span of the trace, and
     # every consumer span's parent is a relay publish span
-    known = {format(http.context.span_id, "016x")} | {s["span_id"] for s in ours}
+    known = {http_span_id} | {s["span_id"] for s in ours}
     assert all(s["parent_span_id"] in known for s in ours), [
         s["name"] for s in ours if s["parent_span_id"] not in known
     ]
