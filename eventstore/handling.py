@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from django.db import OperationalError, connection, transaction
 
@@ -48,9 +49,13 @@ def handle_batch(context: str, messages: Sequence[Message]) -> list[BaseExceptio
     """
     try:
         with transaction.atomic():
+            new = _record_batch_in_inbox(context, messages)
             for message in messages:
                 with tracing.consuming(context, message):
-                    _handle_within(context, message)
+                    message_id = str(uuid.UUID(message.message_id))
+                    if message_id in new:
+                        new.discard(message_id)  # a duplicate within the batch runs once
+                        _run_handlers(context, message)
         return [None] * len(messages)
     except Exception:  # noqa: BLE001 - isolate the failing message below
         logger.info("batch of %d failed, handling one by one", len(messages))
@@ -67,9 +72,29 @@ def handle_batch(context: str, messages: Sequence[Message]) -> list[BaseExceptio
 def _handle_within(context: str, message: Message) -> bool:
     if not _record_in_inbox(context, message):
         return False
+    _run_handlers(context, message)
+    return True
+
+
+def _run_handlers(context: str, message: Message) -> None:
     for handler in handlers_for(context, message):
         handler(message)
-    return True
+
+
+def _record_batch_in_inbox(context: str, messages: Sequence[Message]) -> set[str]:
+    """Insert the inbox rows of a batch in one statement; the ids not handled before."""
+    field = InboxMessage._meta.get_field("message_id")
+    params: list[Any] = []
+    for message in messages:
+        params += [context, field.get_db_prep_value(uuid.UUID(message.message_id), connection), message.type]
+    values = ", ".join(["(%s, %s, %s, CURRENT_TIMESTAMP)"] * len(messages))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {InboxMessage._meta.db_table} (consumer, message_id, message_type, handled_at) "
+            f"VALUES {values} ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id",
+            params,
+        )
+        return {str(field.to_python(row[0])) for row in cursor.fetchall()}
 
 
 def _record_in_inbox(context: str, message: Message) -> bool:
