@@ -9,7 +9,8 @@ Spans go to ``OTEL_EXPORTER_OTLP_ENDPOINT`` over OTLP/HTTP (Jaeger, Tempo and th
 ingest it) and, when ``OTEL_SPANS_FILE`` is set, to that file as JSON lines — handy on a
 laptop without Jaeger, and how the test suite follows one order across processes. Sampling
 is parent-based with the ratio ``OTEL_TRACES_SAMPLER_ARG`` (1.0 in development, 0.1 in
-production), so a sampled order keeps all its spans in every process.
+production), so a sampled order keeps all its spans in every process. A process with no
+exporter records no span at all (trace ids still propagate).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def setup_tracing(
         if _configured_pid == os.getpid():
             return None
         _configured_pid = os.getpid()
+    processors = [*_configured_processors(), *processors]
     provider = TracerProvider(
         resource=Resource.create(
             {
@@ -63,9 +65,13 @@ def setup_tracing(
                 "oms.component": component,
             }
         ),
-        sampler=ParentBased(TraceIdRatioBased(float(settings.OTEL_TRACES_SAMPLER_ARG))),
+        # With nowhere to send spans, record none: ids and traceparent still flow (events,
+        # logs and messages keep their trace id), but no span is built only to be dropped.
+        sampler=ParentBased(TraceIdRatioBased(float(settings.OTEL_TRACES_SAMPLER_ARG)))
+        if processors
+        else ALWAYS_OFF,
     )
-    for processor in [*_configured_processors(), *processors]:
+    for processor in processors:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     _instrument(provider, django=instrument_django, celery=instrument_celery)
