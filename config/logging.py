@@ -86,10 +86,10 @@ def _user_id(request: HttpRequest) -> str | None:
     # both carry the caller; an invalid token simply leaves user_id empty here.
     if not request.META.get("HTTP_AUTHORIZATION", "").startswith("Bearer "):
         return None
-    from rest_framework_simplejwt.authentication import JWTStatelessUserAuthentication
+    from config.authentication import RequestJWTAuthentication
 
     try:
-        found = JWTStatelessUserAuthentication().authenticate(request)  # type: ignore[arg-type]
+        found = RequestJWTAuthentication().authenticate(request)  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001 - a bad token is the view's 401, not a logging error
         return None
     return None if found is None else str(getattr(found[0], "user_id", "") or "") or None

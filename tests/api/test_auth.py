@@ -229,3 +229,29 @@ def test_concurrent_refreshes_of_one_token_let_exactly_one_win(demo_users):
 def test_client_fixtures_work_in_transactional_tests(alice_client, admin_client):
     assert alice_client.get("/probe/admin-only").status_code == 403
     assert admin_client.get("/probe/admin-only").status_code == 200
+
+
+@pytest.mark.urls("config.urls")
+def test_a_request_verifies_its_token_once_and_a_bad_token_is_still_refused(alice_client, monkeypatch):
+    from config.authentication import RequestJWTAuthentication
+
+    verified = []
+    original = RequestJWTAuthentication.get_validated_token
+
+    def counting(self, raw_token):
+        verified.append(raw_token)
+        return original(self, raw_token)
+
+    monkeypatch.setattr(RequestJWTAuthentication, "get_validated_token", counting)
+
+    # the logging middleware and the view both need the caller: one verification serves both
+    response = alice_client.get("/api/payments/does-not-exist")
+    assert response.status_code == 404
+    assert len(verified) == 1
+
+    # a token that fails is checked again by the view, which answers the usual 401
+    verified.clear()
+    response = APIClient(HTTP_AUTHORIZATION="Bearer not-a-token").get("/api/payments/does-not-exist")
+    assert response.status_code == 401
+    assert response["Content-Type"].startswith(PROBLEM)
+    assert len(verified) == 2
