@@ -103,3 +103,65 @@ def test_concurrent_reserves_of_one_order_hold_once(settings) -> None:
     row = Product.objects.get(product_id="ONE")
     assert (row.available, row.reserved) == (47, 3)
     assert Reservation.objects.filter(order_id=order_id).count() == 1
+
+
+def test_a_writer_waiting_for_the_reservation_lock_reads_the_stream_version_after_it() -> None:
+    """The one-statement lock of a reservation reads the stream version in its snapshot, taken before
+    it waited: a writer that committed meanwhile moved the stream, and no conflict must follow."""
+    import time
+
+    from django.db import transaction
+
+    from inventory.handlers import confirm_reservation, release_reservation
+
+    upsert_product(product_id="WAIT", name="Wait", price=Decimal("1.00"), available=5)
+    order_id = new_order_id()
+    _reserve(order_id, [Line("WAIT", 2)])
+    first_holds_the_lock = threading.Event()
+    second_is_waiting = threading.Event()
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                confirm_reservation(order_id=order_id, correlation_id=order_id, causation_id="")
+                first_holds_the_lock.set()
+                assert second_is_waiting.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def second() -> ReservationOutcome:
+        try:
+            assert first_holds_the_lock.wait(timeout=30)
+            return release_reservation(
+                order_id=order_id, reason="CANCELLED", correlation_id=order_id, causation_id=""
+            )
+        finally:
+            connection.close()
+
+    def waiting_for_a_lock() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            return cursor.fetchone()[0] > 0
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        holder = pool.submit(first)
+        waiter = pool.submit(second)
+        deadline = time.monotonic() + 30
+        while not waiting_for_a_lock() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second_is_waiting.set()
+        holder.result(timeout=30)
+        released = waiter.result(timeout=30)
+
+    assert released.answer.data["restocked"] is True  # decided on the confirmed state it waited for
+    assert [m.version for m in released.events] == [3]
+    row = Product.objects.get(product_id="WAIT")
+    assert (row.available, row.reserved, row.sold) == (5, 0, 0)
+    assert list(
+        StoredEvent.objects.filter(aggregate_id=f"reservation-{order_id}")
+        .order_by("version")
+        .values_list("event_type", flat=True)
+    ) == ["InventoryReserved", "InventoryConfirmed", "InventoryReleased"]
