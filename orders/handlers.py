@@ -8,15 +8,15 @@ saga (through ``orders.public``), inside the saga's own transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from django.db import transaction
 
 from config import metrics
 from config.logging import log_context
+from eventstore.messages import Message
 from eventstore.store import NewEvent, append, load_stream
 from inventory import public as inventory_public
 from sagas import public as sagas_public
@@ -65,7 +65,9 @@ def place_order(*, customer_id: str, lines: Sequence[RequestedLine], payment: di
     events = domain.place_order(
         order_id=order_id, customer_id=customer_id, lines=priced, payment_method=payment["method"]
     )
-    with log_context(correlation_id=order_id), transaction.atomic():
+    # No savepoint of its own (two round trips): inside the caller's transaction an error here
+    # rolls the whole transaction back, as it would anyway once it propagates.
+    with log_context(correlation_id=order_id), transaction.atomic(savepoint=False):
         stored = _append(order_id, 0, events, cause_id="")
         created = events[0].data
         sagas_public.start_order_saga(
@@ -76,19 +78,13 @@ def place_order(*, customer_id: str, lines: Sequence[RequestedLine], payment: di
             payment=dict(payment),
             cause_id=stored[0].message_id,
         )
-    return load_order(order_id)
+    # The stream holds exactly the events just stored: rebuild from them, no read back.
+    return _order_from(order_id, stored)
 
 
 def load_order(order_id: str) -> domain.Order:
     """The order as its stream tells it (strongly consistent); raises :class:`OrderNotFound`."""
-    history = [
-        domain.RecordedEvent(type=m.type, data=m.data, version=m.version or 0, occurred_at=m.occurred_at)
-        for m in load_stream(order_id)
-    ]
-    order = domain.Order.from_history(order_id, history)
-    if order is None:
-        raise OrderNotFound(order_id)
-    return order
+    return _order_from(order_id, load_stream(order_id))
 
 
 def cancel_order(*, order_id: str, by: str, reason: str) -> str:
@@ -106,16 +102,42 @@ def fail_order(*, order_id: str, by: str, reason: str) -> str:
         return sagas_public.request_failure(order_id=order_id, by=by, reason=reason)
 
 
-def record_decision(order_id: str, decide: Any, *, cause_id: str) -> None:
-    """Apply ``decide(order) -> events`` to the current order and append what it decided.
+def record_decisions(
+    order_id: str, decisions: Sequence[Callable[[domain.Order], list[domain.DomainEvent]]], *, cause_id: str
+) -> None:
+    """Apply each ``decide(order) -> events`` in turn, with one load and one append for them all.
 
-    Runs in the caller's transaction (the saga's); the saga row lock serialises writers.
+    Runs in the caller's transaction (the saga's); the saga row lock serialises writers. Each
+    decision sees the order as the events decided before it left it.
     """
     order = load_order(order_id)
-    _append(order_id, order.version, decide(order), cause_id=cause_id)
+    expected_version = order.version
+    decided: list[domain.DomainEvent] = []
+    for decide in decisions:
+        for event in decide(order):
+            decided.append(event)
+            order.apply(
+                domain.RecordedEvent(
+                    type=event.type, data=event.data, version=order.version + 1, occurred_at=order.updated_at
+                )
+            )
+    _append(order_id, expected_version, decided, cause_id=cause_id)
 
 
-def _append(order_id: str, version: int, events: Sequence[domain.DomainEvent], *, cause_id: str) -> list[Any]:
+def _order_from(order_id: str, messages: Sequence[Message]) -> domain.Order:
+    history = [
+        domain.RecordedEvent(type=m.type, data=m.data, version=m.version or 0, occurred_at=m.occurred_at)
+        for m in messages
+    ]
+    order = domain.Order.from_history(order_id, history)
+    if order is None:
+        raise OrderNotFound(order_id)
+    return order
+
+
+def _append(
+    order_id: str, version: int, events: Sequence[domain.DomainEvent], *, cause_id: str
+) -> list[Message]:
     metrics.count_order_events((event.type, event.data) for event in events)
     return append(
         context=CONTEXT,

@@ -6,29 +6,38 @@ transaction in which its saga does.
 
 from __future__ import annotations
 
-from . import handlers
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from . import domain, handlers
 
 CONTEXT = "orders"
 
 
-def set_order_status(*, order_id: str, status: str, cause_id: str) -> None:
-    """Show a running status (INVENTORY_RESERVED, PAYMENT_PROCESSING); never moves backwards."""
-    handlers.record_decision(order_id, lambda order: order.set_status(status), cause_id=cause_id)
+class OrderChange(Protocol):
+    """A change the saga asks of the order: ``status``, ``complete``, ``fail`` or ``cancel``."""
+
+    @property
+    def action(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def by(self) -> str: ...
 
 
-def complete_order(*, order_id: str, cause_id: str) -> None:
-    """End the order COMPLETED (idempotent)."""
-    handlers.record_decision(order_id, lambda order: order.complete(), cause_id=cause_id)
+def change_order(*, order_id: str, changes: Sequence[OrderChange], cause_id: str) -> None:
+    """Apply ``changes`` in turn with one read of the order and one append.
 
-
-def fail_order(*, order_id: str, reason: str, cause_id: str) -> None:
-    """End the order FAILED with ``reason`` (idempotent)."""
-    handlers.record_decision(order_id, lambda order: order.fail(reason=reason), cause_id=cause_id)
-
-
-def cancel_order(*, order_id: str, by: str, reason: str, cause_id: str) -> None:
-    """End the order CANCELLED (idempotent)."""
-    handlers.record_decision(order_id, lambda order: order.cancel(by=by, reason=reason), cause_id=cause_id)
+    The same result as calling the functions below once each, in the same transaction.
+    """
+    decisions = [_decision(change) for change in changes]
+    if decisions:
+        handlers.record_decisions(order_id, decisions, cause_id=cause_id)
 
 
 def order_customer(order_id: str) -> str | None:
@@ -37,3 +46,15 @@ def order_customer(order_id: str) -> str | None:
         return handlers.load_order(order_id).customer_id
     except handlers.OrderNotFound:
         return None
+
+
+def _decision(change: OrderChange) -> Callable[[domain.Order], list[domain.DomainEvent]]:
+    if change.action == "status":
+        return lambda order: order.set_status(change.status)
+    if change.action == "complete":
+        return lambda order: order.complete()
+    if change.action == "fail":
+        return lambda order: order.fail(reason=change.reason)
+    if change.action == "cancel":
+        return lambda order: order.cancel(by=change.by, reason=change.reason)
+    raise ValueError(f"unknown order change {change.action}")

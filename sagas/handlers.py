@@ -15,6 +15,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import IntegerField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from config import metrics
@@ -56,6 +58,11 @@ _SAGA_FIELDS = (
     "pending",
     "order_status",
 )
+_NEXT_ATTEMPT_SQL = (
+    f"(SELECT COUNT(*) FROM {SagaStepAttempt._meta.db_table} WHERE saga_id = %s AND step = %s) + 1"
+)
+# What a step of a saga changes in its row (the rest is set once, when it starts).
+_UPDATED_FIELDS = (*_SAGA_FIELDS, "updated_at", "version")
 
 
 def timing() -> domain.Timing:
@@ -98,8 +105,7 @@ def start_saga(
         created_at=now,
     )
     _copy_to_row(saga, row)
-    row.save(force_insert=True)
-    _carry_out(row, saga, effects, cause_id=cause_id, now=now)
+    _carry_out(row, saga, effects, cause_id=cause_id, now=now, new=True)
 
 
 def react(message: Message) -> None:
@@ -193,39 +199,60 @@ def _copy_to_row(saga: domain.Saga, row: SagaInstance) -> None:
 
 
 def _carry_out(
-    row: SagaInstance, saga: domain.Saga, effects: Sequence[domain.Effect], *, cause_id: str, now: datetime
+    row: SagaInstance,
+    saga: domain.Saga,
+    effects: Sequence[domain.Effect],
+    *,
+    cause_id: str,
+    now: datetime,
+    new: bool = False,
 ) -> None:
+    """Carry out ``effects`` and store the saga: one write per table (``new``: INSERT the row)."""
     records: list[NewEvent] = []
+    transitions: list[SagaTransition] = []
+    sent: list[tuple[domain.Send, Message]] = []
+    changes: list[domain.OrderEffect] = []
     for effect in effects:
         if isinstance(effect, domain.Record):
             records.append(NewEvent(effect.type, effect.data))
             if effect.type == "SagaTransitioned":
-                _record_transition(row, effect.data, cause_id, now)
+                transitions.append(_transition(row, effect.data, cause_id, now))
         elif isinstance(effect, domain.Send):
-            _send(row, saga, effect, cause_id, now)
+            sent.append((effect, _send(saga, effect, cause_id)))
         else:
-            _change_order(saga.order_id, effect, cause_id)
+            changes.append(effect)
+    if changes:
+        # In effect order, with one read of the order and one append for all of them.
+        orders_public.change_order(order_id=saga.order_id, changes=changes, cause_id=cause_id)
     if saga.state in domain.TERMINAL and row.state not in domain.TERMINAL:
         metrics.observe_saga_end(state=saga.state, seconds=(now - row.created_at).total_seconds())
+    expected_version = row.version
     _copy_to_row(saga, row)
     row.updated_at = now
+    row.version += len(records)
+    if new:
+        row.save(force_insert=True)
+    else:
+        row.save(update_fields=_UPDATED_FIELDS)
+    if transitions:
+        SagaTransition.objects.bulk_create(transitions)
+    if sent:
+        _record_attempts(row, sent, now, new=new)
     if records:
         append(
             context=CONTEXT,
             aggregate_type="saga",
             aggregate_id=f"saga-{saga.order_id}",
-            expected_version=row.version,
+            expected_version=expected_version,
             events=records,
             correlation_id=saga.order_id,
             causation_id=cause_id,
         )
-        row.version += len(records)
-    row.save()
 
 
-def _send(row: SagaInstance, saga: domain.Saga, effect: domain.Send, cause_id: str, now: datetime) -> None:
+def _send(saga: domain.Saga, effect: domain.Send, cause_id: str) -> Message:
     context, aggregate_type = _TARGETS[effect.command]
-    message = send(
+    return send(
         context=context,
         command=effect.command,
         aggregate_type=aggregate_type,
@@ -234,33 +261,47 @@ def _send(row: SagaInstance, saga: domain.Saga, effect: domain.Send, cause_id: s
         correlation_id=saga.order_id,
         causation_id=cause_id,
     )
-    previous = SagaStepAttempt.objects.filter(saga=row, step=effect.step).count()
-    SagaStepAttempt.objects.create(
-        saga=row,
-        step=effect.step,
-        command=effect.command,
-        attempt=previous + 1,
-        message_id=message.message_id,
-        sent_at=now,
-        error="" if effect.tracked else "late effect undone after the saga ended",
+
+
+def _record_attempts(
+    row: SagaInstance, sent: Sequence[tuple[domain.Send, Message]], now: datetime, *, new: bool
+) -> None:
+    """One INSERT of the step attempts of the commands just sent, each numbered within its step.
+
+    A new saga has no earlier attempt; otherwise the number is counted in the INSERT itself
+    (the saga row is locked, so no one else adds attempts meanwhile). A step sent twice in one
+    go (the domain never does) goes in a later INSERT, which counts the earlier one.
+    """
+    rounds: list[list[SagaStepAttempt]] = []
+    for effect, message in sent:
+        index = next((i for i, r in enumerate(rounds) if all(a.step != effect.step for a in r)), len(rounds))
+        if index == len(rounds):
+            rounds.append([])
+        attempt: int | RawSQL = index + 1 if new else _next_attempt(row.order_id, effect.step)
+        rounds[index].append(
+            SagaStepAttempt(
+                saga=row,
+                step=effect.step,
+                command=effect.command,
+                attempt=attempt,
+                message_id=message.message_id,
+                sent_at=now,
+                error="" if effect.tracked else "late effect undone after the saga ended",
+            )
+        )
+    for batch in rounds:
+        SagaStepAttempt.objects.bulk_create(batch)
+
+
+def _next_attempt(order_id: str, step: str) -> RawSQL:
+    """The number of the next attempt of ``step``, computed by the INSERT that stores it."""
+    return RawSQL(  # noqa: S611 - constant SQL, the values go as parameters
+        _NEXT_ATTEMPT_SQL, (order_id, step), output_field=IntegerField()
     )
 
 
-def _change_order(order_id: str, effect: domain.OrderEffect, cause_id: str) -> None:
-    if effect.action == "status":
-        orders_public.set_order_status(order_id=order_id, status=effect.status, cause_id=cause_id)
-    elif effect.action == "complete":
-        orders_public.complete_order(order_id=order_id, cause_id=cause_id)
-    elif effect.action == "fail":
-        orders_public.fail_order(order_id=order_id, reason=effect.reason, cause_id=cause_id)
-    elif effect.action == "cancel":
-        orders_public.cancel_order(order_id=order_id, by=effect.by, reason=effect.reason, cause_id=cause_id)
-    else:
-        raise ValueError(f"unknown order effect {effect.action}")
-
-
-def _record_transition(row: SagaInstance, data: dict[str, Any], cause_id: str, now: datetime) -> None:
-    SagaTransition.objects.create(
+def _transition(row: SagaInstance, data: dict[str, Any], cause_id: str, now: datetime) -> SagaTransition:
+    return SagaTransition(
         saga=row,
         at=now,
         from_state=data["from_state"],
