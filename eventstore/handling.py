@@ -17,7 +17,7 @@ from . import tracing
 from .messages import Message
 from .models import InboxMessage
 from .registry import handlers_for
-from .store import ConcurrencyError
+from .store import ConcurrencyError, outbox_batch
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def handle(context: str, message: Message) -> bool:
     with tracing.consuming(context, message):
         for attempt in range(1, CONFLICT_RETRIES + 1):
             try:
-                with transaction.atomic():
+                with transaction.atomic(), outbox_batch():
                     return _handle_within(context, message)
             except (ConcurrencyError, OperationalError) as exc:
                 if attempt == CONFLICT_RETRIES or not _is_conflict(exc):
@@ -48,7 +48,7 @@ def handle_batch(context: str, messages: Sequence[Message]) -> list[BaseExceptio
     Returns, for each message, ``None`` when it is handled (or was already), else the error.
     """
     try:
-        with transaction.atomic():
+        with transaction.atomic(), outbox_batch():
             new = _record_batch_in_inbox(context, messages)
             for message in messages:
                 with tracing.consuming(context, message):

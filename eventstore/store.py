@@ -7,8 +7,10 @@ the events and their outbox rows commit together or not at all.
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +170,38 @@ def _enqueue(messages: Iterable[Message]) -> None:
     messages = [m for m in messages if m.kind == "command" or consumers_of(m)]
     if not messages:
         return
+    pending: list[Message] | None = getattr(_batch, "pending", None)
+    if pending is not None:
+        pending.extend(messages)
+        return
+    _write_outbox(messages)
+
+
+@contextmanager
+def outbox_batch() -> Iterator[None]:
+    """Write every outbox row queued inside the block with one INSERT when the block ends.
+
+    Enter it inside the transaction (``with transaction.atomic(), outbox_batch():``) so the
+    rows are written before the commit. If the block raises, the rows are dropped with the
+    transaction. Do not catch, inside the block, an error that rolls back only a savepoint
+    after rows were queued in it: those rows would still be written. Nested blocks write
+    with the outermost one.
+    """
+    if getattr(_batch, "pending", None) is not None:
+        yield
+        return
+    _batch.pending = []
+    try:
+        yield
+        pending, _batch.pending = _batch.pending, None
+        _write_outbox(pending)
+    finally:
+        _batch.pending = None
+
+
+def _write_outbox(messages: Sequence[Message]) -> None:
+    if not messages:
+        return
     now = timezone.now()
     insert_rows(
         OutboxMessage,
@@ -178,6 +212,9 @@ def _enqueue(messages: Iterable[Message]) -> None:
         ],
     )
     transaction.on_commit(wakeup.ring)
+
+
+_batch = threading.local()  # per thread, as Django's connections are
 
 
 _EVENT_COLUMNS = (

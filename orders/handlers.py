@@ -17,7 +17,7 @@ from django.db import transaction
 from config import metrics
 from config.logging import log_context
 from eventstore.messages import Message
-from eventstore.store import NewEvent, append, load_stream
+from eventstore.store import NewEvent, append, load_stream, outbox_batch
 from inventory import public as inventory_public
 from sagas import public as sagas_public
 
@@ -67,7 +67,7 @@ def place_order(*, customer_id: str, lines: Sequence[RequestedLine], payment: di
     )
     # No savepoint of its own (two round trips): inside the caller's transaction an error here
     # rolls the whole transaction back, as it would anyway once it propagates.
-    with log_context(correlation_id=order_id), transaction.atomic(savepoint=False):
+    with log_context(correlation_id=order_id), transaction.atomic(savepoint=False), outbox_batch():
         stored = _append(order_id, 0, events, cause_id="")
         created = events[0].data
         sagas_public.start_order_saga(

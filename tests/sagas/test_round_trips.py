@@ -30,7 +30,7 @@ from .conftest import answer
 
 pytestmark = pytest.mark.django_db
 
-PLACE_ORDER_STATEMENTS = 9
+PLACE_ORDER_STATEMENTS = 8
 STEP_STATEMENTS = {"InventoryReserved": 13, "PaymentProcessed": 10, "InventoryConfirmed": 11}
 
 ORDER_BODY = {
