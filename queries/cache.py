@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.cache import cache as default_cache
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 TTL_SECONDS = 60
 _PREFIX = "queries"
@@ -44,14 +48,47 @@ def generation(customer_id: str | None) -> int | None:
     return value
 
 
+# Each counter incremented, or started at ARGV[1] (now, in nanoseconds) when missing: the same
+# as ``incr`` then ``add`` per counter, in one round trip for all of them.
+_BUMP_SCRIPT = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('INCR', key)
+  else
+    redis.call('SET', key, ARGV[1], 'NX')
+  end
+end
+return #KEYS
+"""
+
+
 def bump(*, customer_ids: Iterable[str]) -> None:
     """Make every cached answer about these customers, and every global answer, stale."""
-    for customer_id in [None, *customer_ids]:
-        key = _counter_key(customer_id)
+    keys = [_counter_key(customer_id) for customer_id in dict.fromkeys([None, *customer_ids])]
+    if _bump_in_one_call(keys):
+        return
+    for key in keys:
         try:
             default_cache.incr(key)
         except ValueError:  # no counter yet: nothing was cached under one
             default_cache.add(key, time.time_ns(), timeout=None)
+
+
+def _bump_in_one_call(keys: list[str]) -> bool:
+    """Bump every counter with one script call on django-redis; ``False`` on another backend."""
+    client = getattr(default_cache, "client", None)
+    if client is None or not hasattr(client, "get_client") or not hasattr(client, "make_key"):
+        return False
+    try:
+        client.get_client(write=True).eval(
+            _BUMP_SCRIPT, len(keys), *[client.make_key(key) for key in keys], time.time_ns()
+        )
+    except RedisError:
+        # As django-redis does with IGNORE_EXCEPTIONS: a cache outage never fails the caller.
+        if not getattr(default_cache, "_ignore_exceptions", False):
+            raise
+        logger.warning("cache counters not bumped: the cache is unavailable", exc_info=True)
+    return True
 
 
 def cached(*, namespace: str, customer_id: str | None, params: Any, compute: Callable[[], Any]) -> Any:

@@ -12,13 +12,16 @@ generations, which briefly pauses the live projector (PostgreSQL; SQLite has one
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Field, Model
 
 from eventstore.messages import Message
 from eventstore.ordering import apply_in_order
@@ -53,6 +56,11 @@ class Projection:
         return zlib.crc32(f"{CONTEXT}.projection.{self.name}".encode())
 
 
+_ORDERS = OrderReadModel._meta.db_table
+_LINES = OrderItemReadModel._meta.db_table
+_PAYMENTS = PaymentReadModel._meta.db_table
+
+
 def _moment(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
@@ -62,9 +70,6 @@ def _apply_order(generation: int, event: Message) -> set[str]:
     at = _moment(event.occurred_at)
     if event.type == "OrderCreated":
         return _create_order(generation, event, at)
-    row = OrderReadModel.objects.filter(generation=generation, order_id=event.aggregate_id).first()
-    if row is None:  # a stream without OrderCreated is not an order
-        return set()
     changes: dict[str, object] = {"updated_at": at, "version": event.version}
     if event.type == "OrderStatusUpdated":
         changes["status"] = str(data["status"])
@@ -74,8 +79,15 @@ def _apply_order(generation: int, event: Message) -> set[str]:
         changes["status"] = "CANCELLED"
     elif event.type == "OrderFailed":
         changes.update(status="FAILED", failure_reason=str(data.get("reason") or "") or None)
-    OrderReadModel.objects.filter(id=row.id).update(**changes)
-    return {row.customer_id}
+    # One statement: a stream without OrderCreated is not an order (no row, nothing changes).
+    columns = ", ".join(f"{_column(OrderReadModel, name)} = %s" for name in changes)
+    params = [_prep(OrderReadModel, name, value) for name, value in changes.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_ORDERS} SET {columns} WHERE generation = %s AND order_id = %s RETURNING customer_id",
+            [*params, generation, _prep(OrderReadModel, "order_id", event.aggregate_id)],
+        )
+        return {customer_id for (customer_id,) in cursor.fetchall()}
 
 
 def _create_order(generation: int, event: Message, at: datetime) -> set[str]:
@@ -83,7 +95,7 @@ def _create_order(generation: int, event: Message, at: datetime) -> set[str]:
     items = list(data.get("items") or [])
     customer_id = str(data["customer_id"])
     words = [str(item.get("product_name", "")) for item in items]
-    row = OrderReadModel.objects.create(
+    row = OrderReadModel(
         generation=generation,
         order_id=event.aggregate_id,
         customer_id=customer_id,
@@ -94,19 +106,75 @@ def _create_order(generation: int, event: Message, at: datetime) -> set[str]:
         version=event.version or 1,
         search_text=" ".join([*words, event.aggregate_id, customer_id]),
     )
-    OrderItemReadModel.objects.bulk_create(
-        [
-            OrderItemReadModel(
-                order=row,
-                product_id=str(item["product_id"]),
-                product_name=str(item.get("product_name", "")),
-                quantity=int(item["quantity"]),
-                price=Decimal(str(item["price"])),
-            )
-            for item in items
-        ]
-    )
+    lines = [
+        OrderItemReadModel(
+            product_id=str(item["product_id"]),
+            product_name=str(item.get("product_name", "")),
+            quantity=int(item["quantity"]),
+            price=Decimal(str(item["price"])),
+        )
+        for item in items
+    ]
+    if connection.vendor == "postgresql" and lines:
+        _insert_order_with_lines(row, lines)
+    else:
+        row.save(force_insert=True)
+        for line in lines:
+            line.order = row
+        OrderItemReadModel.objects.bulk_create(lines)
     return {customer_id}
+
+
+_ORDER_COLUMNS = (
+    "generation",
+    "order_id",
+    "customer_id",
+    "status",
+    "total_amount",
+    "failure_reason",
+    "created_at",
+    "updated_at",
+    "version",
+    "search_text",
+)
+_LINE_COLUMNS = ("product_id", "product_name", "quantity", "price")
+
+
+def _insert_order_with_lines(row: OrderReadModel, lines: list[OrderItemReadModel]) -> None:
+    """The order row and its lines in one statement (PostgreSQL: a data-modifying CTE)."""
+    order_values = [_prep(OrderReadModel, name, getattr(row, name)) for name in _ORDER_COLUMNS]
+    line_values = [
+        [_prep(OrderItemReadModel, name, getattr(line, name)) for name in _LINE_COLUMNS] for line in lines
+    ]
+    placeholders = ", ".join(["%s"] * len(_ORDER_COLUMNS))
+    # Typed arrays, unnested in step: one parameter per column whatever the number of lines.
+    arrays = ", ".join(
+        f"%s::{_field(OrderItemReadModel, name).db_type(connection)}[]" for name in _LINE_COLUMNS
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH o AS (INSERT INTO {_ORDERS} ({', '.join(_ORDER_COLUMNS)}) "
+            f"VALUES ({placeholders}) RETURNING id) "
+            f"INSERT INTO {_LINES} (order_id, {', '.join(_LINE_COLUMNS)}) "
+            f"SELECT o.id, l.* FROM o, UNNEST({arrays}) AS l",
+            [*order_values, *(list(column) for column in zip(*line_values, strict=True))],
+        )
+
+
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field
+
+
+def _column(model: type[Model], name: str) -> str:
+    return str(_field(model, name).column)
+
+
+def _prep(model: type[Model], name: str, value: object) -> Any:
+    """``value`` as the database driver takes it for the field ``name`` (as the ORM would send it)."""
+    field = _field(model, name)
+    return field.get_db_prep_save(field.to_python(value), connection)
 
 
 def _apply_payment(generation: int, event: Message) -> set[str]:
@@ -116,13 +184,20 @@ def _apply_payment(generation: int, event: Message) -> set[str]:
         return set()
     outcome = PaymentReadModel.CAPTURED if event.type == "PaymentProcessed" else PaymentReadModel.FAILED
     at = _moment(event.occurred_at)
-    row = PaymentReadModel.objects.filter(generation=generation, order_id=event.data["order_id"]).first()
-    if row is None:
-        PaymentReadModel.objects.create(
-            generation=generation, order_id=event.data["order_id"], outcome=outcome, updated_at=at
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_PAYMENTS} (generation, order_id, outcome, updated_at) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (generation, order_id) DO UPDATE "
+            "SET outcome = EXCLUDED.outcome, updated_at = EXCLUDED.updated_at "
+            f"WHERE {_PAYMENTS}.outcome <> %s",
+            [
+                generation,
+                _prep(PaymentReadModel, "order_id", event.data["order_id"]),
+                outcome,
+                _prep(PaymentReadModel, "updated_at", at),
+                PaymentReadModel.CAPTURED,
+            ],
         )
-    elif row.outcome != PaymentReadModel.CAPTURED:
-        PaymentReadModel.objects.filter(id=row.id).update(outcome=outcome, updated_at=at)
     return set()
 
 
@@ -171,11 +246,99 @@ def active_generation(name: str) -> int:
     return state_of(PROJECTIONS[name]).generation
 
 
+class _AfterCommit:
+    """A callback run once the current transaction commits, shared by the work of that transaction.
+
+    It stands for the transaction while it is registered and has not run: Django drops it
+    when the transaction, or the savepoint it was registered in, rolls back (and with it
+    whatever that savepoint did, such as an advisory lock taken there).
+    """
+
+    __slots__ = ("ran",)
+
+    def __init__(self) -> None:
+        self.ran = False
+
+    def __call__(self) -> None:
+        self.ran = True
+        self.run()
+
+    def run(self) -> None:
+        """What to do after the commit."""
+
+    def pending(self) -> bool:
+        """Whether this callback still waits for the commit of the current transaction."""
+        if self.ran or not connection.in_atomic_block:
+            return False
+        return any(entry[1] is self for entry in connection.run_on_commit)
+
+
+class _LiveGeneration(_AfterCommit):
+    """The live generation read under the projection's shared lock, held until the commit."""
+
+    __slots__ = ("generation",)
+
+    def __init__(self, generation: int) -> None:
+        super().__init__()
+        self.generation = generation
+
+
+class _Invalidation(_AfterCommit):
+    """The cache counters to bump once the transaction commits: all its projected events at once."""
+
+    __slots__ = ("customers",)
+
+    def __init__(self, customers: set[str]) -> None:
+        super().__init__()
+        self.customers = set(customers)
+
+    def run(self) -> None:
+        cache.bump(customer_ids=self.customers)
+
+
+class _TransactionState(threading.local):
+    def __init__(self) -> None:
+        self.generations: dict[str, _LiveGeneration] = {}
+        self.invalidation: _Invalidation | None = None
+
+
+_current = _TransactionState()
+
+
+def _invalidate_after_commit(customers: set[str]) -> None:
+    """Bump these customers' (and the global) cache counters once, after the transaction commits."""
+    if not customers:
+        return
+    pending = _current.invalidation
+    if pending is not None and pending.pending():
+        pending.customers.update(customers)
+        return
+    _current.invalidation = _Invalidation(customers)
+    transaction.on_commit(_current.invalidation)
+
+
+def _live_generation(projection: Projection) -> int:
+    """The live generation, under the projection's shared lock (taken once per transaction)."""
+    held = _current.generations.get(projection.name)
+    if held is not None and held.pending():
+        return held.generation
+    hold_live_lock(projection)
+    held = _LiveGeneration(active_generation(projection.name))
+    _current.generations[projection.name] = held
+    transaction.on_commit(held)
+    return held.generation
+
+
+def forget_live_generation(name: str) -> None:
+    """Drop the generation remembered for this transaction (the caller has just swapped it)."""
+    _current.generations.pop(name, None)
+
+
 def apply_event(projection: Projection, generation: int, message: Message) -> int:
     """Apply ``message`` (and any missing earlier version) to ``generation``; returns how many.
 
     Runs in the caller's transaction; the list and search caches of the touched customers
-    are invalidated once it commits.
+    are invalidated once it commits (once for all the events of the transaction).
     """
     touched: set[str] = set()
 
@@ -183,15 +346,17 @@ def apply_event(projection: Projection, generation: int, message: Message) -> in
         touched.update(projection.apply(generation, event))
 
     applied = apply_in_order(projection.consumer(generation), message, apply)
-    if touched:
-        transaction.on_commit(lambda: cache.bump(customer_ids=touched))
+    _invalidate_after_commit(touched)
     return applied
 
 
 def project(message: Message) -> int:
-    """Apply a delivered event to the live generation of every projection that reads it."""
+    """Apply a delivered event to the live generation of every projection that reads it.
+
+    The shared lock and the generation read are taken once per transaction: while the lock
+    is held no generation swap can commit, so the generation read under it stays the live one.
+    """
     applied = 0
     for projection in projections_for(message.type):
-        hold_live_lock(projection)
-        applied += apply_event(projection, active_generation(projection.name), message)
+        applied += apply_event(projection, _live_generation(projection), message)
     return applied

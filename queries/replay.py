@@ -35,7 +35,14 @@ from eventstore.store import load_stream
 
 from . import cache
 from .models import ProjectionState
-from .projections import PROJECTIONS, Projection, apply_event, hold_live_lock, state_of
+from .projections import (
+    PROJECTIONS,
+    Projection,
+    apply_event,
+    forget_live_generation,
+    hold_live_lock,
+    state_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +124,7 @@ def rebuild(name: str, *, progress: Progress | None = None) -> int:
         ProjectionState.objects.filter(pk=projection.name).update(
             generation=new, position=str(position), rebuilt_at=timezone.now()
         )
+        forget_live_generation(name)
         transaction.on_commit(lambda: cache.bump(customer_ids=()))
     logger.info("projection rebuilt", extra={"projection": name, "generation": new, "copied": copied})
     _drop_generation(projection, live)

@@ -30,7 +30,7 @@ def _stream_of(count: int) -> list[Message]:
 def test_out_of_order_delivery_is_applied_in_version_order_reading_the_gap_from_the_store() -> None:
     # given a stream of four events delivered as 3, 1, 4, 2, 3
     events = _stream_of(4)
-    applied: list[int] = []
+    applied: list[int | None] = []
 
     def deliver(message: Message) -> int:
         with transaction.atomic():
@@ -55,7 +55,44 @@ def test_a_failed_apply_does_not_move_the_cursor() -> None:
     with pytest.raises(RuntimeError), transaction.atomic():
         apply_in_order("probe-reader", events[1], explode)
 
-    applied: list[int] = []
+    applied: list[int | None] = []
     with transaction.atomic():
         apply_in_order("probe-reader", events[1], lambda e: applied.append(e.version))
     assert applied == [1, 2]
+
+
+def test_the_next_version_costs_one_statement_and_a_failed_apply_there_does_not_move_the_cursor() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    events = _stream_of(3)
+    applied: list[int | None] = []
+    for message in events[:2]:
+        with CaptureQueriesContext(connection) as captured, transaction.atomic():
+            assert apply_in_order("probe-reader", message, lambda e: applied.append(e.version)) == 1
+        statements = [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+        assert len(statements) == 1
+
+    def explode(event: Message) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        apply_in_order("probe-reader", events[2], explode)
+    with pytest.raises(RuntimeError):  # outside a transaction: one is opened, the same holds
+        apply_in_order("probe-reader", events[2], explode)
+    assert StreamCursor.objects.get(consumer="probe-reader", aggregate_id=events[0].aggregate_id).version == 2
+
+    with transaction.atomic():
+        assert apply_in_order("probe-reader", events[2], lambda e: applied.append(e.version)) == 1
+        assert apply_in_order("probe-reader", events[0], lambda e: applied.append(e.version)) == 0
+    assert applied == [1, 2, 3]
+
+
+def test_a_cursor_left_at_zero_takes_the_first_version() -> None:
+    events = _stream_of(1)
+    StreamCursor.objects.create(consumer="probe-reader", aggregate_id=events[0].aggregate_id, version=0)
+    applied: list[int | None] = []
+    with transaction.atomic():
+        assert apply_in_order("probe-reader", events[0], lambda e: applied.append(e.version)) == 1
+        assert apply_in_order("probe-reader", events[0], lambda e: applied.append(e.version)) == 0
+    assert applied == [1]
