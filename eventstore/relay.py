@@ -1,7 +1,7 @@
 """The outbox relay: claim pending rows, publish them with confirms, mark them sent.
 
-The claim is its own short transaction (``FOR UPDATE SKIP LOCKED``, so several relays share
-the work), and no row lock is held while talking to the broker. A relay that dies after
+The claim is one statement (``FOR UPDATE SKIP LOCKED``, so several relays share the work), and
+no row lock is held while talking to the broker. A relay that dies after
 publishing but before marking loses nothing: the claim expires, the rows are published
 again and the consumers' inbox drops the duplicates.
 """
@@ -12,13 +12,13 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
-from django.db.models import F, Q
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from config import metrics
@@ -42,22 +42,46 @@ class PassResult:
 
 
 def claim_batch(*, batch_size: int) -> list[OutboxMessage]:
-    """Claim up to ``batch_size`` due rows in id order, in a short transaction of its own."""
+    """Claim up to ``batch_size`` due rows in id order, with one statement (its own transaction).
+
+    The rows are locked only for that statement (``SKIP LOCKED`` lets another relay claim
+    others); the claim itself is a lease: ``claimed_until`` keeps them from being claimed again
+    while they are published, and lets another relay take them over if this one dies.
+    """
     now = timezone.now()
-    with transaction.atomic():
-        rows = list(
-            OutboxMessage.objects.select_for_update(skip_locked=True)
-            .filter(sent_at__isnull=True)
-            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
-            .order_by("id")
-            .only("id", "message_id", "exchange", "routing_key", "body", "headers", "attempts")[:batch_size]
+    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    table = OutboxMessage._meta.db_table
+    with connection.cursor() as cursor:  # autocommit: the statement is its own transaction
+        cursor.execute(
+            f"UPDATE {table} SET claimed_until = %s, attempts = attempts + 1 "
+            f"WHERE id IN (SELECT id FROM {table} WHERE sent_at IS NULL "
+            f"AND (claimed_until IS NULL OR claimed_until <= %s) ORDER BY id LIMIT %s{skip_locked}) "
+            f"RETURNING {', '.join(_CLAIMED_COLUMNS)}",
+            [
+                _prep("claimed_until", now + timedelta(seconds=settings.RELAY_CLAIM_SECONDS)),
+                _prep("claimed_until", now),
+                batch_size,
+            ],
         )
-        if rows:
-            OutboxMessage.objects.filter(id__in=[row.id for row in rows]).update(
-                claimed_until=now + timedelta(seconds=settings.RELAY_CLAIM_SECONDS),
-                attempts=F("attempts") + 1,
-            )
-    return rows
+        fetched = cursor.fetchall()
+    rows = [OutboxMessage(**dict(zip(_CLAIMED_COLUMNS, _from_db(values), strict=True))) for values in fetched]
+    return sorted(rows, key=lambda row: row.id)
+
+
+_CLAIMED_COLUMNS = ("id", "message_id", "exchange", "routing_key", "body", "headers", "attempts")
+
+
+def _prep(name: str, value: Any) -> Any:
+    return OutboxMessage._meta.get_field(name).get_db_prep_value(value, connection)  # type: ignore[union-attr]
+
+
+def _from_db(values: Sequence[Any]) -> list[Any]:
+    converted = []
+    for name, value in zip(_CLAIMED_COLUMNS, values, strict=True):
+        field = OutboxMessage._meta.get_field(name)
+        from_db = getattr(field, "from_db_value", None)
+        converted.append(from_db(value, None, connection) if from_db else field.to_python(value))  # type: ignore[union-attr]
+    return converted
 
 
 def publish_batch(publisher: ConfirmingPublisher, rows: list[OutboxMessage]) -> dict[int, str]:
