@@ -9,6 +9,7 @@ runners from working on one payment at the same time.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -111,8 +112,12 @@ class _ChargeRunner:
             result = self.breaker.call(lambda: call_with_timeout(charge, timeout=self.timeout))
         except GatewayTimeout as exc:
             error = str(exc)
-            self._record(lambda p: p.record_attempt(outcome=AttemptOutcome.TIMEOUT, error=error))
-            self._record(lambda p: p.mark_unknown(error=error))
+            self._record(
+                _in_turn(
+                    lambda p: p.record_attempt(outcome=AttemptOutcome.TIMEOUT, error=error),
+                    lambda p: p.mark_unknown(error=error),
+                )
+            )
             self.uncertain = True
             if self._reconciled():
                 return
@@ -121,12 +126,18 @@ class _ChargeRunner:
             error = str(exc)
             self._record(lambda p: p.record_attempt(outcome=AttemptOutcome.TRANSIENT, error=error))
             raise
+        # The attempt and its outcome in one transaction (one round of load, append, project).
         if result.captured:
-            self._record(lambda p: p.record_attempt(outcome=AttemptOutcome.CAPTURED))
-            self._record(lambda p: p.capture())
+            self._record(
+                _in_turn(lambda p: p.record_attempt(outcome=AttemptOutcome.CAPTURED), lambda p: p.capture())
+            )
         else:
-            self._record(lambda p: p.record_attempt(outcome=AttemptOutcome.DECLINED, error=result.detail))
-            self._record(lambda p: p.fail(reason=FailureReason.DECLINED, error=result.detail))
+            self._record(
+                _in_turn(
+                    lambda p: p.record_attempt(outcome=AttemptOutcome.DECLINED, error=result.detail),
+                    lambda p: p.fail(reason=FailureReason.DECLINED, error=result.detail),
+                )
+            )
 
     def _reconciled(self) -> bool:
         """Ask the ledger after a timeout; True when that settled the payment as captured."""
@@ -157,6 +168,22 @@ class _ChargeRunner:
 
     def _record(self, decide: Callable[[Payment], list[PaymentEvent]]) -> Payment:
         return record(self.order_id, decide, cause_id=self.cause_id)
+
+
+def _in_turn(*decisions: Callable[[Payment], list[PaymentEvent]]) -> Callable[[Payment], list[PaymentEvent]]:
+    """One decision made of several, each taken on the state the previous one's events leave."""
+
+    def decide(payment: Payment) -> list[PaymentEvent]:
+        scratch = copy.deepcopy(payment)  # store() applies the events to the real one
+        events: list[PaymentEvent] = []
+        for decision in decisions:
+            decided = decision(scratch)
+            for event in decided:
+                scratch.apply(event)
+            events += decided
+        return events
+
+    return decide
 
 
 def _claim(order_id: str, *, lease: timedelta) -> bool:

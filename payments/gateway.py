@@ -7,6 +7,8 @@ does not answer in time raises :class:`GatewayTimeout` (see :func:`call_with_tim
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +16,8 @@ from decimal import Decimal
 from typing import Protocol, TypeVar
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 class GatewayError(Exception):
@@ -72,7 +76,9 @@ def call_with_timeout(call: Callable[[], T], *, timeout: float) -> T:
     """Run ``call`` in a worker thread and wait at most ``timeout`` seconds for its answer.
 
     A late answer is abandoned (the daemon thread finishes on its own): the caller must then
-    treat the outcome as unknown and ask the ledger.
+    treat the outcome as unknown and ask the ledger. The worker threads are reused (an idle
+    one takes the call, else a new one starts at once: a call never waits for a free thread),
+    so what a gateway keeps per thread — the simulator's ledger connection — is reused too.
     """
     outcome: dict[str, object] = {}
     done = threading.Event()
@@ -85,12 +91,87 @@ def call_with_timeout(call: Callable[[], T], *, timeout: float) -> T:
         finally:
             done.set()
 
-    threading.Thread(target=run, name="payment-gateway-call", daemon=True).start()
+    _callers.submit(run)
     if not done.wait(timeout):
         raise GatewayTimeout(f"no answer from the payment gateway within {timeout:g}s")
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["value"]  # type: ignore[return-value]
+
+
+def at_caller_exit(cleanup: Callable[[], None]) -> None:
+    """Run ``cleanup`` in each gateway-call thread as it ends (to close what it kept per thread)."""
+    if cleanup not in _exit_cleanups:
+        _exit_cleanups.append(cleanup)
+
+
+def release_idle_callers() -> int:
+    """End the gateway-call threads that are idle now (they run their clean-ups); returns how many."""
+    return _callers.release_idle()
+
+
+_exit_cleanups: list[Callable[[], None]] = []
+_STOP = object()
+
+
+class _CallerThreads:
+    """Daemon threads that run gateway calls, reused while they keep getting work.
+
+    A call goes to the thread that became idle last (its connection is the warmest, and the
+    others can run out their ``idle_seconds`` and end), or to a new thread when none is idle.
+    """
+
+    def __init__(self, *, idle_seconds: float) -> None:
+        self.idle_seconds = idle_seconds
+        self._lock = threading.Lock()
+        self._idle: list[queue.SimpleQueue[object]] = []  # each idle thread's inbox, last idle on top
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle.pop().put(job)
+                return
+        threading.Thread(target=self._work, args=(job,), name="payment-gateway-call", daemon=True).start()
+
+    def release_idle(self) -> int:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            for inbox in idle:
+                inbox.put(_STOP)
+        return len(idle)
+
+    def _work(self, job: Callable[[], None]) -> None:
+        inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        try:
+            while True:
+                job()
+                next_job = self._next(inbox)
+                if next_job is None:
+                    return
+                job = next_job
+        finally:
+            for cleanup in _exit_cleanups:
+                try:
+                    cleanup()
+                except Exception:
+                    logger.warning("gateway-call thread clean-up failed", exc_info=True)
+
+    def _next(self, inbox: queue.SimpleQueue[object]) -> Callable[[], None] | None:
+        with self._lock:
+            self._idle.append(inbox)
+        try:
+            job = inbox.get(timeout=self.idle_seconds)
+        except queue.Empty:
+            with self._lock:
+                if inbox in self._idle:
+                    self._idle.remove(inbox)
+                    return None
+            # Handed a call just as the wait ended: it is in the inbox already (put under the lock).
+            job = inbox.get_nowait()
+        return None if job is _STOP else job  # type: ignore[return-value]
+
+
+_callers = _CallerThreads(idle_seconds=60.0)
 
 
 def default_gateway() -> PaymentGateway:

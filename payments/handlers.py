@@ -11,6 +11,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from django.db import transaction
+from django.utils import timezone
 
 from config import metrics
 from eventstore.store import ConcurrencyError, NewEvent, append, load_stream
@@ -103,16 +104,19 @@ def request_refund(
 
 
 def _project(payment: Payment) -> None:
-    PaymentRecord.objects.update_or_create(
-        order_id=payment.order_id,
-        defaults={
-            "payment_id": payment.payment_id,
-            "status": payment.status.value if payment.status else "",
-            "amount": payment.amount,
-            "refunded_amount": payment.refunded,
-            "attempts": payment.attempts,
-            "captures": payment.captures,
-            "pending_refunds": len(payment.pending_refunds),
-            "version": payment.version,
-        },
-    )
+    # One UPDATE (the row exists from the first event on); update_or_create would take a
+    # savepoint and a SELECT ... FOR UPDATE around it. The event appended just before holds
+    # the stream's next version, so no other writer of this payment gets here meanwhile.
+    values = {
+        "payment_id": payment.payment_id,
+        "status": payment.status.value if payment.status else "",
+        "amount": payment.amount,
+        "refunded_amount": payment.refunded,
+        "attempts": payment.attempts,
+        "captures": payment.captures,
+        "pending_refunds": len(payment.pending_refunds),
+        "version": payment.version,
+    }
+    row = PaymentRecord.objects.filter(order_id=payment.order_id)
+    if not row.update(**values, updated_at=timezone.now()):
+        PaymentRecord.objects.create(order_id=payment.order_id, **values)

@@ -2,7 +2,10 @@
 
 The ledger (tables ``payments_gateway_charge`` and ``payments_gateway_refund``) stands for the
 external system. It is written on a connection of its own in autocommit, so no transaction of
-the caller can roll a capture back — as with a real gateway.
+the caller can roll a capture back — as with a real gateway. That connection is kept per
+thread and reused from call to call for as long as the database settings keep connections
+(``CONN_MAX_AGE``; 0 closes it after each call); one that the server closed or that failed is
+replaced, never reused.
 
 Tokens (DESIGN §6): ``tok_declined`` is declined; ``tok_flaky`` fails with a transient error
 on its first call for a key, then captures; ``tok_slow`` captures but answers only after
@@ -12,24 +15,36 @@ token captures.
 
 from __future__ import annotations
 
+import select
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+)
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.utils import load_backend
 from django.utils import timezone
 
-from .gateway import ChargeResult, LedgerStatus, RefundRejected, TransientGatewayError
+from .gateway import ChargeResult, LedgerStatus, RefundRejected, TransientGatewayError, at_caller_exit
 
 # Test card tokens of DESIGN §6 (not secrets).
 TOKEN_DECLINED = "tok_declined"  # noqa: S105
 TOKEN_FLAKY = "tok_flaky"  # noqa: S105
 TOKEN_SLOW = "tok_slow"  # noqa: S105
 TOKEN_GATEWAY_DOWN = "tok_gateway_down"  # noqa: S105
+
+T = TypeVar("T")
 
 CHARGES = "payments_gateway_charge"
 REFUNDS = "payments_gateway_refund"
@@ -42,8 +57,7 @@ class SimulatedGateway:
 
     def charge(self, *, idempotency_key: str, amount: Decimal, token: str) -> ChargeResult:
         """Charge by token; a key already captured returns that capture (never a second one)."""
-        with _ledger() as db:
-            result = _charge(db, key=idempotency_key, amount=amount, token=token)
+        result = _on_ledger(lambda db: _charge(db, key=idempotency_key, amount=amount, token=token))
         if token == TOKEN_SLOW:
             # Captured, but the answer comes too late for any caller waiting PAYMENT_TIMEOUT.
             time.sleep(_slow_delay())
@@ -51,39 +65,44 @@ class SimulatedGateway:
 
     def status(self, *, idempotency_key: str) -> LedgerStatus | None:
         """The ledger's entry for ``idempotency_key``."""
-        with _ledger() as db, db.cursor() as cursor:
-            cursor.execute(
-                f"SELECT status, amount, refunded_amount FROM {CHARGES} WHERE idempotency_key = %s",
-                [idempotency_key],
-            )
-            row = cursor.fetchone()
+
+        def read(db: BaseDatabaseWrapper) -> Any:
+            with db.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT status, amount, refunded_amount FROM {CHARGES} WHERE idempotency_key = %s",
+                    [idempotency_key],
+                )
+                return cursor.fetchone()
+
+        row = _on_ledger(read)
         if row is None:
             return None
         return LedgerStatus(captured=row[0] == "CAPTURED", amount=_dec(row[1]), refunded=_dec(row[2]))
 
     def refund(self, *, idempotency_key: str, refund_key: str, amount: Decimal) -> Decimal:
         """Refund part or all of a capture; a repeated ``refund_key`` returns the first refund."""
-        with _ledger() as db:
+
+        def refund(db: BaseDatabaseWrapper) -> Decimal:
             try:
                 return _refund(db, key=idempotency_key, refund_key=refund_key, amount=amount)
             except IntegrityError:
                 # A concurrent call with the same refund key won: answer with its refund.
                 return _existing_refund(db, refund_key) or Decimal("0.00")
 
+        return _on_ledger(refund)
+
 
 def _charge(db: BaseDatabaseWrapper, *, key: str, amount: Decimal, token: str) -> ChargeResult:
     now = db.ops.adapt_datetimefield_value(timezone.now())
     with db.cursor() as cursor:
+        # One statement: a new key starts at one call, a known one counts one more.
         cursor.execute(
             f"INSERT INTO {CHARGES} (idempotency_key, token, amount, status, charge_calls, refunded_amount, "
-            "created_at, updated_at) VALUES (%s, %s, %s, 'NEW', 0, 0, %s, %s) "
-            "ON CONFLICT (idempotency_key) DO NOTHING",
+            "created_at, updated_at) VALUES (%s, %s, %s, 'NEW', 1, 0, %s, %s) "
+            f"ON CONFLICT (idempotency_key) DO UPDATE SET charge_calls = {CHARGES}.charge_calls + 1, "
+            "token = excluded.token, updated_at = excluded.updated_at "
+            "RETURNING charge_calls, status, amount",
             [key, token, amount, now, now],
-        )
-        cursor.execute(
-            f"UPDATE {CHARGES} SET charge_calls = charge_calls + 1, token = %s, updated_at = %s "
-            "WHERE idempotency_key = %s RETURNING charge_calls, status, amount",
-            [token, now, key],
         )
         calls, status, captured_amount = cursor.fetchone()
     if status == "CAPTURED":
@@ -162,14 +181,103 @@ def _row(db: BaseDatabaseWrapper, key: str) -> dict[str, Any]:
     return {"status": status, "amount": amount}
 
 
+_local = threading.local()
+
+
+def _on_ledger(work: Callable[[BaseDatabaseWrapper], T]) -> T:
+    """``work`` on this thread's ledger connection — once more on a new one when a kept connection
+    fails at the first statement (the server dropped it while idle: nothing of ``work`` ran)."""
+    kept = getattr(_local, "db", None) is not None and _local.db.connection is not None
+    _local.statements = 0
+    try:
+        with _ledger() as db:
+            return work(db)
+    except (OperationalError, InterfaceError):
+        if not kept or _local.statements:
+            raise
+    with _ledger() as db:
+        return work(db)
+
+
+def _count_statement(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+    result = execute(sql, params, many, context)
+    _local.statements = getattr(_local, "statements", 0) + 1
+    return result
+
+
 @contextmanager
 def _ledger() -> Iterator[BaseDatabaseWrapper]:
-    """A connection of the gateway's own, closed after the call (it belongs to no caller)."""
-    db = connections.create_connection(DEFAULT_DB_ALIAS)
+    """This thread's ledger connection (it belongs to no caller), kept for the next call if sound."""
+    db = _ledger_connection()
     try:
         yield db
+    except BaseException:
+        if db.connection is not None and (db.errors_occurred or _broken(db)):
+            _discard(db)  # it may be dead: the next call gets a new one
+        raise
     finally:
+        _release(db)
+
+
+def close_ledger() -> None:
+    """Close this thread's ledger connection, if it has one (a thread that ends)."""
+    db = getattr(_local, "db", None)
+    if db is not None:
+        _discard(db)
+
+
+def _ledger_connection() -> BaseDatabaseWrapper:
+    db: BaseDatabaseWrapper | None = getattr(_local, "db", None)
+    if db is not None and db.connection is not None and _broken(db):
+        _discard(db)
+        db = None
+    if db is None:
+        # Django's own health check (CONN_HEALTH_CHECKS) is a SELECT 1 before each call;
+        # _broken() is a look at the socket instead, and errors discard the connection.
+        params = {**connections.settings[DEFAULT_DB_ALIAS], "CONN_HEALTH_CHECKS": False}
+        db = load_backend(params["ENGINE"]).DatabaseWrapper(params, DEFAULT_DB_ALIAS)
+        db.execute_wrappers.append(_count_statement)
+        _local.db = db
+    return db
+
+
+def _release(db: BaseDatabaseWrapper) -> None:
+    """After a call: close the connection if it is too old (CONN_MAX_AGE), failed or left in a transaction."""
+    if db.connection is None:
+        return
+    try:
+        db.close_if_unusable_or_obsolete()
+    except DatabaseError:
+        _discard(db)
+
+
+def _broken(db: BaseDatabaseWrapper) -> bool:
+    """Whether an idle connection is known dead: closed, broken, or with bytes waiting (the server's
+    goodbye, as after ``pg_terminate_backend`` or a restart) — without a round trip."""
+    if db.vendor != "postgresql":
+        return False
+    conn = db.connection
+    if conn is None:
+        return False
+    if conn.closed or conn.broken:
+        return True
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except Exception:  # noqa: BLE001 - any doubt: replace it
+        return True
+    return bool(readable)
+
+
+def _discard(db: BaseDatabaseWrapper) -> None:
+    try:
         db.close()
+    except Exception:  # noqa: BLE001 - a dead connection may fail to close; it is dropped anyway
+        db.connection = None
+    if getattr(_local, "db", None) is db:
+        _local.db = None
+
+
+at_caller_exit(close_ledger)
 
 
 def _slow_delay() -> float:

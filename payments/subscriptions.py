@@ -2,7 +2,9 @@
 
 Each handler runs inside the consumer's transaction with its inbox row: it only records the
 request. The gateway is called after commit (``transaction.on_commit``), outside any
-transaction; a crash in between is picked up by ``payments.tasks.resume_payments``.
+transaction — the charge on the consumer process's charge pool when one runs
+(:mod:`payments.charge_pool`), else inline; a crash in between is picked up by
+``payments.tasks.resume_payments``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from eventstore.messages import Message
 from eventstore.registry import handles
 from eventstore.tracing import in_current_context
 
+from .charge_pool import charge_pool
 from .charging import run_charge
 from .handlers import request_payment, request_refund
 from .public import CONTEXT
@@ -41,7 +44,8 @@ def process_payment(message: Message) -> None:
         strict=False,
     )
     if must_run:
-        transaction.on_commit(in_current_context(partial(run_charge, order_id=order_id)), robust=True)
+        charge = in_current_context(partial(run_charge, order_id=order_id))
+        transaction.on_commit(partial(charge_pool.run, charge), robust=True)
 
 
 @handles(CONTEXT, commands=("RefundPayment",))

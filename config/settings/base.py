@@ -244,6 +244,10 @@ PAYMENT_RETRY_ATTEMPTS = env.int("PAYMENT_RETRY_ATTEMPTS", default=3)
 PAYMENT_RETRY_BACKOFF = env.float("PAYMENT_RETRY_BACKOFF", default=0.2)
 PAYMENT_RESUME_AFTER = env.float("PAYMENT_RESUME_AFTER", default=5.0)
 PAYMENT_BREAKER_OPEN_SECONDS = env.float("PAYMENT_BREAKER_OPEN_SECONDS", default=5.0)
+# Threads of a `manage.py consume` process that consumes payments running charges after their
+# ProcessPayment committed (payments/charge_pool.py), so a charge does not hold up the other
+# messages; 0 runs them inline on the consumer's thread. Elsewhere charges always run inline.
+PAYMENT_CHARGE_WORKERS = env.int("PAYMENT_CHARGE_WORKERS", default=8)
 INVENTORY_RESERVATION_CONCURRENCY = env.int("INVENTORY_RESERVATION_CONCURRENCY", default=8)
 INVENTORY_RESERVATION_WAIT = env.float("INVENTORY_RESERVATION_WAIT", default=2.0)
 # Request rates (config/throttling.py); "off" disables one. Counted in the default cache.

@@ -1,7 +1,14 @@
-"""``manage.py consume <context>… | --all``: run the RabbitMQ consumers until SIGTERM."""
+"""``manage.py consume <context>… | --all``: run the RabbitMQ consumers until SIGTERM.
+
+An app may run work in the background of a consumer process (payments runs charges on a pool
+of threads): its ``AppConfig`` then defines ``consumer_started(contexts)``, called with the
+contexts consumed before consuming starts, and ``consumer_stopped()``, called once consuming
+stopped (the last batch is acked) to finish that work before the process exits.
+"""
 
 from typing import Any
 
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from config.telemetry import setup_tracing
@@ -30,4 +37,13 @@ class Command(BaseCommand):
             raise CommandError(f"no subscriptions for {', '.join(unknown)} (known: {', '.join(known)})")
         setup_tracing(component="consumer")
         consumer = QueueConsumer(chosen, prefetch=options["prefetch"], batch_size=options["batch_size"])
-        consumer.run(stop_on_signals())
+        stopping = stop_on_signals()
+        hooked = [app for app in apps.get_app_configs() if hasattr(app, "consumer_started")]
+        for app in hooked:
+            app.consumer_started(list(chosen))
+        try:
+            consumer.run(stopping)
+        finally:
+            for app in reversed(hooked):
+                if hasattr(app, "consumer_stopped"):
+                    app.consumer_stopped()

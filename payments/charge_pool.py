@@ -1,0 +1,153 @@
+"""Charges off the consumer's thread: a bounded pool of threads in a consumer process.
+
+``manage.py consume`` starts the pool (through :class:`payments.apps.PaymentsConfig`) and
+drains it when it stops. A ProcessPayment handler hands its charge to the pool after its
+transaction committed, so the consumer acks and goes on with the next messages meanwhile.
+Where no pool runs (tests calling the handlers, the embedded mode's one dispatcher thread,
+one-off commands) the charge runs inline, after commit, as before.
+
+Nothing is lost by running a charge later: the PENDING payment committed with the inbox row
+before the charge is handed over, and ``payments.tasks.resume_payments`` finishes payments
+left PENDING/UNKNOWN — by a crash with charges queued or running, or by a stop that could
+not wait for them.
+
+A full pool blocks the submitter (backpressure): the consumer takes no more messages until a
+charge finishes, so the queue in memory stays bounded and no charge waits for the resume task.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from django.db import connections
+
+logger = logging.getLogger(__name__)
+
+QUEUED_PER_WORKER = 4
+
+
+class ChargePool:
+    """A fixed number of daemon threads running charges; each keeps its own Django connections."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[Callable[[], object]] = deque()
+        self._threads: list[threading.Thread] = []
+        self._capacity = 0
+        self._busy = 0  # running
+        self._running = False
+        self._draining = False
+
+    @property
+    def running(self) -> bool:
+        """Whether charges are being handed to the pool (else they run inline)."""
+        return self._running
+
+    def start(self, *, workers: int) -> bool:
+        """Start ``workers`` threads (none, and charges stay inline, when ``workers`` < 1)."""
+        with self._cond:
+            if self._running or workers < 1:
+                return self._running
+            self._capacity = workers * QUEUED_PER_WORKER
+            self._threads = [
+                threading.Thread(target=self._work, name=f"payment-charge-{n}", daemon=True)
+                for n in range(workers)
+            ]
+            self._running = True
+            self._draining = False
+        for thread in self._threads:
+            thread.start()
+        logger.info("payment charges run on a pool of %d threads", workers)
+        return True
+
+    def run(self, charge: Callable[[], object]) -> None:
+        """Hand ``charge`` to the pool, waiting while it is full; inline when no pool runs."""
+        with self._cond:
+            while self._running and not self._draining and len(self._queue) >= self._capacity:
+                self._cond.wait()
+            if self._running and not self._draining:
+                self._queue.append(charge)
+                self._cond.notify_all()
+                return
+        _run_one(charge)
+
+    def stop(self, *, timeout: float) -> int:
+        """Finish the queued and running charges, waiting at most ``timeout`` seconds.
+
+        Returns how many were left undone (queued ones not started, running ones abandoned):
+        their payments stay PENDING/UNKNOWN for the resume task.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if not self._running:
+                return 0
+            self._draining = True
+            while self._queue or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            dropped = len(self._queue)
+            self._queue.clear()
+            abandoned = self._busy
+            self._running = False
+            self._cond.notify_all()
+            threads, self._threads = self._threads, []
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        if dropped or abandoned:
+            logger.warning(
+                "stopped with %d charges not started and %d still running; the resume task finishes them",
+                dropped,
+                abandoned,
+            )
+        return dropped + abandoned
+
+    def _work(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while self._running and not self._queue:
+                        self._cond.wait()
+                    if not self._queue:
+                        return  # stopped
+                    charge = self._queue.popleft()
+                    self._busy += 1
+                    self._cond.notify_all()  # a slot is free for a waiting submitter
+                try:
+                    _run_one(charge)
+                finally:
+                    _recycle_connections()
+                    with self._cond:
+                        self._busy -= 1
+                        self._cond.notify_all()
+        finally:
+            connections.close_all()
+
+
+def _run_one(charge: Callable[[], object]) -> None:
+    try:
+        charge()
+    except Exception:
+        logger.exception("running a charge failed; the resume task takes it up again")
+
+
+def _recycle_connections() -> None:
+    """Between two charges, close this thread's connections that failed or are too old.
+
+    Like ``close_old_connections`` but without its cost on sound connections: that one makes
+    the next query pay a health check (a SELECT 1) every time.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None:
+            continue
+        obsolete = conn.close_at is not None and time.monotonic() >= conn.close_at
+        if obsolete or conn.errors_occurred or conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"]:
+            conn.close_if_unusable_or_obsolete()
+
+
+charge_pool = ChargePool()
