@@ -10,6 +10,7 @@ On SQLite a single writer commits in id order, so ``id`` alone is the position.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection
@@ -38,28 +39,43 @@ class Position:
         return cls(int(tx), int(row_id))
 
 
-def read_after(position: Position, *, limit: int = 1000) -> list[tuple[Position, Message]]:
-    """Up to ``limit`` events after ``position`` that are safe to read now, in order."""
+def read_after(
+    position: Position, *, limit: int = 1000, event_types: Iterable[str] | None = None
+) -> list[tuple[Position, Message]]:
+    """Up to ``limit`` events after ``position`` that are safe to read now, in order.
+
+    With ``event_types``, only events of those types (a reader that keeps the position of the
+    last one it got still skips no row: what lies between is of other types).
+    """
+    types = sorted(event_types) if event_types is not None else None
     if connection.vendor != "postgresql":
-        rows = StoredEvent.objects.filter(id__gt=position.id).order_by("id")[:limit]
-        return [(Position(0, row.id), stored_to_message(row)) for row in rows]
+        rows = StoredEvent.objects.filter(id__gt=position.id)
+        if types is not None:
+            rows = rows.filter(event_type__in=types)
+        return [(Position(0, row.id), stored_to_message(row)) for row in rows.order_by("id")[:limit]]
+    of_types = " AND event_type = ANY(%s)" if types is not None else ""
     visible = StoredEvent.objects.raw(
         f"SELECT *, tx::text::bigint AS tx_value FROM {StoredEvent._meta.db_table} "
         "WHERE (tx, id) > (%s::text::xid8, %s) "
-        "AND tx < pg_snapshot_xmin(pg_current_snapshot()) "
+        f"AND tx < pg_snapshot_xmin(pg_current_snapshot()){of_types} "
         "ORDER BY tx, id LIMIT %s",
-        [str(position.tx), position.id, limit],
+        [str(position.tx), position.id, *([types] if types is not None else []), limit],
     )
     return [(Position(row.tx_value, row.id), stored_to_message(row)) for row in visible]  # type: ignore[attr-defined]
 
 
-def lag(position: Position) -> int:
-    """How many stored events a reader at ``position`` has not read yet (visible or not)."""
+def lag(position: Position, *, event_types: Iterable[str] | None = None) -> int:
+    """How many stored events (of ``event_types``, if given) a reader at ``position`` has not
+    read yet, visible or not."""
+    types = sorted(event_types) if event_types is not None else None
     if connection.vendor != "postgresql":
-        return StoredEvent.objects.filter(id__gt=position.id).count()
+        rows = StoredEvent.objects.filter(id__gt=position.id)
+        return (rows.filter(event_type__in=types) if types is not None else rows).count()
+    of_types = " AND event_type = ANY(%s)" if types is not None else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT count(*) FROM {StoredEvent._meta.db_table} WHERE (tx, id) > (%s::text::xid8, %s)",
-            [str(position.tx), position.id],
+            f"SELECT count(*) FROM {StoredEvent._meta.db_table} "
+            f"WHERE (tx, id) > (%s::text::xid8, %s){of_types}",
+            [str(position.tx), position.id, *([types] if types is not None else [])],
         )
         return int(cursor.fetchone()[0])

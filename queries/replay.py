@@ -61,10 +61,10 @@ def catch_up(name: str, *, limit: int = BATCH, max_batches: int = 1000) -> int:
         with transaction.atomic():
             hold_live_lock(projection)
             state = ProjectionState.objects.select_for_update().get(pk=state_of(projection).pk)
-            batch = read_after(Position.parse(state.position), limit=limit)
+            position = Position.parse(state.position)
+            batch = read_after(position, limit=limit, event_types=projection.event_types)
             for position, message in batch:
-                if message.type in projection.event_types:
-                    apply_event(projection, state.generation, message)
+                apply_event(projection, state.generation, message)
                 state.position = str(position)
             state.caught_up_at = timezone.now()
             state.save(update_fields=["position", "caught_up_at"])
@@ -157,7 +157,8 @@ class ProjectionLag:
 
 def lag(name: str) -> ProjectionLag:
     """Events of the projection's types not applied yet, the age of the oldest, and the
-    checkpoint's distance from the head (which also shows a reader stalled by a long transaction).
+    checkpoint's distance from the head in events of those types (which also shows a reader
+    stalled by a long transaction).
     """
     projection = PROJECTIONS[name]
     state = state_of(projection)
@@ -167,7 +168,9 @@ def lag(name: str) -> ProjectionLag:
     seconds = max(0.0, (timezone.now() - oldest).total_seconds()) if oldest else 0.0
     from eventstore.reader import lag as reader_lag
 
-    return ProjectionLag(name, pending.count(), seconds, reader_lag(position))
+    return ProjectionLag(
+        name, pending.count(), seconds, reader_lag(position, event_types=projection.event_types)
+    )
 
 
 def _unapplied(projection: Projection, generation: int, position: Position) -> QuerySet[StoredEvent]:

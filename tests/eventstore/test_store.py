@@ -210,3 +210,32 @@ def test_an_outbox_batch_that_raises_writes_nothing() -> None:
     with transaction.atomic():
         _append_one(stream, expected_version=0, label="kept")
     assert OutboxMessage.objects.filter(body__aggregate_id=stream).count() == 1
+
+
+def test_reading_by_position_for_some_event_types_returns_only_those_in_order() -> None:
+    from eventstore.reader import lag
+
+    stream = f"typed-{uuid.uuid4()}"
+    with transaction.atomic():
+        append(
+            context="probe",
+            aggregate_type="probe",
+            aggregate_id=stream,
+            expected_version=0,
+            events=[
+                NewEvent(kind, {"n": n}) for n, kind in enumerate(["Wanted", "Other", "Wanted", "Other"])
+            ],
+        )
+    start = Position()
+    mine = [(p, m) for p, m in read_after(start, limit=10_000) if m.aggregate_id == stream]
+    wanted = [
+        (p, m) for p, m in read_after(start, limit=10_000, event_types={"Wanted"}) if m.aggregate_id == stream
+    ]
+
+    assert [m.data["n"] for _, m in wanted] == [0, 2]
+    assert [p for p, _ in wanted] == [p for p, m in mine if m.type == "Wanted"]
+    # from the last one read, nothing of that type is left, though an "Other" follows it
+    last = wanted[-1][0]
+    assert [m for _, m in read_after(last, event_types={"Wanted"}) if m.aggregate_id == stream] == []
+    assert lag(last, event_types={"Wanted"}) == 0
+    assert lag(last) >= 1
