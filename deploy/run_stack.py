@@ -49,7 +49,7 @@ def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
                 "--graceful-timeout=15",
             ],
         ),
-        ProcessSpec("consumers", [*manage, "consume", "--all"]),
+        *consumer_processes(manage, os.environ.get("STACK_CONSUMERS", "all")),
         ProcessSpec(
             "worker",
             [str(bin_dir / "celery"), "-A", "config", "worker", "-Q", "oms.tasks", "--loglevel=INFO"],
@@ -67,6 +67,21 @@ def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
         ),
         ProcessSpec("relay", [*manage, "relay_outbox"]),
     ]
+
+
+def consumer_processes(manage: list[str], layout: str) -> list[ProcessSpec]:
+    """The consumer processes of ``STACK_CONSUMERS``: ``all`` (one process for every context,
+    the default) or groups of contexts separated by ``;``, one process per group, e.g.
+    ``inventory,payments;sagas,queries``. A group may repeat: each copy competes for the same
+    queues."""
+    groups = [group.strip() for group in layout.split(";") if group.strip()] or ["all"]
+    specs = []
+    for number, group in enumerate(groups, start=1):
+        contexts = [name.strip() for name in group.split(",") if name.strip()]
+        argv = [*manage, "consume", *(["--all"] if contexts == ["all"] else contexts)]
+        name = "consumers" if len(groups) == 1 else f"consumers-{number}"
+        specs.append(ProcessSpec(name, argv))
+    return specs
 
 
 class Supervisor:

@@ -72,3 +72,22 @@ def test_supervisor_stops_everything_on_sigterm() -> None:
     output, _ = supervisor.communicate(timeout=60)
     assert supervisor.returncode == 0, output
     assert "all processes stopped" in output
+
+
+def test_stack_consumers_layout_gives_one_process_per_group() -> None:
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        from run_stack import consumer_processes
+    finally:
+        sys.path.remove(str(ROOT / "deploy"))
+    manage = ["python", "manage.py"]
+
+    [default] = consumer_processes(manage, "all")
+    assert (default.name, default.argv) == ("consumers", [*manage, "consume", "--all"])
+
+    groups = consumer_processes(manage, "inventory,payments; sagas,queries;all")
+    assert [(spec.name, spec.argv[3:]) for spec in groups] == [
+        ("consumers-1", ["inventory", "payments"]),
+        ("consumers-2", ["sagas", "queries"]),
+        ("consumers-3", ["--all"]),
+    ]
