@@ -7,16 +7,19 @@ the events and their outbox rows commit together or not at all.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Field, Model
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from . import tracing, wakeup
 from .messages import Message, utc_iso
@@ -123,21 +126,58 @@ def send(
 
 def load_stream(aggregate_id: str, *, after_version: int = 0, up_to: int | None = None) -> list[Message]:
     """The events of one stream in version order, optionally a slice of it."""
-    rows = StoredEvent.objects.filter(aggregate_id=aggregate_id, version__gt=after_version)
+    # A plain cursor: on this hot path (every handler loads a stream) the ORM's query
+    # compiler and model instances cost more than the query.
+    params: list[Any] = [aggregate_id, after_version]
+    upper = ""
     if up_to is not None:
-        rows = rows.filter(version__lte=up_to)
-    return [stored_to_message(row) for row in rows.order_by("version")]
+        upper = " AND version <= %s"
+        params.append(up_to)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, message_id, aggregate_type, event_type, event_data, version, timestamp, "
+            f"correlation_id, causation_id FROM {connection.ops.quote_name(StoredEvent._meta.db_table)} "
+            f"WHERE aggregate_id = %s AND version > %s{upper} ORDER BY version",
+            params,
+        )
+        rows = cursor.fetchall()
+    return [
+        Message(
+            message_id=str(mid if isinstance(mid, uuid.UUID) else uuid.UUID(mid)),
+            kind="event",
+            type=kind,
+            aggregate_type=atype,
+            aggregate_id=aggregate_id,
+            data=json.loads(data) if isinstance(data, str | bytes) else data,
+            occurred_at=utc_iso(_aware(at)),
+            correlation_id=correlation,
+            causation_id=causation,
+            version=version,
+            position=position,
+            source=atype,
+        )
+        for (position, mid, atype, kind, data, version, at, correlation, causation) in rows
+    ]
+
+
+def _aware(value: datetime | str) -> datetime:
+    """A timestamp column's value as an aware datetime (SQLite hands back text)."""
+    moment = value if isinstance(value, datetime) else parse_datetime(value)
+    if moment is None:
+        raise ValueError(f"not a timestamp: {value!r}")
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
 
 
 def stream_version(aggregate_id: str) -> int:
     """The current version of a stream, 0 when it has no event."""
-    last = (
-        StoredEvent.objects.filter(aggregate_id=aggregate_id)
-        .order_by("-version")
-        .values_list("version", flat=True)
-        .first()
-    )
-    return last or 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT MAX(version) FROM {connection.ops.quote_name(StoredEvent._meta.db_table)} "
+            "WHERE aggregate_id = %s",
+            [aggregate_id],
+        )
+        last = cursor.fetchone()[0]
+    return int(last or 0)
 
 
 def stored_to_message(row: StoredEvent, *, context: str | None = None) -> Message:
