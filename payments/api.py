@@ -51,7 +51,7 @@ class ProcessPaymentApi(APIView):
             raise NotFound("No such order.")
         try:
             with transaction.atomic():
-                request_payment(
+                payment, _ = request_payment(
                     order_id=order_id,
                     amount=data["amount"],
                     method=data["method"],
@@ -61,7 +61,7 @@ class ProcessPaymentApi(APIView):
                 )
         except PaymentConflict as exc:
             raise Conflict(str(exc)) from exc
-        run_charge(order_id=order_id)
+        run_charge(order_id=order_id, payment=payment)
         return Response(payment_status(order_id))
 
 

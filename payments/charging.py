@@ -9,12 +9,13 @@ runners from working on one payment at the same time.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -32,7 +33,7 @@ from .gateway import (
     default_gateway,
     ensure_outside_transaction,
 )
-from .handlers import load_payment, record
+from .handlers import load_payment, record_releasing
 from .models import PaymentRecord
 from .refunds import run_refunds
 
@@ -47,8 +48,13 @@ def run_charge(
     gateway: PaymentGateway | None = None,
     breaker: CircuitBreaker | None = None,
     timeout: float | None = None,
+    payment: Payment | None = None,
 ) -> Payment:
-    """Charge a PENDING payment, or reconcile an UNKNOWN one, then run any refund waiting for it."""
+    """Charge a PENDING payment, or reconcile an UNKNOWN one, then run any refund waiting for it.
+
+    ``payment`` is the state a committed transaction just stored (the ProcessPayment handler's):
+    when the claim finds the stream still at its version, it is used instead of reloading.
+    """
     ensure_outside_transaction()
     gateway = gateway or default_gateway()
     runner = _ChargeRunner(
@@ -56,15 +62,24 @@ def run_charge(
         breaker=breaker or default_breaker(gateway.name),
         timeout=float(settings.PAYMENT_TIMEOUT) if timeout is None else timeout,
     )
-    if not _claim(order_id, lease=runner.lease):
+    version = _claim(order_id, lease=runner.lease)
+    if version is None:
         return load_payment(order_id)
+    released = False
     try:
-        payment = load_payment(order_id)
+        if payment is None or payment.order_id != order_id or payment.version != version:
+            payment = load_payment(order_id)
         if payment.in_flight:
-            runner.run(payment)
+            payment = runner.run(payment)
+            released = runner.released
     finally:
-        PaymentRecord.objects.filter(pk=order_id).update(claimed_until=None)
-    return run_refunds(order_id=order_id, gateway=gateway, timeout=runner.timeout)
+        if not released:
+            _release(order_id)
+    if payment.next_refund() is None:
+        # Nothing to refund now. A refund asked for after the runner's last write runs on its
+        # own (its handler, or the resume task): the payment was settled when it was asked.
+        return payment
+    return run_refunds(order_id=order_id, gateway=gateway, timeout=runner.timeout, payment=payment)
 
 
 class _ChargeRunner:
@@ -82,12 +97,15 @@ class _ChargeRunner:
         per_attempt = 2 * self.timeout + self.backoff * 2**self.attempts
         return timedelta(seconds=self.attempts * per_attempt + 30)
 
-    def run(self, payment: Payment) -> None:
+    def run(self, payment: Payment) -> Payment:
+        """Run the round; returns the payment as the runner's last write (or read) left it."""
         self.order_id = payment.order_id
+        self.payment = payment
+        self.released = False
         self.cause_id = payment.request_command_id
         self.uncertain = payment.status == PaymentStatus.UNKNOWN
         if self.uncertain and self._reconciled():
-            return
+            return self.payment
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential(multiplier=self.backoff, max=self.backoff * 2**self.attempts),
@@ -98,9 +116,10 @@ class _ChargeRunner:
             for attempt in retrying:
                 with attempt:
                     self._attempt(payment)
-                    return
+                    return self.payment
         except (CircuitOpenError, GatewayError) as exc:
             self._give_up(str(exc))
+        return self.payment
 
     def _attempt(self, payment: Payment) -> None:
         def charge() -> ChargeResult:
@@ -167,14 +186,23 @@ class _ChargeRunner:
             return _LEDGER_UNREACHABLE
 
     def _record(self, decide: Callable[[Payment], list[PaymentEvent]]) -> Payment:
-        return record(self.order_id, decide, cause_id=self.cause_id)
+        """Store a decision, deciding first on the state this runner knows (reloaded on a conflict).
+
+        A decision that settles the payment releases the claim in the same UPDATE.
+        """
+        self.payment, released = record_releasing(
+            self.order_id, decide, cause_id=self.cause_id, known=self.payment
+        )
+        self.released = self.released or released
+        return self.payment
 
 
 def _in_turn(*decisions: Callable[[Payment], list[PaymentEvent]]) -> Callable[[Payment], list[PaymentEvent]]:
     """One decision made of several, each taken on the state the previous one's events leave."""
 
     def decide(payment: Payment) -> list[PaymentEvent]:
-        scratch = copy.deepcopy(payment)  # store() applies the events to the real one
+        # store() applies the events to the real one; the refund list is its only mutable field
+        scratch = replace(payment, pending_refunds=list(payment.pending_refunds))
         events: list[PaymentEvent] = []
         for decision in decisions:
             decided = decision(scratch)
@@ -186,11 +214,33 @@ def _in_turn(*decisions: Callable[[Payment], list[PaymentEvent]]) -> Callable[[P
     return decide
 
 
-def _claim(order_id: str, *, lease: timedelta) -> bool:
-    """Take the payment for one runner (an expired claim is taken over: its runner crashed)."""
+def _claim(order_id: str, *, lease: timedelta) -> int | None:
+    """Take the payment for one runner (an expired claim is taken over: its runner crashed).
+
+    Returns the projection's version (the stream's, as of its last commit), None when another
+    runner holds the claim or there is no payment.
+    """
     now = timezone.now()
-    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-    return PaymentRecord.objects.filter(pk=order_id).filter(free).update(claimed_until=now + lease) == 1
+    field = PaymentRecord._meta.get_field("claimed_until")
+    quote = connection.ops.quote_name
+    column = quote("claimed_until")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(PaymentRecord._meta.db_table)} SET {column} = %s "
+            f"WHERE {quote('order_id')} = %s AND ({column} IS NULL OR {column} < %s) "
+            f"RETURNING {quote('version')}",
+            [
+                field.get_db_prep_save(now + lease, connection),
+                order_id,
+                field.get_db_prep_save(now, connection),
+            ],
+        )
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def _release(order_id: str) -> None:
+    PaymentRecord.objects.filter(pk=order_id).update(claimed_until=None)
 
 
 def resume_stalled_payments(*, older_than: float | None = None) -> list[str]:

@@ -30,21 +30,32 @@ MAX_REFUNDS_PER_RUN = 20
 
 
 def run_refunds(
-    *, order_id: str, gateway: PaymentGateway | None = None, timeout: float | None = None
+    *,
+    order_id: str,
+    gateway: PaymentGateway | None = None,
+    timeout: float | None = None,
+    payment: Payment | None = None,
 ) -> Payment:
-    """Answer every pending refund request of a settled payment; returns the resulting payment."""
+    """Answer every pending refund request of a settled payment; returns the resulting payment.
+
+    ``payment``: the state the caller just stored, used instead of a first load (a stale one
+    only costs a repeated, keyed gateway refund and a reload when its answer is recorded).
+    """
     ensure_outside_transaction()
     gateway = gateway or default_gateway()
     timeout = float(settings.PAYMENT_TIMEOUT) if timeout is None else timeout
     for _ in range(MAX_REFUNDS_PER_RUN):
-        payment = load_payment(order_id)
+        if payment is None:
+            payment = load_payment(order_id)
         step = payment.next_refund()
         if step is None:
             return payment
         request, amount = step
         if amount > 0 and not _refund_at_gateway(gateway, payment, request, amount, timeout=timeout):
             return payment
-        record(order_id, _completion(request.refund_id, amount), cause_id=request.command_id)
+        payment = record(
+            order_id, _completion(request.refund_id, amount), cause_id=request.command_id, known=payment
+        )
     return load_payment(order_id)
 
 

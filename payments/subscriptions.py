@@ -35,7 +35,7 @@ def process_payment(message: Message) -> None:
     """Record the charge request; charge after commit."""
     data = _valid(ProcessPaymentInput, message)
     order_id = str(data["order_id"])
-    _, must_run = request_payment(
+    payment, must_run = request_payment(
         order_id=order_id,
         amount=data["amount"],
         method=data["method"],
@@ -44,7 +44,9 @@ def process_payment(message: Message) -> None:
         strict=False,
     )
     if must_run:
-        charge = in_current_context(partial(run_charge, order_id=order_id))
+        # The state just stored goes along: the charge runs after commit and needs no reload
+        # when the stream is still at its version then (its claim checks).
+        charge = in_current_context(partial(run_charge, order_id=order_id, payment=payment))
         transaction.on_commit(partial(charge_pool.run, charge), robust=True)
 
 
