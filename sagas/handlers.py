@@ -3,20 +3,27 @@
 Every entry point runs inside the caller's transaction (the consumer's, with its inbox row, or
 the orders handler's), so the saga row, its events, the commands it sends and the order's
 terminal event commit together.
+
+The hot path (one call per answer of inventory or payments) reads and writes the saga's tables
+with plain SQL that PostgreSQL and SQLite both accept: the ORM's query compiler and model
+materialisation cost more CPU than the statements themselves. Values still go through the
+model fields (``get_db_prep_save`` on the way in, the backend's converters on the way out), so
+they are stored and read exactly as the ORM would. On PostgreSQL the saga's own writes of one
+step (answer, row, transitions, attempts) go as a single statement of data-modifying CTEs.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import IntegerField
-from django.db.models.expressions import RawSQL
+from django.db import connection, transaction
+from django.db.models import Field, Model
 from django.utils import timezone
 
 from config import metrics
@@ -58,11 +65,57 @@ _SAGA_FIELDS = (
     "pending",
     "order_status",
 )
+# What is read of a saga row: the domain's fields, then its version and start.
+_LOADED_FIELDS = (
+    "order_id",
+    "items",
+    "amount",
+    "payment_method",
+    "payment_token",
+    *_SAGA_FIELDS,
+    "version",
+    "created_at",
+)
+# What a new saga row holds (every column, none left to a default).
+_INSERTED_FIELDS = (*_LOADED_FIELDS, "customer_id", "updated_at")
+_TRANSITION_FIELDS = ("saga", "at", "from_state", "to_state", "step", "reason", "cause_id")
+_ATTEMPT_FIELDS = (
+    "saga",
+    "step",
+    "command",
+    "attempt",
+    "message_id",
+    "sent_at",
+    "outcome",
+    "answered_at",
+    "answer",
+    "error",
+)
 _NEXT_ATTEMPT_SQL = (
     f"(SELECT COUNT(*) FROM {SagaStepAttempt._meta.db_table} WHERE saga_id = %s AND step = %s) + 1"
 )
-# What a step of a saga changes in its row (the rest is set once, when it starts).
-_UPDATED_FIELDS = (*_SAGA_FIELDS, "updated_at", "version")
+
+# A statement and its parameters.
+Statement = tuple[str, list[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Expression:
+    """A value computed by the statement that stores it (SQL with its own parameters)."""
+
+    sql: str
+    params: tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class _Locked:
+    """A saga as read (under its row lock), with what its row held then."""
+
+    saga: domain.Saga
+    version: int
+    created_at: datetime
+    state: str
+    stored: tuple[Any, ...]  # the ``_SAGA_FIELDS`` as read, to write only what changed
 
 
 def timing() -> domain.Timing:
@@ -95,17 +148,8 @@ def start_saga(
         now=now,
         timing=timing(),
     )
-    row = SagaInstance(
-        order_id=order_id,
-        customer_id=customer_id,
-        items=saga.items,
-        amount=Decimal(saga.amount),
-        payment_method=saga.payment_method,
-        payment_token=saga.payment_token,
-        created_at=now,
-    )
-    _copy_to_row(saga, row)
-    _carry_out(row, saga, effects, cause_id=cause_id, now=now, new=True)
+    row = _Locked(saga=saga, version=0, created_at=now, state=saga.state, stored=())
+    _carry_out(row, saga, effects, cause_id=cause_id, now=now, customer_id=customer_id)
 
 
 def react(message: Message) -> None:
@@ -116,10 +160,10 @@ def react(message: Message) -> None:
         logger.info("no saga for %s %s", message.type, order_id)
         return
     now = timezone.now()
-    saga = _to_domain(row)
-    _record_answer(row, message, now)
+    saga = row.saga
+    answered = _record_answer(order_id, message, now)
     effects = saga.on_answer(message_type=message.type, data=message.data, now=now, timing=timing())
-    _carry_out(row, saga, effects, cause_id=message.message_id, now=now)
+    _carry_out(row, saga, effects, cause_id=message.message_id, now=now, writes=answered)
 
 
 def decide(
@@ -133,7 +177,7 @@ def decide(
     if row is None:
         raise LookupError(order_id)
     now = timezone.now()
-    saga = _to_domain(row)
+    saga = row.saga
     effects = decision(saga, now)
     _carry_out(row, saga, effects, cause_id=cause_id, now=now)
     return saga
@@ -152,10 +196,10 @@ def sweep_timeouts(*, now: datetime | None = None, limit: int = 200) -> int:
     for order_id in due:
         with transaction.atomic():
             row = _locked(order_id, skip_locked=True)
-            if row is None or row.needs_attention or row.deadline > now:
+            if row is None or row.saga.needs_attention or row.saga.deadline > now:
                 continue
-            saga = _to_domain(row)
-            _time_out_attempts(row, saga, now)
+            saga = row.saga
+            _time_out_attempts(order_id, saga, now)
             effects = saga.time_out(now=now, timing=timing())
             if effects:
                 acted += 1
@@ -170,53 +214,119 @@ def sweep_timeouts(*, now: datetime | None = None, limit: int = 200) -> int:
 
 def summary_of(order_id: str) -> dict[str, Any] | None:
     """The saga part of an order's read model."""
-    row = SagaInstance.objects.filter(order_id=order_id).first()
-    return None if row is None else _to_domain(row).summary()
+    row = _load(order_id)
+    return None if row is None else row.saga.summary()
 
 
 # --- internals ------------------------------------------------------------------------------
 
 
-def _locked(order_id: str, *, skip_locked: bool = False) -> SagaInstance | None:
-    return SagaInstance.objects.select_for_update(skip_locked=skip_locked).filter(order_id=order_id).first()
+def _locked(order_id: str, *, skip_locked: bool = False) -> _Locked | None:
+    return _load(order_id, lock=True, skip_locked=skip_locked)
 
 
-def _to_domain(row: SagaInstance) -> domain.Saga:
-    return domain.Saga(
-        order_id=row.order_id,
-        items=list(row.items),
-        amount=str(row.amount),
-        payment_method=row.payment_method,
-        payment_token=row.payment_token,
-        **{name: getattr(row, name) for name in _SAGA_FIELDS if name != "pending"},
-        pending=list(row.pending),
+def _load(order_id: str, *, lock: bool = False, skip_locked: bool = False) -> _Locked | None:
+    """The saga of ``order_id`` (its row locked if ``lock``), or ``None``."""
+    with connection.cursor() as cursor:
+        cursor.execute(_select_sql(lock=lock, skip_locked=skip_locked), [order_id])
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    values = list(found)
+    for index, column, converters in _column_converters():
+        for converter in converters:
+            values[index] = converter(values[index], column, connection)
+    order_id, items, amount, payment_method, payment_token, *fields, version, created_at = values
+    stored = tuple(fields)
+    state = dict(zip(_SAGA_FIELDS, fields, strict=True))
+    state["pending"] = list(state["pending"])  # the domain changes it in place; ``stored`` keeps the read
+    saga = domain.Saga(
+        order_id=order_id,
+        items=list(items),
+        amount=str(amount),
+        payment_method=payment_method,
+        payment_token=payment_token,
+        **state,
     )
+    return _Locked(saga=saga, version=version, created_at=created_at, state=saga.state, stored=stored)
 
 
-def _copy_to_row(saga: domain.Saga, row: SagaInstance) -> None:
-    for name in _SAGA_FIELDS:
-        setattr(row, name, getattr(saga, name))
+_select_cache: dict[tuple[str, bool, bool], str] = {}
+
+
+def _select_sql(*, lock: bool, skip_locked: bool) -> str:
+    key = (connection.vendor, lock, skip_locked)
+    sql = _select_cache.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(str(_field(SagaInstance, name).column)) for name in _LOADED_FIELDS)
+        sql = (
+            f"SELECT {columns} FROM {quote(SagaInstance._meta.db_table)} "
+            f"WHERE {quote(str(_field(SagaInstance, 'order_id').column))} = %s"
+        )
+        # As the ORM does: a backend without row locks (SQLite) locks the whole database instead.
+        if lock and connection.features.has_select_for_update:
+            sql += " FOR UPDATE"
+            if skip_locked and connection.features.has_select_for_update_skip_locked:
+                sql += " SKIP LOCKED"
+        _select_cache[key] = sql
+    return sql
+
+
+_converter_cache: dict[str, list[tuple[int, Any, list[Callable[..., Any]]]]] = {}
+
+
+def _column_converters() -> list[tuple[int, Any, list[Callable[..., Any]]]]:
+    """The backend's and the fields' converters of the loaded columns (as the ORM applies them)."""
+    found = _converter_cache.get(connection.vendor)
+    if found is None:
+        found = []
+        for index, name in enumerate(_LOADED_FIELDS):
+            column = _field(SagaInstance, name).get_col(SagaInstance._meta.db_table)
+            converters = [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]
+            if converters:
+                found.append((index, column, converters))
+        _converter_cache[connection.vendor] = found
+    return found
+
+
+_field_cache: dict[tuple[type[Model], str], Field[Any, Any]] = {}
+
+
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    field = _field_cache.get((model, name))
+    if field is None:
+        found = model._meta.get_field(name)
+        if not isinstance(found, Field):
+            raise TypeError(f"{model.__name__}.{name} is not a column")
+        field = _field_cache[(model, name)] = found
+    return field
 
 
 def _carry_out(
-    row: SagaInstance,
+    row: _Locked,
     saga: domain.Saga,
     effects: Sequence[domain.Effect],
     *,
     cause_id: str,
     now: datetime,
-    new: bool = False,
+    writes: Sequence[Statement] = (),
+    customer_id: str | None = None,
 ) -> None:
-    """Carry out ``effects`` and store the saga: one write per table (``new``: INSERT the row)."""
+    """Carry out ``effects`` and store the saga (INSERT it when ``customer_id`` is given).
+
+    ``writes`` (the answer's) go with the saga's own: one statement per table, all of them in one
+    on PostgreSQL.
+    """
     records: list[NewEvent] = []
-    transitions: list[SagaTransition] = []
+    transitions: list[tuple[Any, ...]] = []
     sent: list[tuple[domain.Send, Message]] = []
     changes: list[domain.OrderEffect] = []
     for effect in effects:
         if isinstance(effect, domain.Record):
             records.append(NewEvent(effect.type, effect.data))
             if effect.type == "SagaTransitioned":
-                transitions.append(_transition(row, effect.data, cause_id, now))
+                transitions.append(_transition(saga.order_id, effect.data, cause_id, now))
         elif isinstance(effect, domain.Send):
             sent.append((effect, _send(saga, effect, cause_id)))
         else:
@@ -227,17 +337,21 @@ def _carry_out(
     if saga.state in domain.TERMINAL and row.state not in domain.TERMINAL:
         metrics.observe_saga_end(state=saga.state, seconds=(now - row.created_at).total_seconds())
     expected_version = row.version
-    _copy_to_row(saga, row)
-    row.updated_at = now
-    row.version += len(records)
-    if new:
-        row.save(force_insert=True)
+    new = customer_id is not None
+    statements = list(writes)
+    if customer_id is not None:
+        statements.append(_insert_saga(saga, customer_id, version=len(records), now=now))
     else:
-        row.save(update_fields=_UPDATED_FIELDS)
+        statements.append(_update_saga(row, saga, version=row.version + len(records), now=now))
     if transitions:
-        SagaTransition.objects.bulk_create(transitions)
+        statements.append(_insert(SagaTransition, _TRANSITION_FIELDS, transitions))
+    later: list[Statement] = []
     if sent:
-        _record_attempts(row, sent, now, new=new)
+        first, *later = _insert_attempts(saga.order_id, sent, now, new=new)
+        statements.append(first)
+    _execute(statements)
+    for statement in later:
+        _execute([statement])
     if records:
         append(
             context=CONTEXT,
@@ -248,6 +362,81 @@ def _carry_out(
             correlation_id=saga.order_id,
             causation_id=cause_id,
         )
+
+
+def _execute(statements: Sequence[Statement]) -> None:
+    """Run ``statements`` in order; on PostgreSQL as one (the first ones as CTEs of the last).
+
+    The parts of one statement see the same snapshot: none may depend on another's effect.
+    """
+    if len(statements) > 1 and connection.vendor == "postgresql":
+        *first, last = statements
+        sql = "WITH " + ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(first)) + " " + last[0]
+        statements = [(sql, [param for _, params in statements for param in params])]
+    with connection.cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
+
+
+def _insert(model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> Statement:
+    """One multi-row INSERT; a value may be an :class:`_Expression` the database computes."""
+    fields = [_field(model, name) for name in names]
+    quote = connection.ops.quote_name
+    params: list[Any] = []
+    tuples = []
+    for row in rows:
+        placeholders = []
+        for field, value in zip(fields, row, strict=True):
+            if isinstance(value, _Expression):
+                placeholders.append(value.sql)
+                params.extend(value.params)
+            else:
+                placeholders.append("%s")
+                params.append(field.get_db_prep_save(value, connection))
+        tuples.append("(" + ", ".join(placeholders) + ")")
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join(tuples)}", params
+
+
+def _insert_saga(saga: domain.Saga, customer_id: str, *, version: int, now: datetime) -> Statement:
+    values = {name: getattr(saga, name) for name in _SAGA_FIELDS}
+    values.update(
+        order_id=saga.order_id,
+        items=saga.items,
+        amount=Decimal(saga.amount),
+        payment_method=saga.payment_method,
+        payment_token=saga.payment_token,
+        version=version,
+        created_at=now,
+        customer_id=customer_id,
+        updated_at=now,
+    )
+    return _insert(SagaInstance, _INSERTED_FIELDS, [[values[name] for name in _INSERTED_FIELDS]])
+
+
+def _update_saga(row: _Locked, saga: domain.Saga, *, version: int, now: datetime) -> Statement:
+    """The UPDATE of what the step changed in the saga row (always its ``updated_at``)."""
+    changed: list[tuple[str, Any]] = [
+        (name, value)
+        for name, old in zip(_SAGA_FIELDS, row.stored, strict=True)
+        if (value := getattr(saga, name)) != old
+    ]
+    changed.append(("updated_at", now))
+    if version != row.version:
+        changed.append(("version", version))
+    quote = connection.ops.quote_name
+    assignments = []
+    params: list[Any] = []
+    for name, value in changed:
+        field = _field(SagaInstance, name)
+        assignments.append(f"{quote(str(field.column))} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    params.append(saga.order_id)
+    sql = (
+        f"UPDATE {quote(SagaInstance._meta.db_table)} SET {', '.join(assignments)} "
+        f"WHERE {quote(str(_field(SagaInstance, 'order_id').column))} = %s"
+    )
+    return sql, params
 
 
 def _send(saga: domain.Saga, effect: domain.Send, cause_id: str) -> Message:
@@ -263,72 +452,83 @@ def _send(saga: domain.Saga, effect: domain.Send, cause_id: str) -> Message:
     )
 
 
-def _record_attempts(
-    row: SagaInstance, sent: Sequence[tuple[domain.Send, Message]], now: datetime, *, new: bool
-) -> None:
-    """One INSERT of the step attempts of the commands just sent, each numbered within its step.
+def _insert_attempts(
+    order_id: str, sent: Sequence[tuple[domain.Send, Message]], now: datetime, *, new: bool
+) -> list[Statement]:
+    """The INSERTs of the step attempts of the commands just sent, each numbered within its step.
 
     A new saga has no earlier attempt; otherwise the number is counted in the INSERT itself
     (the saga row is locked, so no one else adds attempts meanwhile). A step sent twice in one
     go (the domain never does) goes in a later INSERT, which counts the earlier one.
     """
-    rounds: list[list[SagaStepAttempt]] = []
+    rounds: list[list[tuple[Any, ...]]] = []
     for effect, message in sent:
-        index = next((i for i, r in enumerate(rounds) if all(a.step != effect.step for a in r)), len(rounds))
+        index = next((i for i, r in enumerate(rounds) if all(a[1] != effect.step for a in r)), len(rounds))
         if index == len(rounds):
             rounds.append([])
-        attempt: int | RawSQL = index + 1 if new else _next_attempt(row.order_id, effect.step)
+        attempt: int | _Expression = (
+            index + 1 if new else _Expression(_NEXT_ATTEMPT_SQL, (order_id, effect.step))
+        )
+        error = "" if effect.tracked else "late effect undone after the saga ended"
         rounds[index].append(
-            SagaStepAttempt(
-                saga=row,
-                step=effect.step,
-                command=effect.command,
-                attempt=attempt,
-                message_id=message.message_id,
-                sent_at=now,
-                error="" if effect.tracked else "late effect undone after the saga ended",
+            (
+                order_id,
+                effect.step,
+                effect.command,
+                attempt,
+                message.message_id,
+                now,
+                SagaStepAttempt.PENDING,
+                None,
+                "",
+                error,
             )
         )
-    for batch in rounds:
-        SagaStepAttempt.objects.bulk_create(batch)
+    return [_insert(SagaStepAttempt, _ATTEMPT_FIELDS, batch) for batch in rounds]
 
 
-def _next_attempt(order_id: str, step: str) -> RawSQL:
-    """The number of the next attempt of ``step``, computed by the INSERT that stores it."""
-    return RawSQL(  # noqa: S611 - constant SQL, the values go as parameters
-        _NEXT_ATTEMPT_SQL, (order_id, step), output_field=IntegerField()
+def _transition(order_id: str, data: dict[str, Any], cause_id: str, now: datetime) -> tuple[Any, ...]:
+    return (
+        order_id,
+        now,
+        data["from_state"],
+        data["to_state"],
+        data.get("step"),
+        str(data.get("reason", ""))[:500],
+        cause_id,
     )
 
 
-def _transition(row: SagaInstance, data: dict[str, Any], cause_id: str, now: datetime) -> SagaTransition:
-    return SagaTransition(
-        saga=row,
-        at=now,
-        from_state=data["from_state"],
-        to_state=data["to_state"],
-        step=data.get("step"),
-        reason=str(data.get("reason", ""))[:500],
-        cause_id=cause_id,
-    )
+_ANSWER_SQL: dict[str, str] = {}
 
 
-def _record_answer(row: SagaInstance, message: Message, now: datetime) -> None:
+def _record_answer(order_id: str, message: Message, now: datetime) -> list[Statement]:
+    """The UPDATE settling the pending attempts of the step ``message`` answers (none if none)."""
     step = domain.ANSWERS.get(message.type)
     if step is None:
-        return
+        return []
     steps = [step, domain.AWAIT_PAYMENT] if step == domain.PAY else [step]
     failed = message.type in ("InventoryReservationFailed", "PaymentFailed")
     error = str(message.data.get("error") or message.data.get("reason") or "") if failed else ""
-    SagaStepAttempt.objects.filter(saga=row, step__in=steps, outcome=SagaStepAttempt.PENDING).update(
-        outcome=SagaStepAttempt.FAILED if failed else SagaStepAttempt.SUCCEEDED,
-        answered_at=now,
-        answer=message.type,
-        error=error[:2000],
-    )
+    key = f"{connection.vendor}:{len(steps)}"
+    sql = _ANSWER_SQL.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        sql = (
+            f"UPDATE {quote(SagaStepAttempt._meta.db_table)} "
+            f"SET {quote('outcome')} = %s, {quote('answered_at')} = %s, {quote('answer')} = %s, "
+            f"{quote('error')} = %s WHERE {quote('saga_id')} = %s AND {quote('outcome')} = %s "
+            f"AND {quote('step')} IN ({', '.join(['%s'] * len(steps))})"
+        )
+        _ANSWER_SQL[key] = sql
+    answered_at = _field(SagaStepAttempt, "answered_at").get_db_prep_save(now, connection)
+    outcome = SagaStepAttempt.FAILED if failed else SagaStepAttempt.SUCCEEDED
+    params = [outcome, answered_at, message.type, error[:2000], order_id, SagaStepAttempt.PENDING, *steps]
+    return [(sql, params)]
 
 
-def _time_out_attempts(row: SagaInstance, saga: domain.Saga, now: datetime) -> None:
+def _time_out_attempts(order_id: str, saga: domain.Saga, now: datetime) -> None:
     steps = saga.pending if saga.state == domain.COMPENSATING else [saga.step]
-    SagaStepAttempt.objects.filter(saga=row, step__in=steps, outcome=SagaStepAttempt.PENDING).update(
+    SagaStepAttempt.objects.filter(saga_id=order_id, step__in=steps, outcome=SagaStepAttempt.PENDING).update(
         outcome=SagaStepAttempt.TIMED_OUT, answered_at=now, error="no answer before the deadline"
     )

@@ -30,8 +30,8 @@ from .conftest import answer
 
 pytestmark = pytest.mark.django_db
 
-PLACE_ORDER_STATEMENTS = 8
-STEP_STATEMENTS = {"InventoryReserved": 13, "PaymentProcessed": 10, "InventoryConfirmed": 11}
+PLACE_ORDER_STATEMENTS = 7
+STEP_STATEMENTS = {"InventoryReserved": 9, "PaymentProcessed": 7, "InventoryConfirmed": 9}
 
 ORDER_BODY = {
     "items": [{"product_id": "SKU-A", "quantity": 2}, {"product_id": "SKU-B", "quantity": 1}],
