@@ -26,6 +26,7 @@ from config import metrics
 from . import tracing
 from .models import OutboxMessage
 from .publisher import ConfirmingPublisher, Envelope
+from .sql import column, prepared
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def claim_batch(*, batch_size: int) -> list[OutboxMessage]:
     while they are published, and lets another relay take them over if this one dies.
     """
     now = timezone.now()
+    lease_end = now + timedelta(seconds=settings.RELAY_CLAIM_SECONDS)
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     table = OutboxMessage._meta.db_table
     with connection.cursor() as cursor:  # autocommit: the statement is its own transaction
@@ -58,8 +60,8 @@ def claim_batch(*, batch_size: int) -> list[OutboxMessage]:
             f"AND (claimed_until IS NULL OR claimed_until <= %s) ORDER BY id LIMIT %s{skip_locked}) "
             f"RETURNING {', '.join(_CLAIMED_COLUMNS)}",
             [
-                _prep("claimed_until", now + timedelta(seconds=settings.RELAY_CLAIM_SECONDS)),
-                _prep("claimed_until", now),
+                prepared(OutboxMessage, "claimed_until", lease_end),
+                prepared(OutboxMessage, "claimed_until", now),
                 batch_size,
             ],
         )
@@ -71,16 +73,12 @@ def claim_batch(*, batch_size: int) -> list[OutboxMessage]:
 _CLAIMED_COLUMNS = ("id", "message_id", "exchange", "routing_key", "body", "headers", "attempts")
 
 
-def _prep(name: str, value: Any) -> Any:
-    return OutboxMessage._meta.get_field(name).get_db_prep_value(value, connection)  # type: ignore[union-attr]
-
-
 def _from_db(values: Sequence[Any]) -> list[Any]:
     converted = []
     for name, value in zip(_CLAIMED_COLUMNS, values, strict=True):
-        field = OutboxMessage._meta.get_field(name)
+        field = column(OutboxMessage, name)
         from_db = getattr(field, "from_db_value", None)
-        converted.append(from_db(value, None, connection) if from_db else field.to_python(value))  # type: ignore[union-attr]
+        converted.append(from_db(value, None, connection) if from_db else field.to_python(value))
     return converted
 
 

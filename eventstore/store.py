@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Field, Model
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -25,6 +24,7 @@ from . import tracing, wakeup
 from .messages import Message, utc_iso
 from .models import OutboxMessage, StoredEvent
 from .registry import consumers_of
+from .sql import insert_rows
 
 
 class ConcurrencyError(Exception):
@@ -281,45 +281,8 @@ _OUTBOX_COLUMNS = (
 )
 
 
-def _concrete_field(model: type[Model], name: str) -> Field[Any, Any]:
-    field = model._meta.get_field(name)
-    if not isinstance(field, Field):
-        raise TypeError(f"{model.__name__}.{name} is not a column")
-    return field
-
-
 def _event_values(row: StoredEvent) -> tuple[Any, ...]:
     return tuple(getattr(row, name) for name in _EVENT_COLUMNS)
-
-
-def insert_rows(
-    model: type[Model], columns: Sequence[str], rows: Sequence[Sequence[Any]], *, returning_id: bool = False
-) -> list[int]:
-    """One multi-row INSERT of ``rows`` (values in ``columns`` order); the new ids if asked.
-
-    The hot path's writer: one statement, the values prepared by the model's own fields (so
-    JSON, UUIDs and datetimes are stored exactly as the ORM would), without building the
-    ORM's query objects for every row. Returned ids are in the order of ``rows``.
-    """
-    if not rows:
-        return []
-    fields = [_concrete_field(model, name) for name in columns]
-    quote = connection.ops.quote_name
-    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(rows))
-    sql = (
-        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) "
-        f"VALUES {placeholders}"
-    )
-    if returning_id:
-        sql += f" RETURNING {quote(str(_concrete_field(model, 'id').column))}"
-    params = [
-        field.get_db_prep_save(value, connection)
-        for row in rows
-        for field, value in zip(fields, row, strict=True)
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [result[0] for result in cursor.fetchall()] if returning_id else []
 
 
 def _require_transaction() -> None:

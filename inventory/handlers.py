@@ -17,11 +17,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Field, Model
 from django.utils import timezone
 
 from eventstore.messages import Message, utc_iso
 from eventstore.models import StoredEvent
+from eventstore.sql import prepared
 from eventstore.store import ConcurrencyError, NewEvent, append, load_stream, stream_version
 
 from .bulkhead import reservation_slot
@@ -361,16 +361,16 @@ def _save_postgresql(
         params = [
             value for row in changed for value in (row.product_id, row.available, row.reserved, row.sold)
         ]
-        params.append(_prepared(Product, "updated_at", now))
+        params.append(prepared(Product, "updated_at", now))
     table = quote(ReservationRow._meta.db_table)
     if reservation.state is None:
         sql += "SELECT 1"
     else:
         values = {
-            name: _prepared(ReservationRow, name, value)
+            name: prepared(ReservationRow, name, value)
             for name, value in _reservation_values(reservation).items()
         }
-        order_id = _prepared(ReservationRow, "order_id", reservation.order_id)
+        order_id = prepared(ReservationRow, "order_id", reservation.order_id)
         if exists:
             sql += (
                 f"UPDATE {table} SET items = %s, state = %s, expires_at = %s, updated_at = %s "
@@ -380,7 +380,7 @@ def _save_postgresql(
                 values["items"],
                 values["state"],
                 values["expires_at"],
-                _prepared(ReservationRow, "updated_at", now),
+                prepared(ReservationRow, "updated_at", now),
                 order_id,
             ]
         else:
@@ -388,7 +388,7 @@ def _save_postgresql(
                 f"INSERT INTO {table} (order_id, items, state, expires_at, created_at, updated_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s)"
             )
-            stamp = _prepared(ReservationRow, "created_at", now)
+            stamp = prepared(ReservationRow, "created_at", now)
             params += [order_id, values["items"], values["state"], values["expires_at"], stamp, stamp]
     try:
         with connection.cursor() as cursor:
@@ -400,13 +400,6 @@ def _save_postgresql(
 
 
 UNIQUE_VIOLATION = "23505"
-
-
-def _prepared(model: type[Model], name: str, value: Any) -> Any:
-    """``value`` as the model's field stores it (JSON, UUID, datetime as the ORM would)."""
-    field = model._meta.get_field(name)
-    assert isinstance(field, Field)
-    return field.get_db_prep_save(value, connection)
 
 
 def _to_domain(row: ReservationRow) -> Reservation:

@@ -20,6 +20,8 @@ from django.db.models import Q
 from django.utils import timezone
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from eventstore.sql import prepared
+
 from .breaker import CircuitBreaker, CircuitOpenError, default_breaker
 from .domain import AttemptOutcome, FailureReason, Payment, PaymentEvent, PaymentStatus, idempotency_key_for
 from .gateway import (
@@ -221,7 +223,6 @@ def _claim(order_id: str, *, lease: timedelta) -> int | None:
     runner holds the claim or there is no payment.
     """
     now = timezone.now()
-    field = PaymentRecord._meta.get_field("claimed_until")
     quote = connection.ops.quote_name
     column = quote("claimed_until")
     with connection.cursor() as cursor:
@@ -230,9 +231,9 @@ def _claim(order_id: str, *, lease: timedelta) -> int | None:
             f"WHERE {quote('order_id')} = %s AND ({column} IS NULL OR {column} < %s) "
             f"RETURNING {quote('version')}",
             [
-                field.get_db_prep_save(now + lease, connection),
+                prepared(PaymentRecord, "claimed_until", now + lease),
                 order_id,
-                field.get_db_prep_save(now, connection),
+                prepared(PaymentRecord, "claimed_until", now),
             ],
         )
         row = cursor.fetchone()

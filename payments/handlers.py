@@ -13,11 +13,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Field
 from django.utils import timezone
 
 from config import metrics
-from eventstore.store import ConcurrencyError, NewEvent, append, insert_rows, load_stream
+from eventstore.sql import insert_rows, prepared
+from eventstore.store import ConcurrencyError, NewEvent, append, load_stream
 
 from .domain import Payment, PaymentEvent, stream_id
 from .models import PaymentRecord
@@ -166,7 +166,7 @@ def _project(payment: Payment, *, first: bool, release_claim: bool = False) -> N
             values.append(None)
         quote = connection.ops.quote_name
         sets = ", ".join(f"{quote(name)} = %s" for name in columns)
-        params = [_prep(name, value) for name, value in zip(columns, values, strict=True)]
+        params = [prepared(PaymentRecord, name, value) for name, value in zip(columns, values, strict=True)]
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {quote(PaymentRecord._meta.db_table)} SET {sets} WHERE {quote('order_id')} = %s",
@@ -191,9 +191,3 @@ _UPDATED = (
     "updated_at",
 )
 _RELEASED = ("claimed_until",)
-
-
-def _prep(name: str, value: Any) -> Any:
-    field = PaymentRecord._meta.get_field(name)
-    assert isinstance(field, Field)
-    return field.get_db_prep_save(value, connection)

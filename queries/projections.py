@@ -18,13 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Field, Model
 
 from eventstore.messages import Message
 from eventstore.ordering import apply_in_order
+from eventstore.sql import column, column_name, prepared
 
 from . import cache
 from .models import OrderItemReadModel, OrderReadModel, PaymentReadModel, ProjectionState
@@ -80,12 +79,12 @@ def _apply_order(generation: int, event: Message) -> set[str]:
     elif event.type == "OrderFailed":
         changes.update(status="FAILED", failure_reason=str(data.get("reason") or "") or None)
     # One statement: a stream without OrderCreated is not an order (no row, nothing changes).
-    columns = ", ".join(f"{_column(OrderReadModel, name)} = %s" for name in changes)
-    params = [_prep(OrderReadModel, name, value) for name, value in changes.items()]
+    columns = ", ".join(f"{column_name(OrderReadModel, name)} = %s" for name in changes)
+    params = [prepared(OrderReadModel, name, value) for name, value in changes.items()]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {_ORDERS} SET {columns} WHERE generation = %s AND order_id = %s RETURNING customer_id",
-            [*params, generation, _prep(OrderReadModel, "order_id", event.aggregate_id)],
+            [*params, generation, prepared(OrderReadModel, "order_id", event.aggregate_id)],
         )
         return {customer_id for (customer_id,) in cursor.fetchall()}
 
@@ -142,14 +141,14 @@ _LINE_COLUMNS = ("product_id", "product_name", "quantity", "price")
 
 def _insert_order_with_lines(row: OrderReadModel, lines: list[OrderItemReadModel]) -> None:
     """The order row and its lines in one statement (PostgreSQL: a data-modifying CTE)."""
-    order_values = [_prep(OrderReadModel, name, getattr(row, name)) for name in _ORDER_COLUMNS]
+    order_values = [prepared(OrderReadModel, name, getattr(row, name)) for name in _ORDER_COLUMNS]
     line_values = [
-        [_prep(OrderItemReadModel, name, getattr(line, name)) for name in _LINE_COLUMNS] for line in lines
+        [prepared(OrderItemReadModel, name, getattr(line, name)) for name in _LINE_COLUMNS] for line in lines
     ]
     placeholders = ", ".join(["%s"] * len(_ORDER_COLUMNS))
     # Typed arrays, unnested in step: one parameter per column whatever the number of lines.
     arrays = ", ".join(
-        f"%s::{_field(OrderItemReadModel, name).db_type(connection)}[]" for name in _LINE_COLUMNS
+        f"%s::{column(OrderItemReadModel, name).db_type(connection)}[]" for name in _LINE_COLUMNS
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -159,22 +158,6 @@ def _insert_order_with_lines(row: OrderReadModel, lines: list[OrderItemReadModel
             f"SELECT o.id, l.* FROM o, UNNEST({arrays}) AS l",
             [*order_values, *(list(column) for column in zip(*line_values, strict=True))],
         )
-
-
-def _field(model: type[Model], name: str) -> Field[Any, Any]:
-    field = model._meta.get_field(name)
-    assert isinstance(field, Field)
-    return field
-
-
-def _column(model: type[Model], name: str) -> str:
-    return str(_field(model, name).column)
-
-
-def _prep(model: type[Model], name: str, value: object) -> Any:
-    """``value`` as the database driver takes it for the field ``name`` (as the ORM would send it)."""
-    field = _field(model, name)
-    return field.get_db_prep_save(field.to_python(value), connection)
 
 
 def _apply_payment(generation: int, event: Message) -> set[str]:
@@ -192,9 +175,9 @@ def _apply_payment(generation: int, event: Message) -> set[str]:
             f"WHERE {_PAYMENTS}.outcome <> %s",
             [
                 generation,
-                _prep(PaymentReadModel, "order_id", event.data["order_id"]),
+                prepared(PaymentReadModel, "order_id", event.data["order_id"]),
                 outcome,
-                _prep(PaymentReadModel, "updated_at", at),
+                prepared(PaymentReadModel, "updated_at", at),
                 PaymentReadModel.CAPTURED,
             ],
         )

@@ -23,11 +23,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Field, Model
 from django.utils import timezone
 
 from config import metrics
 from eventstore.messages import Message
+from eventstore.sql import Expression, Statement, column, insert_statement
 from eventstore.store import NewEvent, append, send
 from orders import public as orders_public
 
@@ -96,15 +96,6 @@ _NEXT_ATTEMPT_SQL = (
 )
 
 # A statement and its parameters.
-Statement = tuple[str, list[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Expression:
-    """A value computed by the statement that stores it (SQL with its own parameters)."""
-
-    sql: str
-    params: tuple[Any, ...]
 
 
 @dataclass(slots=True)
@@ -233,9 +224,9 @@ def _load(order_id: str, *, lock: bool = False, skip_locked: bool = False) -> _L
     if found is None:
         return None
     values = list(found)
-    for index, column, converters in _column_converters():
+    for index, col, converters in _column_converters():
         for converter in converters:
-            values[index] = converter(values[index], column, connection)
+            values[index] = converter(values[index], col, connection)
     order_id, items, amount, payment_method, payment_token, *fields, version, created_at = values
     stored = tuple(fields)
     state = dict(zip(_SAGA_FIELDS, fields, strict=True))
@@ -259,10 +250,10 @@ def _select_sql(*, lock: bool, skip_locked: bool) -> str:
     sql = _select_cache.get(key)
     if sql is None:
         quote = connection.ops.quote_name
-        columns = ", ".join(quote(str(_field(SagaInstance, name).column)) for name in _LOADED_FIELDS)
+        columns = ", ".join(quote(str(column(SagaInstance, name).column)) for name in _LOADED_FIELDS)
         sql = (
             f"SELECT {columns} FROM {quote(SagaInstance._meta.db_table)} "
-            f"WHERE {quote(str(_field(SagaInstance, 'order_id').column))} = %s"
+            f"WHERE {quote(str(column(SagaInstance, 'order_id').column))} = %s"
         )
         # As the ORM does: a backend without row locks (SQLite) locks the whole database instead.
         if lock and connection.features.has_select_for_update:
@@ -282,25 +273,12 @@ def _column_converters() -> list[tuple[int, Any, list[Callable[..., Any]]]]:
     if found is None:
         found = []
         for index, name in enumerate(_LOADED_FIELDS):
-            column = _field(SagaInstance, name).get_col(SagaInstance._meta.db_table)
-            converters = [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]
+            col = column(SagaInstance, name).get_col(SagaInstance._meta.db_table)
+            converters = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
             if converters:
-                found.append((index, column, converters))
+                found.append((index, col, converters))
         _converter_cache[connection.vendor] = found
     return found
-
-
-_field_cache: dict[tuple[type[Model], str], Field[Any, Any]] = {}
-
-
-def _field(model: type[Model], name: str) -> Field[Any, Any]:
-    field = _field_cache.get((model, name))
-    if field is None:
-        found = model._meta.get_field(name)
-        if not isinstance(found, Field):
-            raise TypeError(f"{model.__name__}.{name} is not a column")
-        field = _field_cache[(model, name)] = found
-    return field
 
 
 def _carry_out(
@@ -344,7 +322,7 @@ def _carry_out(
     else:
         statements.append(_update_saga(row, saga, version=row.version + len(records), now=now))
     if transitions:
-        statements.append(_insert(SagaTransition, _TRANSITION_FIELDS, transitions))
+        statements.append(insert_statement(SagaTransition, _TRANSITION_FIELDS, transitions))
     later: list[Statement] = []
     if sent:
         first, *later = _insert_attempts(saga.order_id, sent, now, new=new)
@@ -378,26 +356,6 @@ def _execute(statements: Sequence[Statement]) -> None:
             cursor.execute(sql, params)
 
 
-def _insert(model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> Statement:
-    """One multi-row INSERT; a value may be an :class:`_Expression` the database computes."""
-    fields = [_field(model, name) for name in names]
-    quote = connection.ops.quote_name
-    params: list[Any] = []
-    tuples = []
-    for row in rows:
-        placeholders = []
-        for field, value in zip(fields, row, strict=True):
-            if isinstance(value, _Expression):
-                placeholders.append(value.sql)
-                params.extend(value.params)
-            else:
-                placeholders.append("%s")
-                params.append(field.get_db_prep_save(value, connection))
-        tuples.append("(" + ", ".join(placeholders) + ")")
-    columns = ", ".join(quote(str(field.column)) for field in fields)
-    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join(tuples)}", params
-
-
 def _insert_saga(saga: domain.Saga, customer_id: str, *, version: int, now: datetime) -> Statement:
     values = {name: getattr(saga, name) for name in _SAGA_FIELDS}
     values.update(
@@ -411,7 +369,7 @@ def _insert_saga(saga: domain.Saga, customer_id: str, *, version: int, now: date
         customer_id=customer_id,
         updated_at=now,
     )
-    return _insert(SagaInstance, _INSERTED_FIELDS, [[values[name] for name in _INSERTED_FIELDS]])
+    return insert_statement(SagaInstance, _INSERTED_FIELDS, [[values[name] for name in _INSERTED_FIELDS]])
 
 
 def _update_saga(row: _Locked, saga: domain.Saga, *, version: int, now: datetime) -> Statement:
@@ -428,13 +386,13 @@ def _update_saga(row: _Locked, saga: domain.Saga, *, version: int, now: datetime
     assignments = []
     params: list[Any] = []
     for name, value in changed:
-        field = _field(SagaInstance, name)
+        field = column(SagaInstance, name)
         assignments.append(f"{quote(str(field.column))} = %s")
         params.append(field.get_db_prep_save(value, connection))
     params.append(saga.order_id)
     sql = (
         f"UPDATE {quote(SagaInstance._meta.db_table)} SET {', '.join(assignments)} "
-        f"WHERE {quote(str(_field(SagaInstance, 'order_id').column))} = %s"
+        f"WHERE {quote(str(column(SagaInstance, 'order_id').column))} = %s"
     )
     return sql, params
 
@@ -466,8 +424,8 @@ def _insert_attempts(
         index = next((i for i, r in enumerate(rounds) if all(a[1] != effect.step for a in r)), len(rounds))
         if index == len(rounds):
             rounds.append([])
-        attempt: int | _Expression = (
-            index + 1 if new else _Expression(_NEXT_ATTEMPT_SQL, (order_id, effect.step))
+        attempt: int | Expression = (
+            index + 1 if new else Expression(_NEXT_ATTEMPT_SQL, (order_id, effect.step))
         )
         error = "" if effect.tracked else "late effect undone after the saga ended"
         rounds[index].append(
@@ -484,7 +442,7 @@ def _insert_attempts(
                 error,
             )
         )
-    return [_insert(SagaStepAttempt, _ATTEMPT_FIELDS, batch) for batch in rounds]
+    return [insert_statement(SagaStepAttempt, _ATTEMPT_FIELDS, batch) for batch in rounds]
 
 
 def _transition(order_id: str, data: dict[str, Any], cause_id: str, now: datetime) -> tuple[Any, ...]:
@@ -521,7 +479,7 @@ def _record_answer(order_id: str, message: Message, now: datetime) -> list[State
             f"AND {quote('step')} IN ({', '.join(['%s'] * len(steps))})"
         )
         _ANSWER_SQL[key] = sql
-    answered_at = _field(SagaStepAttempt, "answered_at").get_db_prep_save(now, connection)
+    answered_at = column(SagaStepAttempt, "answered_at").get_db_prep_save(now, connection)
     outcome = SagaStepAttempt.FAILED if failed else SagaStepAttempt.SUCCEEDED
     params = [outcome, answered_at, message.type, error[:2000], order_id, SagaStepAttempt.PENDING, *steps]
     return [(sql, params)]
