@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
+from inventory.domain import Line
+from inventory.handlers import ReservationOutcome, reserve_stock
 from inventory.models import Product
 
 
@@ -38,3 +42,14 @@ def assert_buckets_balance() -> None:
     for row in Product.objects.all():
         assert min(row.available, row.reserved, row.sold) >= 0, row
         assert row.available + row.reserved + row.sold == row.received, row
+
+
+def reserve(order_id: str, lines: list[Line]) -> ReservationOutcome:
+    """Reserve ``lines`` for ``order_id``, expiring in five minutes."""
+    return reserve_stock(
+        order_id=order_id,
+        lines=lines,
+        expires_at=timezone.now() + timedelta(minutes=5),
+        correlation_id=order_id,
+        causation_id="",
+    )

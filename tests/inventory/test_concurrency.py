@@ -5,20 +5,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from eventstore.models import StoredEvent
 from inventory.domain import Line
-from inventory.handlers import ReservationOutcome, reserve_stock
+from inventory.handlers import ReservationOutcome
 from inventory.models import Product, Reservation
 from inventory.public import upsert_product
 
-from .conftest import assert_buckets_balance, new_order_id
+from .conftest import assert_buckets_balance, new_order_id, reserve
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,21 +36,11 @@ def _race(count: int, work: Callable[[int], ReservationOutcome]) -> list[Reserva
         return list(pool.map(run, range(count)))
 
 
-def _reserve(order_id: str, lines: list[Line]) -> ReservationOutcome:
-    return reserve_stock(
-        order_id=order_id,
-        lines=lines,
-        expires_at=timezone.now() + timedelta(minutes=5),
-        correlation_id=order_id,
-        causation_id="",
-    )
-
-
 def test_thirty_buyers_of_ten_units_never_oversell(settings) -> None:
     settings.INVENTORY_RESERVATION_WAIT = 60
     upsert_product(product_id="HOT", name="Hot item", price=Decimal("9.99"), available=10)
 
-    outcomes = _race(30, lambda _: _reserve(new_order_id(), [Line("HOT", 1)]))
+    outcomes = _race(30, lambda _: reserve(new_order_id(), [Line("HOT", 1)]))
 
     assert sum(o.state == "HELD" for o in outcomes) == 10
     assert sum(o.state is None for o in outcomes) == 20
@@ -71,7 +59,7 @@ def test_opposite_order_multi_product_reservations_do_not_deadlock(settings) -> 
 
     def work(index: int) -> ReservationOutcome:
         lines = [Line("LEFT", 1), Line("RIGHT", 2)]
-        return _reserve(new_order_id(), lines if index % 2 else list(reversed(lines)))
+        return reserve(new_order_id(), lines if index % 2 else list(reversed(lines)))
 
     outcomes = _race(24, work)
 
@@ -92,7 +80,7 @@ def test_concurrent_reserves_of_one_order_hold_once(settings) -> None:
     def work(_: int) -> ReservationOutcome | None:
         for _attempt in range(5):  # what the consumer does on a concurrency conflict
             try:
-                return _reserve(order_id, [Line("ONE", 3)])
+                return reserve(order_id, [Line("ONE", 3)])
             except ConcurrencyError:
                 continue
         return None
@@ -116,7 +104,7 @@ def test_a_writer_waiting_for_the_reservation_lock_reads_the_stream_version_afte
 
     upsert_product(product_id="WAIT", name="Wait", price=Decimal("1.00"), available=5)
     order_id = new_order_id()
-    _reserve(order_id, [Line("WAIT", 2)])
+    reserve(order_id, [Line("WAIT", 2)])
     first_holds_the_lock = threading.Event()
     second_is_waiting = threading.Event()
 

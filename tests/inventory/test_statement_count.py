@@ -9,19 +9,17 @@ the events (1) and their outbox rows (1), the stock and the reservation row writ
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from inventory.domain import Line
-from inventory.handlers import confirm_reservation, release_reservation, reserve_stock
+from inventory.handlers import confirm_reservation, release_reservation
 from inventory.models import Product, Reservation
 
-from .conftest import assert_buckets_balance, new_order_id
+from .conftest import assert_buckets_balance, new_order_id, reserve
 
 pytestmark = pytest.mark.django_db
 
@@ -36,16 +34,6 @@ def _statements(operation: Callable[[], Any]) -> list[str]:
     return [query["sql"] for query in captured.captured_queries]
 
 
-def _reserve(order_id: str, lines: list[Line]) -> Any:
-    return reserve_stock(
-        order_id=order_id,
-        lines=lines,
-        expires_at=timezone.now() + timedelta(minutes=5),
-        correlation_id=order_id,
-        causation_id="",
-    )
-
-
 @pytest.mark.parametrize("count", [1, 3])
 def test_reserve_confirm_and_release_take_five_statements_each(make_product, count: int) -> None:
     ids = [f"P{index}" for index in range(count)]
@@ -53,10 +41,10 @@ def test_reserve_confirm_and_release_take_five_statements_each(make_product, cou
         make_product(product_id, available=10)
     order_id = new_order_id()
 
-    reserve = _statements(lambda: _reserve(order_id, [Line(pid, 2) for pid in reversed(ids)]))
-    assert len(reserve) == RESERVE_STATEMENTS, reserve
-    assert sum("FOR UPDATE" in sql for sql in reserve) == 2  # the reservation, then every product at once
-    assert not any("SAVEPOINT" in sql for sql in reserve)
+    reserved = _statements(lambda: reserve(order_id, [Line(pid, 2) for pid in reversed(ids)]))
+    assert len(reserved) == RESERVE_STATEMENTS, reserved
+    assert sum("FOR UPDATE" in sql for sql in reserved) == 2  # the reservation, then every product at once
+    assert not any("SAVEPOINT" in sql for sql in reserved)
     assert [(p.available, p.reserved) for p in Product.objects.filter(product_id__in=ids)] == [(8, 2)] * count
 
     confirm = _statements(
@@ -79,10 +67,10 @@ def test_reserve_confirm_and_release_take_five_statements_each(make_product, cou
 def test_answers_that_move_no_stock_lock_and_write_no_product(make_product) -> None:
     make_product("A", available=10)
     order_id = new_order_id()
-    _reserve(order_id, [Line("A", 1)])
+    reserve(order_id, [Line("A", 1)])
     confirm_reservation(order_id=order_id, correlation_id=order_id, causation_id="")
 
-    repeated_reserve = _statements(lambda: _reserve(order_id, [Line("A", 1)]))
+    repeated_reserve = _statements(lambda: reserve(order_id, [Line("A", 1)]))
     repeated_confirm = _statements(
         lambda: confirm_reservation(order_id=order_id, correlation_id=order_id, causation_id="")
     )
@@ -102,7 +90,7 @@ def test_answers_that_move_no_stock_lock_and_write_no_product(make_product) -> N
 def test_short_stock_writes_only_the_answer(make_product) -> None:
     make_product("A", available=1)
     order_id = new_order_id()
-    statements = _statements(lambda: _reserve(order_id, [Line("A", 2)]))
+    statements = _statements(lambda: reserve(order_id, [Line("A", 2)]))
     assert len(statements) == 4, statements  # lock, products, event, outbox
     assert not Reservation.objects.filter(order_id=order_id).exists()
     assert Product.objects.get(product_id="A").available == 1
