@@ -30,11 +30,7 @@ from .sql import column, prepared
 
 logger = logging.getLogger(__name__)
 
-# Between passes that find nothing to do: the wait starts short after a pass that published
-# (messages tend to come in runs, and each hop of a saga waits for this poll) and grows
-# while the outbox stays empty, so an idle relay costs a query every 100 ms.
-POLL_MIN_SECONDS = 0.005
-POLL_MAX_SECONDS = 0.1
+IDLE_POLL_SECONDS = 0.05
 MAX_FAILURE_BACKOFF_SECONDS = 30.0
 
 
@@ -153,13 +149,11 @@ def relay_until_idle(
 
 
 def run_relay(stopping: threading.Event, *, batch_size: int | None = None) -> None:
-    """Relay until ``stopping`` is set: at once while batches are full, else after a pause of
-    5 ms (right after publishing) growing by half to 100 ms (while there is nothing to publish)."""
+    """Relay until ``stopping`` is set: at once while batches are full, else every ~50 ms."""
     from .topology import broker_connection
 
     publisher = ConfirmingPublisher(broker_connection())
     size = batch_size or settings.RELAY_BATCH_SIZE
-    pause = POLL_MIN_SECONDS
     logger.info("relay running")
     try:
         while not stopping.is_set():
@@ -171,16 +165,10 @@ def run_relay(stopping: threading.Event, *, batch_size: int | None = None) -> No
                 stopping.wait(1.0)
                 continue
             if result.claimed < size:
-                pause = next_pause(pause, published=result.claimed > 0)
                 close_old_connections()
-                stopping.wait(pause)
+                stopping.wait(IDLE_POLL_SECONDS)
     finally:
         publisher.close()
-
-
-def next_pause(previous: float, *, published: bool) -> float:
-    """The wait before the next pass: the shortest after one that found rows, else half as long again."""
-    return POLL_MIN_SECONDS if published else min(previous * 1.5, POLL_MAX_SECONDS)
 
 
 def _envelope(row: OutboxMessage, headers: dict[str, Any]) -> Envelope:

@@ -140,14 +140,3 @@ def test_prune_outbox_deletes_only_sent_rows_older_than_the_retention() -> None:
         rows["recent"].id,
         rows["pending"].id,
     }
-
-
-def test_the_relay_polls_soon_after_publishing_and_backs_off_to_a_tenth_of_a_second_when_idle() -> None:
-    from eventstore.relay import POLL_MAX_SECONDS, POLL_MIN_SECONDS, next_pause
-
-    pauses = [POLL_MIN_SECONDS]
-    for _ in range(20):
-        pauses.append(next_pause(pauses[-1], published=False))
-    assert pauses[:3] == pytest.approx([0.005, 0.0075, 0.01125])
-    assert pauses[-1] == POLL_MAX_SECONDS == 0.1
-    assert next_pause(POLL_MAX_SECONDS, published=True) == POLL_MIN_SECONDS
