@@ -6,7 +6,7 @@ adds ``errors: [{"pointer", "detail"}]`` with a JSON pointer (RFC 6901) into the
 or on ``status``. No document ever carries a stack trace, SQL or an internal class name.
 
 Views raise DRF exceptions (``ValidationError``, ``NotFound``, ``PermissionDenied``) or the
-problem exceptions below (``Conflict``, ``Gone``, ``UnprocessableEntity`` …), or return
+problem exceptions below (``Conflict``, ``UnprocessableEntity`` …), or return
 :func:`problem_response` when they need full control (extra members, headers).
 """
 
@@ -44,7 +44,6 @@ _TITLES = {
     "unsupported_media_type": "Unsupported media type",
     "throttled": "Too many requests",
     "conflict": "Conflict",
-    "gone": "Gone",
     "payload_too_large": "Payload too large",
     "unprocessable_entity": "Unprocessable content",
     "service_unavailable": "Service unavailable",
@@ -80,14 +79,6 @@ class Conflict(Problem):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state of the resource."
     default_code = "conflict"
-
-
-class Gone(Problem):
-    """410: the resource existed and is gone for good."""
-
-    status_code = status.HTTP_410_GONE
-    default_detail = "The resource is no longer available."
-    default_code = "gone"
 
 
 class InvalidJSON(Problem):

@@ -80,7 +80,7 @@ def append(
     ]
     try:
         # No savepoint (two round trips): a clash leaves the caller's transaction marked for
-        # rollback, and every caller retries the whole transaction on ConcurrencyError.
+        # rollback; every caller then rolls the whole transaction back (and retries it, or answers 409).
         with transaction.atomic(savepoint=False):
             ids = insert_rows(
                 StoredEvent, _EVENT_COLUMNS, [_event_values(row) for row in rows], returning_id=True
