@@ -41,6 +41,7 @@ class StateCollector(Collector):
             ("database", _database_metrics),
             ("breaker", _breaker_metrics),
             ("projections", _projection_metrics),
+            ("audit", _audit_metrics),
         ]
         for name, source in sources:
             try:
@@ -217,3 +218,27 @@ def _projection_metrics() -> list[Metric]:
         seconds.add_metric([name], float(item.get("seconds") or 0.0))
         events.add_metric([name], float(item.get("events") or 0))
     return [seconds, events]
+
+
+# --- Money audit (computed every minute by config.audit.tasks, read back here) ------------------
+
+
+def _audit_metrics() -> list[Metric]:
+    from config.audit.gauge import stored_result
+
+    discrepancies = GaugeMetricFamily(
+        "oms_money_discrepancies",
+        "Discrepancies the last money audit found, by kind (manage.py audit_money; absent when stale).",
+        labels=["kind"],
+    )
+    last_run = GaugeMetricFamily(
+        "oms_money_audit_last_run_timestamp_seconds",
+        "When the last money audit ran (Unix time; absent when none ran in the last 10 minutes).",
+        labels=[],
+    )
+    result = stored_result()
+    if result is not None:
+        for kind, count in sorted(result["by_kind"].items()):
+            discrepancies.add_metric([kind], float(count))
+        last_run.add_metric([], float(result["at"]))
+    return [discrepancies, last_run]

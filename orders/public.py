@@ -10,8 +10,11 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from . import domain, handlers
+from .audit import OrderFact, order_facts
 
 CONTEXT = "orders"
+
+__all__ = ["CONTEXT", "OrderChange", "OrderFact", "change_order", "order_customer", "order_facts"]
 
 
 class OrderChange(Protocol):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .audit import LedgerFact, PaymentFact
 
 CONTEXT = "payments"
 
@@ -23,3 +27,17 @@ def payment_status(order_id: str) -> dict[str, Any] | None:
         "attempts": row.attempts,
         "captures": row.captures,
     }
+
+
+def payment_facts(*, since: datetime | None = None) -> dict[str, PaymentFact]:
+    """``{order id: PaymentFact}``: the payment projection of every order (for the money audit)."""
+    from .audit import payment_facts as read
+
+    return read(since=since)
+
+
+def ledger_facts(*, since: datetime | None = None) -> dict[str, LedgerFact]:
+    """``{order id: LedgerFact}``: the gateway ledger's entry of every order (for the money audit)."""
+    from .audit import ledger_facts as read
+
+    return read(since=since)

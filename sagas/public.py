@@ -6,10 +6,12 @@ events), so an order and its saga never disagree.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from . import domain, handlers
+from . import audit, domain, handlers
+from .audit import SagaFact
 
 CONTEXT = "sagas"
 
@@ -65,3 +67,8 @@ def _decide(order_id: str, decision: Any) -> str:
     except domain.SagaRuleViolation as exc:
         raise SagaConflict(str(exc)) from exc
     return saga.order_status
+
+
+def saga_facts(*, since: datetime | None = None) -> dict[str, SagaFact]:
+    """``{order id: SagaFact}`` of every saga started at or after ``since`` (for the money audit)."""
+    return audit.saga_facts(since=since)

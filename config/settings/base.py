@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "payments",
     "sagas",
     "queries",
+    "config.audit",
 ]
 
 MIDDLEWARE = [
@@ -220,6 +221,12 @@ CELERY_BEAT_SCHEDULE = {
     "orders-prune-idempotency-keys": {"task": "orders.tasks.prune_idempotency_keys", "schedule": 3600.0},
     "queries-refresh-analytics": {"task": "queries.tasks.refresh_analytics", "schedule": 5.0},
     "queries-catch-up-projections": {"task": "queries.tasks.catch_up_projections", "schedule": 5.0},
+    # Reads every order: once a minute, its counts kept for /metrics (oms_money_discrepancies).
+    "audit-money": {
+        "task": "config.audit.tasks.audit_money",
+        "schedule": 60.0,
+        "options": {"expires": 55.0},
+    },
 }
 
 # Tasks the embedded scheduler (eventstore/scheduler.py) does not run: there the in-process
