@@ -57,6 +57,10 @@ CONSUMER_DEAD_LETTERED = Counter(
 )
 RELAY_PUBLISHED = Counter("oms_relay_messages_published", "Outbox rows published and confirmed by RabbitMQ.")
 RELAY_FAILED = Counter("oms_relay_publish_failures", "Outbox rows the broker did not take (retried later).")
+OUTBOX_DEAD_LETTERED = Counter(
+    "oms_outbox_dead_lettered",
+    "Outbox rows moved to the dead letters after RELAY_MAX_ATTEMPTS attempts came back unroutable.",
+)
 
 # --- Database connections of this process ------------------------------------------------------
 # Django keeps one persistent connection per thread (CONN_MAX_AGE); summed over live processes

@@ -3,7 +3,12 @@
 A whole batch is written to the channel first and the confirms are collected afterwards, so
 a batch costs one round trip rather than one per message. A message counts as published only
 when the broker acked it and did not return it: a ``basic.return`` (no queue bound for its
-routing key), a ``basic.nack`` or a missing confirm is a failure the caller must retry.
+routing key), a ``basic.nack``, a missing confirm, or a message never written because the
+connection failed before its turn is a failure the caller must retry. The outcome is decided
+per message from what the broker confirmed, never from what was not reported as failed.
+
+Every step of a publish (connecting, opening the channel, writing, waiting for the confirms)
+shares one time budget, so a broker that stops answering fails the publish in bounded time.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +26,7 @@ from kombu import Connection
 logger = logging.getLogger(__name__)
 
 CONFIRM_TIMEOUT_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,14 @@ class PublishError(Exception):
     """The broker did not take a message."""
 
 
+UNROUTABLE = "unroutable"
+
+
+def is_unroutable(error: str) -> bool:
+    """Whether a failure reported by :meth:`ConfirmingPublisher.publish` is a ``basic.return``."""
+    return error.startswith(UNROUTABLE)
+
+
 class ConfirmingPublisher:
     """A confirm-mode channel on its own connection, reopened after any error."""
 
@@ -47,44 +61,73 @@ class ConfirmingPublisher:
         self._connection = connection
         self._confirm_timeout = confirm_timeout
         self._channel: Any = None
+        self._amqp: Any = None  # the py-amqp connection the channel lives on
         self._next_tag = 1
         self._pending: dict[int, Envelope] = {}
-        self._failures: dict[Hashable, str] = {}
+        self._acked: set[int] = set()
+        self._failures: dict[int, str] = {}
 
-    def publish(self, envelopes: Sequence[Envelope]) -> dict[Hashable, str]:
-        """Publish ``envelopes`` and wait for their confirms; returns ``{key: error}`` of failures."""
+    def connect(self, *, timeout: float | None = None) -> None:
+        """Open the connection and the confirm-mode channel now, if not open (raises on failure)."""
+        deadline = time.monotonic() + (self._confirm_timeout if timeout is None else timeout)
+        try:
+            self._open_channel(deadline)
+        except Exception:
+            self.close()
+            raise
+
+    def publish(self, envelopes: Sequence[Envelope], *, timeout: float | None = None) -> dict[Hashable, str]:
+        """Publish ``envelopes`` and wait for their confirms; returns ``{key: error}`` of failures.
+
+        Every envelope the broker did not confirm within ``timeout`` seconds (default: the
+        confirm timeout) — for whatever reason — is in the result.
+        """
         if not envelopes:
             return {}
-        self._pending = {}
-        self._failures = {}
+        deadline = time.monotonic() + (self._confirm_timeout if timeout is None else timeout)
+        self._pending, self._acked, self._failures = {}, set(), {}
+        tags: list[int | None] = [None] * len(envelopes)
+        unconfirmed = "not confirmed by the broker"
         try:
-            channel = self._open_channel()
-            for envelope in envelopes:
-                self._pending[self._next_tag] = envelope
-                self._next_tag += 1
+            channel = self._open_channel(deadline)
+            for index, envelope in enumerate(envelopes):
+                remaining = _remaining(deadline, "publishing")
+                tag, self._next_tag = self._next_tag, self._next_tag + 1
+                tags[index] = tag
+                self._pending[tag] = envelope
                 channel.basic_publish(
                     _amqp_message(envelope),
                     exchange=envelope.exchange,
                     routing_key=envelope.routing_key,
                     mandatory=True,
+                    timeout=remaining,  # a write the broker does not read fails, not blocks
                 )
-            self._await_confirms()
+            self._await_confirms(deadline)
         except Exception as exc:  # noqa: BLE001 - any transport failure fails the unconfirmed rest
             logger.warning("publish failed: %s", exc)
             self.close()
-            for envelope in self._pending.values():
-                self._failures.setdefault(envelope.key, f"publish failed: {exc}")
-        return dict(self._failures)
+            unconfirmed = f"publish failed: {exc}"
+        outcome: dict[Hashable, str] = {}
+        for envelope, written in zip(envelopes, tags, strict=True):
+            if written is None:
+                outcome.setdefault(envelope.key, f"{unconfirmed} (not written)")
+            elif written in self._failures:
+                outcome.setdefault(envelope.key, self._failures[written])
+            elif written not in self._acked:
+                outcome.setdefault(envelope.key, unconfirmed)
+        self._pending, self._acked, self._failures = {}, set(), {}
+        return outcome
 
-    def publish_one(self, envelope: Envelope) -> None:
+    def publish_one(self, envelope: Envelope, *, timeout: float | None = None) -> None:
         """Publish one message; raises :class:`PublishError` when the broker did not take it."""
-        failures = self.publish([envelope])
+        failures = self.publish([envelope], timeout=timeout)
         if failures:
             raise PublishError(next(iter(failures.values())))
 
     def close(self) -> None:
         """Drop the channel and the connection (the next publish reconnects)."""
         channel, self._channel = self._channel, None
+        self._amqp = None
         # Already broken or closing: errors here change nothing, reconnecting is the cure.
         with contextlib.suppress(Exception):
             if channel is not None:
@@ -94,35 +137,46 @@ class ConfirmingPublisher:
         # A closed kombu connection stays closed: the next publish uses a fresh clone.
         self._connection = self._connection.clone()
 
-    def _open_channel(self) -> Any:
-        if self._channel is None:
-            self._connection.ensure_connection(max_retries=3)
-            channel = self._connection.channel()
+    def _open_channel(self, deadline: float) -> Any:
+        if self._channel is not None:
+            return self._channel
+        # One attempt, bounded by the budget (the caller's loop retries): kombu's own retries
+        # would sleep for seconds between attempts, past a relay's claim on its rows.
+        budget = min(CONNECT_TIMEOUT_SECONDS, _remaining(deadline, "connecting"))
+        self._connection.connect_timeout = budget  # type: ignore[assignment]  # py-amqp takes floats
+        self._connection.ensure_connection(max_retries=0)
+        connection = self._connection.connection
+        with _bounded(connection, deadline, "opening the channel"):
+            channel = connection.channel()
             channel.confirm_select()
-            channel.events["basic_ack"].add(self._on_ack)
-            channel.events["basic_nack"].add(self._on_nack)
-            channel.events["basic_return"].add(self._on_return)
-            self._channel = channel
-            self._next_tag = 1
-        return self._channel
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        channel.events["basic_return"].add(self._on_return)
+        self._channel, self._amqp = channel, connection
+        self._next_tag = 1
+        return channel
 
-    def _await_confirms(self) -> None:
-        deadline = time.monotonic() + self._confirm_timeout
+    def _await_confirms(self, deadline: float) -> None:
+        # Drain the connection the channel lives on: kombu's ``Connection.connection`` would
+        # silently open a new one, on which these confirms can never arrive.
         while self._pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise PublishError("timed out waiting for publisher confirms")
+            remaining = _remaining(deadline, "waiting for publisher confirms")
+            if self._amqp is None or self._channel is None or self._channel.connection is None:
+                raise PublishError("connection closed while waiting for publisher confirms")
             try:
-                self._connection.connection.drain_events(timeout=remaining)
+                self._amqp.drain_events(timeout=remaining)
             except TimeoutError as exc:
                 raise PublishError("timed out waiting for publisher confirms") from exc
 
     def _settle(self, delivery_tag: int, multiple: bool, error: str | None) -> None:
         tags = [tag for tag in self._pending if tag <= delivery_tag] if multiple else [delivery_tag]
         for tag in tags:
-            envelope = self._pending.pop(tag, None)
-            if envelope is not None and error is not None:
-                self._failures.setdefault(envelope.key, error)
+            if self._pending.pop(tag, None) is None:
+                continue
+            if error is None:
+                self._acked.add(tag)
+            else:
+                self._failures.setdefault(tag, error)
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
         self._settle(delivery_tag, multiple, None)
@@ -133,9 +187,26 @@ class ConfirmingPublisher:
     def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
         # The broker returns an unroutable message before it acks it: remember the failure now.
         message_id = message.properties.get("message_id", "")
-        for envelope in self._pending.values():
+        for tag, envelope in self._pending.items():
             if envelope.message_id == message_id and envelope.routing_key == routing_key:
-                self._failures.setdefault(envelope.key, f"unroutable: {exchange} {routing_key} ({exc})")
+                self._failures.setdefault(tag, f"{UNROUTABLE}: {exchange} {routing_key} ({exc})")
+
+
+def _remaining(deadline: float, doing: str) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise PublishError(f"timed out {doing}")
+    return remaining
+
+
+@contextlib.contextmanager
+def _bounded(connection: Any, deadline: float, doing: str) -> Iterator[None]:
+    """Socket reads and writes of ``connection`` time out at ``deadline``."""
+    try:
+        with connection.transport.having_timeout(_remaining(deadline, doing)):
+            yield
+    except TimeoutError as exc:
+        raise PublishError(f"timed out {doing}") from exc
 
 
 def _amqp_message(envelope: Envelope) -> amqp.Message:

@@ -4,6 +4,13 @@ The claim is one statement (``FOR UPDATE SKIP LOCKED``, so several relays share 
 no row lock is held while talking to the broker. A relay that dies after
 publishing but before marking loses nothing: the claim expires, the rows are published
 again and the consumers' inbox drops the duplicates.
+
+Only rows the broker confirmed are marked sent. The connection is opened before rows are
+claimed (a broker outage costs no attempts), and a batch's publish, confirms included, must
+finish within :func:`publish_timeout` — half the claim lease at most — so a stuck publish fails
+the batch instead of outliving its claim while another relay publishes the rows again. A row
+that comes back unroutable (``basic.return``: no queue bound) on its ``RELAY_MAX_ATTEMPTS``-th
+attempt or later goes to the dead letters (consumer ``relay``), where an ADMIN can replay it.
 """
 
 from __future__ import annotations
@@ -18,20 +25,27 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from config import metrics
 
 from . import tracing
+from .deadletters import record_dead_letter
 from .models import OutboxMessage
-from .publisher import ConfirmingPublisher, Envelope
+from .publisher import CONFIRM_TIMEOUT_SECONDS, ConfirmingPublisher, Envelope, is_unroutable
 from .sql import column, prepared
 
 logger = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.05
 MAX_FAILURE_BACKOFF_SECONDS = 30.0
+DEAD_LETTER_CONSUMER = "relay"
+
+
+def publish_timeout() -> float:
+    """Seconds a batch's publish may take, confirms included: half the claim lease at most."""
+    return min(CONFIRM_TIMEOUT_SECONDS, settings.RELAY_CLAIM_SECONDS / 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +54,7 @@ class PassResult:
 
     claimed: int
     published: int
+    dead_lettered: int = 0
 
 
 def claim_batch(*, batch_size: int) -> list[OutboxMessage]:
@@ -82,25 +97,32 @@ def _from_db(values: Sequence[Any]) -> list[Any]:
     return converted
 
 
-def publish_batch(publisher: ConfirmingPublisher, rows: list[OutboxMessage]) -> dict[int, str]:
-    """Publish claimed rows; returns ``{row id: error}`` for the rows the broker did not take."""
+def publish_batch(
+    publisher: ConfirmingPublisher, rows: list[OutboxMessage], *, timeout: float | None = None
+) -> dict[int, str]:
+    """Publish claimed rows; returns ``{row id: error}`` for the rows the broker did not take.
+
+    ``timeout``: seconds the whole publish may take (default :func:`publish_timeout`).
+    """
     traced = [
         tracing.start_publish_span(
             routing_key=row.routing_key, message_id=str(row.message_id), headers=dict(row.headers or {})
         )
         for row in rows
     ]
-    failures: dict[Any, str] = {}
+    failures: dict[Any, str] = {row.id: "not published" for row in rows}
     try:
         failures = publisher.publish(
-            [_envelope(row, headers) for row, (_, headers) in zip(rows, traced, strict=True)]
+            [_envelope(row, headers) for row, (_, headers) in zip(rows, traced, strict=True)],
+            timeout=publish_timeout() if timeout is None else timeout,
         )
     finally:
         for row, (span, _) in zip(rows, traced, strict=True):
             tracing.end_publish_span(span, error=failures.get(row.id))
-    metrics.RELAY_PUBLISHED.inc(len(rows) - len(failures))
-    metrics.RELAY_FAILED.inc(len(failures))
-    return {key: error for key, error in failures.items() if isinstance(key, int)}
+    failed = {row.id: failures[row.id] for row in rows if row.id in failures}
+    metrics.RELAY_PUBLISHED.inc(len(rows) - len(failed))
+    metrics.RELAY_FAILED.inc(len(failed))
+    return failed
 
 
 def mark_sent(row_ids: list[int]) -> None:
@@ -109,29 +131,73 @@ def mark_sent(row_ids: list[int]) -> None:
         OutboxMessage.objects.filter(id__in=row_ids).update(sent_at=timezone.now(), last_error="")
 
 
-def record_failures(rows: list[OutboxMessage], failures: dict[int, str]) -> None:
-    """Keep failed rows pending with their error; they are retried after a growing pause."""
+def record_failures(rows: list[OutboxMessage], failures: dict[int, str]) -> int:
+    """Keep failed rows pending with their error; they are retried after a growing pause.
+
+    A row the broker returned as unroutable on its ``RELAY_MAX_ATTEMPTS``-th attempt or later
+    becomes a dead letter instead (a transport failure never does: the broker being away is
+    not the message's fault). Returns how many rows were dead-lettered.
+    """
     now = timezone.now()
+    dead_lettered = 0
     for row in rows:
-        if row.id in failures:
-            pause = min(2.0**row.attempts, MAX_FAILURE_BACKOFF_SECONDS, settings.RELAY_CLAIM_SECONDS)
-            OutboxMessage.objects.filter(id=row.id).update(
-                last_error=failures[row.id][:2000], claimed_until=now + timedelta(seconds=pause)
-            )
+        if row.id not in failures:
+            continue
+        error = failures[row.id]
+        if is_unroutable(error) and row.attempts >= settings.RELAY_MAX_ATTEMPTS:
+            dead_letter(row, error)
+            dead_lettered += 1
+            continue
+        pause = min(2.0**row.attempts, MAX_FAILURE_BACKOFF_SECONDS, settings.RELAY_CLAIM_SECONDS)
+        OutboxMessage.objects.filter(id=row.id).update(
+            last_error=error[:2000], claimed_until=now + timedelta(seconds=pause)
+        )
     logger.warning("relay: %d of %d messages not published", len(failures), len(rows))
+    return dead_lettered
+
+
+def dead_letter(row: OutboxMessage, error: str) -> None:
+    """Move an undeliverable row to the dead letters and settle it, in one transaction."""
+    with transaction.atomic():
+        record_dead_letter(
+            consumer=DEAD_LETTER_CONSUMER,
+            raw_body=json.dumps(row.body, separators=(",", ":")).encode(),
+            headers=dict(row.headers or {}),
+            exchange=row.exchange,
+            routing_key=row.routing_key,
+            error=error,
+            attempts=row.attempts,
+            message_id=str(row.message_id),
+        )
+        OutboxMessage.objects.filter(id=row.id).update(
+            sent_at=timezone.now(), last_error=f"dead-lettered: {error}"[:2000]
+        )
+        transaction.on_commit(metrics.OUTBOX_DEAD_LETTERED.inc)
+    logger.error(
+        "relay: %s %s dead-lettered after %d attempts: %s",
+        row.routing_key,
+        row.message_id,
+        row.attempts,
+        error,
+    )
 
 
 def relay_once(publisher: ConfirmingPublisher, *, batch_size: int | None = None) -> PassResult:
-    """Claim, publish and mark one batch."""
+    """Claim, publish and mark one batch.
+
+    The broker connection is opened first: while the broker is away nothing is claimed (and no
+    attempt counted); this raises instead.
+    """
+    publisher.connect(timeout=publish_timeout())
+    deadline = time.monotonic() + publish_timeout()  # the lease starts with the claim
     rows = claim_batch(batch_size=batch_size or settings.RELAY_BATCH_SIZE)
     if not rows:
         return PassResult(0, 0)
-    failures = publish_batch(publisher, rows)
+    failures = publish_batch(publisher, rows, timeout=deadline - time.monotonic())
     _pause_after_publish()
     mark_sent([row.id for row in rows if row.id not in failures])
-    if failures:
-        record_failures(rows, failures)
-    return PassResult(len(rows), len(rows) - len(failures))
+    dead_lettered = record_failures(rows, failures) if failures else 0
+    return PassResult(len(rows), len(rows) - len(failures), dead_lettered)
 
 
 def relay_until_idle(

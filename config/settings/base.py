@@ -238,6 +238,9 @@ CONSUMER_RETRY_DELAYS = env.list("CONSUMER_RETRY_DELAYS", cast=float, default=[1
 CONSUMER_PREFETCH = env.int("CONSUMER_PREFETCH", default=100)
 RELAY_BATCH_SIZE = env.int("RELAY_BATCH_SIZE", default=500)
 RELAY_CLAIM_SECONDS = env.int("RELAY_CLAIM_SECONDS", default=30)
+# An outbox row returned unroutable (no queue bound) on this attempt or a later one becomes a
+# dead letter (consumer "relay") instead of being retried forever.
+RELAY_MAX_ATTEMPTS = env.int("RELAY_MAX_ATTEMPTS", default=10)
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
 
 # --- Business settings ----------------------------------------------------------------------

@@ -75,6 +75,49 @@ def test_an_unroutable_message_is_a_failure_and_stays_pending(probe_stack: Stack
     assert sent.count() == 2
 
 
+def _queued_message_ids(name: str) -> list[str]:
+    """Drain a queue: the message ids found there."""
+    found = []
+    with broker_connection() as conn:
+        channel = conn.channel()
+        while (message := channel.basic_get(queue=name, no_ack=True)) is not None:
+            found.append(str(message.properties.get("message_id")))
+        channel.close()
+    return found
+
+
+def test_a_batch_cut_short_by_a_broker_error_marks_sent_only_what_the_broker_confirmed(
+    probe_stack: Stack, publisher
+) -> None:  # type: ignore[no-untyped-def]
+    # given a batch whose 4th row names an exchange that does not exist: the broker closes the
+    # channel there, so the rows after it are never written
+    before = [send_probe("Touch") for _ in range(3)]
+    broken_id = uuid.uuid4()
+    with transaction.atomic():
+        OutboxMessage.objects.create(
+            message_id=broken_id, exchange="oms.nowhere", routing_key="probe.Touch", body={}
+        )
+    after = [send_probe("Touch") for _ in range(6)]
+
+    # when one relay pass publishes it
+    result = relay_once(publisher, batch_size=20)
+
+    # then no row is marked sent unless its message is in the queue (before the fix, the six
+    # rows after the break were marked sent and lost)
+    assert result.claimed == 10
+    sent = {
+        str(m)
+        for m in OutboxMessage.objects.filter(sent_at__isnull=False).values_list("message_id", flat=True)
+    }
+    queued = _queued_message_ids(work_queue_name("probe"))
+    assert sent <= set(queued), (sent, queued)
+    assert sent.isdisjoint(after) and str(broken_id) not in sent
+    assert result.published == len(sent)
+    pending = OutboxMessage.objects.filter(message_id__in=[broken_id, *after])
+    assert all(row.sent_at is None and row.last_error for row in pending)
+    assert set(queued) <= set(before)
+
+
 def test_a_relay_killed_between_publishing_and_marking_loses_nothing_and_duplicates_nothing(
     probe_stack: Stack,
 ) -> None:
