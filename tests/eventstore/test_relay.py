@@ -8,7 +8,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from eventstore.models import OutboxMessage
+from eventstore.models import DeadLetter, OutboxMessage
 from eventstore.publisher import ConfirmingPublisher
 from eventstore.relay import relay_once
 from eventstore.topology import broker_connection, work_queue_name
@@ -116,6 +116,83 @@ def test_a_batch_cut_short_by_a_broker_error_marks_sent_only_what_the_broker_con
     pending = OutboxMessage.objects.filter(message_id__in=[broken_id, *after])
     assert all(row.sent_at is None and row.last_error for row in pending)
     assert set(queued) <= set(before)
+
+
+def test_an_unroutable_row_is_dead_lettered_on_its_last_attempt_and_can_be_replayed(
+    probe_stack: Stack, publisher, settings
+) -> None:  # type: ignore[no-untyped-def]
+    from kombu import Exchange, Queue
+    from prometheus_client import REGISTRY
+
+    from eventstore.deadletters import replay_dead_letter
+
+    settings.RELAY_MAX_ATTEMPTS = 3
+    counted_before = REGISTRY.get_sample_value("oms_outbox_dead_lettered_total") or 0.0
+    # given a command no queue is bound for
+    message_id = uuid.uuid4()
+    routing_key = f"late{uuid.uuid4().hex[:8]}.Arrive"
+    with transaction.atomic():
+        row = OutboxMessage.objects.create(
+            message_id=message_id,
+            exchange="oms.commands",
+            routing_key=routing_key,
+            body={"message_id": str(message_id), "type": "Arrive", "kind": "command"},
+            headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        )
+
+    # when the relay tries it RELAY_MAX_ATTEMPTS times (each after its backoff pause is over)
+    results = []
+    for _ in range(3):
+        OutboxMessage.objects.filter(id=row.id).update(claimed_until=None)
+        results.append(relay_once(publisher, batch_size=10))
+        row.refresh_from_db()
+        if len(results) < 3:
+            # then before the last attempt it stays pending, with its error
+            assert row.sent_at is None and row.last_error.startswith("unroutable"), row.last_error
+            assert not DeadLetter.objects.filter(message_id=message_id).exists()
+
+    # then the last one moves it to the dead letters: settled, visible, counted
+    assert [(r.claimed, r.published, r.dead_lettered) for r in results] == [(1, 0, 0), (1, 0, 0), (1, 0, 1)]
+    assert row.sent_at is not None and row.last_error.startswith("dead-lettered: unroutable")
+    dead = DeadLetter.objects.get(message_id=message_id)
+    assert (dead.consumer, dead.exchange, dead.routing_key) == ("relay", "oms.commands", routing_key)
+    assert dead.attempts == 3 and "unroutable" in dead.error and dead.body == row.body
+    assert REGISTRY.get_sample_value("oms_outbox_dead_lettered_total") == counted_before + 1
+    assert relay_once(publisher, batch_size=10).claimed == 0  # not retried any more
+
+    # and once a queue is bound for it, an admin's replay delivers it
+    late = Queue(
+        f"oms.test-late-{uuid.uuid4().hex[:8]}",
+        exchange=Exchange("oms.commands", type="topic", durable=True),
+        routing_key=routing_key,
+        durable=False,
+    )
+    with broker_connection() as conn:
+        bound = late(conn.channel())
+        bound.declare()
+        try:
+            replay_dead_letter(dead.id, by="ops-admin")
+            assert relay_once(publisher, batch_size=10).published == 1
+            assert _queued_message_ids(late.name) == [str(message_id)]
+        finally:
+            bound.delete()
+
+
+def test_a_transport_failure_never_dead_letters_a_row(probe_stack: Stack, publisher, settings) -> None:  # type: ignore[no-untyped-def]
+    # given a row past RELAY_MAX_ATTEMPTS whose publish fails for another reason than routing
+    settings.RELAY_MAX_ATTEMPTS = 3
+    with transaction.atomic():
+        row = OutboxMessage.objects.create(
+            message_id=uuid.uuid4(), exchange="oms.nowhere", routing_key="probe.Touch", body={}, attempts=9
+        )
+
+    result = relay_once(publisher, batch_size=10)
+
+    # then it stays pending, to be retried
+    row.refresh_from_db()
+    assert (result.claimed, result.published, result.dead_lettered) == (1, 0, 0)
+    assert row.sent_at is None and "NOT_FOUND" in row.last_error
+    assert not DeadLetter.objects.filter(message_id=row.message_id).exists()
 
 
 def test_a_relay_killed_between_publishing_and_marking_loses_nothing_and_duplicates_nothing(
