@@ -65,17 +65,27 @@ def products(db: None) -> None:
 
 @pytest.fixture
 def place_and_run(products: None) -> Callable[..., str]:
-    """Place an order through the command side and run its saga on the in-process bus."""
+    """Place an order through the command side and run its saga on the in-process bus.
+
+    ``run=False`` only places it: its saga waits in the outbox for the next ``drain()``.
+    """
     from eventstore.bus import drain
     from orders.handlers import RequestedLine, place_order
 
-    def place(customer_id: str, lines: list[tuple[str, int]], token: str = "tok_ok") -> str:  # noqa: S107
+    def place(
+        customer_id: str,
+        lines: list[tuple[str, int]],
+        token: str = "tok_ok",  # noqa: S107 - a simulator card token
+        *,
+        run: bool = True,
+    ) -> str:
         order = place_order(
             customer_id=customer_id,
             lines=[RequestedLine(product_id, quantity) for product_id, quantity in lines],
             payment={"method": "card", "token": token},
         )
-        drain()
+        if run:
+            drain()
         return order.order_id
 
     return place
