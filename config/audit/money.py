@@ -168,11 +168,17 @@ class AuditReport:
         }
 
 
-def run_audit(*, since: datetime | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> AuditReport:
+def run_audit(
+    *,
+    since: datetime | None = None,
+    grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    dead_letters_since: bool = True,
+) -> AuditReport:
     """Audit every order placed at or after ``since`` (all when None), every product, the dead letters.
 
     Stock is always audited whole (a product's buckets hold every order's units); ``since`` limits
-    the orders and the dead letters, and turns the orphan-capture check off.
+    the orders and (unless ``dead_letters_since`` is False) the dead letters, and turns the
+    orphan-capture check off.
     """
     with _snapshot():
         now = timezone.now()
@@ -182,7 +188,7 @@ def run_audit(*, since: datetime | None = None, grace_seconds: float = DEFAULT_G
         ledger = payments_public.ledger_facts(since=since)
         reservations = inventory_public.reservation_states(since=since)
         stock = inventory_public.stock_facts()
-        dead_letters = pending_dead_letters(since=since)
+        dead_letters = pending_dead_letters(since=since if dead_letters_since else None)
     report = AuditReport(audited_at=now, since=since, grace_seconds=grace_seconds)
     found = report.discrepancies
     grace = timedelta(seconds=grace_seconds)

@@ -229,6 +229,10 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# The periodic money audit (config.audit.tasks) looks at the orders placed in the last this many
+# seconds (it reads every one of them); 0: all orders. manage.py audit_money reads all by default.
+MONEY_AUDIT_WINDOW = env.float("MONEY_AUDIT_WINDOW", default=86400.0)
+
 # Tasks the embedded scheduler (eventstore/scheduler.py) does not run: there the in-process
 # bus is the relay, and there is no broker to publish to.
 EMBEDDED_SCHEDULE_EXCLUDE = ["eventstore.tasks.relay_outbox"]

@@ -60,3 +60,36 @@ def test_the_gauge_shows_the_last_audit_not_the_current_state(clean_set: CleanSe
         )
     assert audit_money() == 0
     assert sample_value(scrape(api_client), "oms_money_discrepancies", kind="kept_capture") == 0
+
+
+def test_the_task_audits_the_orders_of_its_window_and_every_dead_letter(
+    clean_set: CleanSet, api_client, settings
+) -> None:
+    from config.audit.tasks import audit_money
+    from eventstore.deadletters import record_dead_letter
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE payments_gateway_charge SET status = 'CAPTURED' WHERE idempotency_key = %s",
+            [f"order-{clean_set.declined}"],
+        )
+        record_dead_letter(
+            consumer="inventory",
+            raw_body=b'{"type": "ReserveInventory"}',
+            headers={},
+            exchange="oms.commands",
+            routing_key="inventory.ReserveInventory",
+            error="boom",
+            attempts=4,
+        )
+        cursor.execute("UPDATE event_dead_letter SET created_at = created_at - interval '2 days'")
+    settings.MONEY_AUDIT_WINDOW = 3600.0
+
+    assert audit_money() == 3
+    time.sleep(0.05)
+    settings.MONEY_AUDIT_WINDOW = 0.01  # the orders were placed before the window
+
+    assert audit_money() == 1
+    families = scrape(api_client)
+    assert sample_value(families, "oms_money_discrepancies", kind="kept_capture") == 0
+    assert sample_value(families, "oms_money_discrepancies", kind="dead_letter") == 1
