@@ -320,7 +320,11 @@ def test_the_command_line_exit_status_and_json(clean_set: CleanSet) -> None:
     bad = subprocess.run(
         [*command, "--since", "yesterday"], cwd=ROOT, env=env, capture_output=True, text=True
     )
-    assert bad.returncode != 0 and "--since" in bad.stderr
+    assert bad.returncode == 2 and "--since" in bad.stderr
+
+    down = {**env, "DATABASE_URL": "postgres://postgres@127.0.0.1:1/nowhere"}
+    failed = subprocess.run(command, cwd=ROOT, env=down, capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 2 and "the audit could not run" in failed.stderr
 
 
 def _database_url() -> str:

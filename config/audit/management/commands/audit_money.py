@@ -2,7 +2,7 @@
 
 Prints one line per discrepancy (kind, order / product / dead letter, expected, found) and a
 summary line; ``--json`` prints one JSON document instead. Exit status: 0 when nothing is wrong,
-1 when anything is, 2 when the audit could not run (the database did not answer).
+1 when anything is, 2 when the audit could not run (a bad option, the database did not answer).
 See :mod:`config.audit.money` for what each kind means.
 """
 
@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError
 from django.utils import timezone
 
 from config.audit.money import DEFAULT_GRACE_SECONDS, run_audit
@@ -32,7 +31,9 @@ def parse_since(value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError as exc:
-        raise CommandError(f"--since {value!r}: an ISO 8601 date-time or a duration like 15m, 2h") from exc
+        raise CommandError(
+            f"--since {value!r}: an ISO 8601 date-time or a duration like 15m, 2h", returncode=2
+        ) from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -63,8 +64,8 @@ class Command(BaseCommand):
         since = parse_since(options["since"]) if options["since"] else None
         try:
             report = run_audit(since=since, grace_seconds=options["grace"])
-        except DatabaseError as exc:
-            raise CommandError(f"the audit could not run: {exc}", returncode=2) from exc
+        except Exception as exc:  # status 1 must mean "discrepancies", never a crash
+            raise CommandError(f"the audit could not run: {type(exc).__name__}: {exc}", returncode=2) from exc
         if options["json"]:
             self.stdout.write(json.dumps(report.as_json(), indent=2))
         else:
