@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from payments.charging import resume_stalled_payments, run_charge
 from payments.handlers import load_payment
-from payments.models import GatewayCharge
+from payments.models import GatewayCharge, PaymentRecord
 from payments.public import payment_status
 
 from .conftest import ledger_entry, stream_types
@@ -87,29 +88,83 @@ def test_open_breaker_fails_fast_without_calling_the_gateway(requested):
     )
 
 
-def test_concurrent_runners_capture_at_most_once(requested):
+class _HoldingGateway:
+    """The simulator, each charge held until every runner is either charging too or has returned.
+
+    With the claim, one runner charges and the others return at once, so it goes on at once;
+    without it, every runner reaches the gateway and they all overlap, whatever the scheduling.
+    """
+
+    def __init__(self, runners: int) -> None:
+        from payments.simulator import SimulatedGateway
+
+        self._gateway = SimulatedGateway()
+        self.name = self._gateway.name
+        self._runners = runners
+        self._cond = threading.Condition()
+        self.charging = 0
+        self.returned = 0
+
+    def charge(self, **call: Any) -> Any:
+        with self._cond:
+            self.charging += 1
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self.charging + self.returned >= self._runners, timeout=20)
+        return self._gateway.charge(**call)
+
+    def status(self, **call: Any) -> Any:
+        return self._gateway.status(**call)
+
+    def refund(self, **call: Any) -> Any:
+        return self._gateway.refund(**call)
+
+    def runner_returned(self) -> None:
+        with self._cond:
+            self.returned += 1
+            self._cond.notify_all()
+
+
+RUNNERS = 6
+
+
+def test_concurrent_runners_one_charges_and_captures_once(requested, settings):
+    settings.PAYMENT_TIMEOUT = 30  # the held charge never times out
     order_id = requested("tok_ok")
+    gateway = _HoldingGateway(RUNNERS)
+    start = threading.Barrier(RUNNERS)
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            run_charge(order_id=order_id)
+            start.wait(timeout=30)
+            run_charge(order_id=order_id, gateway=gateway)
         except BaseException as exc:
             errors.append(exc)
         finally:
-            from django.db import connection
-
+            gateway.runner_returned()
             connection.close()
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
+    # when: every runner starts the charge at the same instant, each on its own connection
+    threads = [threading.Thread(target=run) for _ in range(RUNNERS)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
     assert errors == []
-    assert load_payment(order_id).captures == 1
-    assert stream_types(order_id).count("PaymentProcessed") == 1
+
+    # then: the claim let exactly one runner call the gateway and record its attempt ...
+    assert gateway.charging == 1
     assert ledger_entry(order_id).charge_calls == 1
+    assert stream_types(order_id).count("PaymentAttempted") == 1
+    # ... and there is exactly one capture, in the ledger and in the payment
+    assert GatewayCharge.objects.filter(idempotency_key=f"order-{order_id}", status="CAPTURED").count() == 1
+    payment = load_payment(order_id)
+    assert (payment.status, payment.attempts, payment.captures) == ("CAPTURED", 1, 1)
+    assert stream_types(order_id).count("PaymentProcessed") == 1
+    assert payment_status(order_id)["captures"] == 1
+    # and the claim was released
+    assert PaymentRecord.objects.get(pk=order_id).claimed_until is None
 
 
 def test_a_crash_left_pending_is_resumed_without_a_second_capture(requested):
