@@ -249,13 +249,24 @@ def run_audit(
 
 @contextlib.contextmanager
 def _snapshot() -> Iterator[None]:
-    """One consistent snapshot for every read on PostgreSQL (inside a caller's transaction: that one)."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        # SQLite (embedded mode): its transactions take the write lock (IMMEDIATE); read as is.
+    """One consistent snapshot for every read (inside a caller's transaction: that one)."""
+    if connection.in_atomic_block:
         yield
-        return
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    elif connection.vendor == "postgresql":
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+    elif connection.vendor == "sqlite":
+        # Django's transactions take SQLite's write lock (IMMEDIATE); a deferred one that only
+        # reads holds a snapshot (WAL) without holding up any writer.
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN DEFERRED")
+            try:
+                yield
+            finally:
+                cursor.execute("ROLLBACK")
+    else:
         yield
 
 

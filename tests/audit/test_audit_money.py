@@ -22,7 +22,7 @@ from django.db import connection
 from django.utils import timezone
 
 from config.audit.money import KINDS
-from tests.e2e.conftest import place
+from tests.e2e.conftest import place, settle
 
 from .conftest import CleanSet
 
@@ -330,3 +330,36 @@ def test_the_command_line_exit_status_and_json(clean_set: CleanSet) -> None:
 def _database_url() -> str:
     settings = connection.settings_dict
     return f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+
+
+def test_the_audit_reads_one_snapshot_while_orders_go_on(
+    clean_set: CleanSet, alice_client, monkeypatch
+) -> None:
+    # An order placed and settled by another connection while the audit is between two reads:
+    # read halfway (the product's sold count without its reservation) it would look like damage.
+    import threading
+
+    from config.audit import money
+
+    read_payments = money.payments_public.payment_facts
+
+    def meanwhile(**kwargs: Any) -> Any:
+        def order() -> None:
+            try:
+                place(alice_client, [("AUD-1", 1)])
+                settle()
+            finally:
+                connection.close()
+
+        worker = threading.Thread(target=order)
+        worker.start()
+        worker.join()
+        return read_payments(**kwargs)
+
+    monkeypatch.setattr(money.payments_public, "payment_facts", meanwhile)
+    report = money.run_audit()
+
+    assert report.ok, [item.line() for item in report.discrepancies]
+    assert report.orders == 4, "the order placed meanwhile is not in the snapshot"
+    monkeypatch.undo()
+    assert money.run_audit().orders == 5
