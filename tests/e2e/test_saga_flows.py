@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -142,17 +143,30 @@ def test_admin_fails_a_running_order(alice_client, admin_client, stocked) -> Non
 
 
 def test_a_saga_without_progress_times_out_and_fails(alice_client, stocked, settings) -> None:
-    settings.SAGA_TIMEOUT = 2
     stocked("SKU-T", 5)
     order_id = place(alice_client, [("SKU-T", 2)])
-    # The reservation command is lost: inventory never answers this order.
-    lost = OutboxMessage.objects.filter(
-        routing_key="inventory.ReserveInventory", body__correlation_id=order_id
-    )
-    assert lost.update(sent_at=timezone.now()) == 1
-    assert sweep_timeouts() == 0
-    time.sleep(2.1)
-    assert sweep_timeouts() == 1
+
+    def lose_reservation_commands() -> None:
+        """The inventory never answers this order: every reservation command for it is lost."""
+        OutboxMessage.objects.filter(
+            routing_key="inventory.ReserveInventory", body__correlation_id=order_id, sent_at__isnull=True
+        ).update(sent_at=timezone.now())
+
+    lose_reservation_commands()
+    # The saga's deadline, as the API shows it, is SAGA_TIMEOUT after the order; the sweep is
+    # run on a driven clock rather than waited for, so a slow machine cannot miss the moment.
+    placed = order_of(alice_client, order_id)
+    deadline = datetime.fromisoformat(placed["saga"]["deadline"])
+    waited = (deadline - datetime.fromisoformat(placed["created_at"])).total_seconds()
+    assert abs(waited - settings.SAGA_TIMEOUT) < 1, waited
+    # a moment before it, the order is still running (a stalled step may be sent again: lost too)
+    sweep_timeouts(now=deadline - timedelta(milliseconds=1))
+    lose_reservation_commands()
+    settle()
+    running = order_of(alice_client, order_id)
+    assert (running["status"], running["saga"]["state"]) == ("PENDING", "STARTED")
+    # at it, the saga compensates and the order fails
+    assert sweep_timeouts(now=deadline) == 1
     settle()
     order = order_of(alice_client, order_id)
     assert (order["status"], order["failure_reason"], order["saga"]["state"]) == (
@@ -161,6 +175,7 @@ def test_a_saga_without_progress_times_out_and_fails(alice_client, stocked, sett
         "COMPENSATED",
     )
     assert stock_of("SKU-T") == (5, 0)
+    assert sweep_timeouts(now=deadline + timedelta(days=1)) == 0  # nothing left to time out
 
 
 def test_gateway_down_opens_the_breaker_then_orders_fail_fast_until_a_trial_call(

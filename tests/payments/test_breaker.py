@@ -1,10 +1,18 @@
-"""The circuit breaker on the real Redis: the window rule, fail fast, the trial call, shared state."""
+"""The circuit breaker on the real Redis: the window rule, fail fast, the trial call, shared state.
+
+No test here sleeps a fixed time and hopes the open period has (or has not) ended: the Redis
+store keeps Redis's clock, so a test that waits for the period polls the breaker until it lets
+a call through and checks, call by call, that what it saw fits the period (see
+:func:`until_let_through`); the in-process store is driven on an injected clock.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 import redis
@@ -19,8 +27,17 @@ from payments.breaker import (
 )
 from payments.gateway import TransientGatewayError
 
+# A test that never waits for the open period uses a long one: its "still open" checks cannot
+# outlast it however slow the machine is.
+LONG_OPEN_SECONDS = 60.0
+# A test that waits for the period: long enough for the checks made while it is open (a few
+# Redis round trips), short enough to keep the test quick.
+OPEN_SECONDS = 2.0
+# Redis keeps milliseconds, and its clock and time.monotonic() are read at different moments.
+SLACK = 0.05
 
-def redis_breaker(name: str, *, open_seconds: float = 0.5) -> CircuitBreaker:
+
+def redis_breaker(name: str, *, open_seconds: float = LONG_OPEN_SECONDS) -> CircuitBreaker:
     """A breaker on Redis under a name of the test's own (as one process would build it)."""
     client = redis.Redis.from_url(settings.REDIS_URL)
     config = BreakerConfig(open_seconds=open_seconds)
@@ -102,9 +119,60 @@ def test_the_window_slides_over_the_last_ten_calls(name):
     assert is_open(breaker)
 
 
+def opening(breaker: CircuitBreaker, pattern: str) -> tuple[float, float]:
+    """Play ``pattern``, whose last call opens the breaker; the monotonic moments around that call."""
+    play(breaker, Calls(), pattern[:-1])
+    before = time.monotonic()
+    play(breaker, Calls(), pattern[-1])
+    return before, time.monotonic()
+
+
+@dataclass
+class LetThrough:
+    """The first call the breaker let through after opening (the trial call), and the refusals before."""
+
+    refusals: int
+    outcome: object  # what the call returned, or the TransientGatewayError it raised
+    started: float
+    ended: float
+
+
+def until_let_through(
+    breaker: CircuitBreaker,
+    fn: Callable[[], object],
+    *,
+    opened: tuple[float, float],
+    open_seconds: float,
+) -> LetThrough:
+    """Call ``fn`` through the breaker every 20 ms until a call goes through; that call is returned.
+
+    The breaker opened between ``opened[0]`` and ``opened[1]`` for ``open_seconds``. Whatever
+    the machine's speed: a refused call must have started before the period could have ended,
+    and the call let through must have ended after the period could have ended.
+    """
+    opened_from, opened_to = opened
+    refusals = 0
+    while True:
+        started = time.monotonic()
+        try:
+            outcome: object = breaker.call(fn)
+        except CircuitOpenError:
+            waited = started - opened_to
+            assert waited < open_seconds + SLACK, f"still refused {waited:.3f}s after it opened"
+            refusals += 1  # (refusals past the period fail above: the loop ends)
+            time.sleep(0.02)
+            continue
+        except TransientGatewayError as exc:
+            outcome = exc
+        ended = time.monotonic()
+        after = ended - opened_from
+        assert after > open_seconds - SLACK, f"a call let through {after:.3f}s after it opened"
+        return LetThrough(refusals, outcome, started, ended)
+
+
 def test_open_fails_fast_without_calling_then_one_trial_call_decides(name):
-    breaker = redis_breaker(name, open_seconds=0.5)
-    play(breaker, Calls(), "FFFFF")
+    breaker = redis_breaker(name, open_seconds=OPEN_SECONDS)
+    opened = opening(breaker, "FFFFF")
     calls = Calls()
     # when open: nothing reaches the gateway
     for _ in range(5):
@@ -112,31 +180,32 @@ def test_open_fails_fast_without_calling_then_one_trial_call_decides(name):
             breaker.call(calls.ok)
     assert calls.count == 0
     # after the open period: one trial call; a failed trial opens it again
-    time.sleep(0.6)
-    play(breaker, calls, "F")
-    assert calls.count == 1
+    trial = until_let_through(breaker, calls.fail, opened=opened, open_seconds=OPEN_SECONDS)
+    assert isinstance(trial.outcome, TransientGatewayError)
+    assert calls.count == 1 and trial.refusals > 0
     assert is_open(breaker)
     # after another period: a successful trial closes it
-    time.sleep(0.6)
-    assert breaker.call(calls.ok) == "ok"
+    trial = until_let_through(
+        breaker, calls.ok, opened=(trial.started, trial.ended), open_seconds=OPEN_SECONDS
+    )
+    assert trial.outcome == "ok" and calls.count == 2 and trial.refusals > 0
     assert not is_open(breaker)
     assert not is_open(breaker)
 
 
 def test_only_one_trial_call_at_a_time(name):
-    breaker = redis_breaker(name, open_seconds=0.3)
-    play(breaker, Calls(), "FFFFF")
-    time.sleep(0.4)
-    other = redis_breaker(name, open_seconds=0.3)
+    breaker = redis_breaker(name, open_seconds=OPEN_SECONDS)
+    opened = opening(breaker, "FFFFF")
+    other = redis_breaker(name, open_seconds=OPEN_SECONDS)
     inner = Calls()
 
     def trial() -> str:
-        # while the trial runs, another process is refused
+        # while the trial runs, another process is refused (the trial holds the half-open slot)
         with pytest.raises(CircuitOpenError):
             other.call(inner.ok)
         return "ok"
 
-    assert breaker.call(trial) == "ok"
+    assert until_let_through(breaker, trial, opened=opened, open_seconds=OPEN_SECONDS).outcome == "ok"
     assert inner.count == 0
     assert not is_open(other)
 
@@ -151,11 +220,11 @@ def test_state_is_shared_by_two_instances_as_by_two_processes(name):
 
 @pytest.mark.slow
 def test_the_real_open_period_is_five_seconds(name):
-    breaker = redis_breaker(name, open_seconds=5.0)
-    play(breaker, Calls(), "FFFFF")
-    time.sleep(4.5)
-    assert is_open(breaker)
-    time.sleep(0.7)
+    breaker = redis_breaker(name, open_seconds=BreakerConfig().open_seconds)
+    assert BreakerConfig().open_seconds == 5.0
+    opened = opening(breaker, "FFFFF")
+    trial = until_let_through(breaker, Calls().ok, opened=opened, open_seconds=5.0)
+    assert trial.outcome == "ok" and trial.refusals > 0
     assert not is_open(breaker)  # the trial call went through and closed it
 
 
@@ -167,3 +236,31 @@ def test_declines_are_not_failures(name):
     for _ in range(10):
         breaker.call(lambda: declined)
     assert not is_open(breaker)
+
+
+def test_the_in_process_store_on_an_injected_clock():
+    now = [1000.0]
+    store = LocalBreakerStore(BreakerConfig(open_seconds=5.0), clock=lambda: now[0])
+    breaker, other = CircuitBreaker(store=store), CircuitBreaker(store=store)
+    play(breaker, Calls(), "FFFFF")  # opens at 1000.0
+    calls = Calls()
+    now[0] = 1004.999
+    assert is_open(breaker)
+    # the period is over: one trial call, and no other while it runs; it fails and reopens
+    now[0] = 1005.0
+
+    def failing_trial() -> str:
+        with pytest.raises(CircuitOpenError):
+            other.call(calls.ok)
+        return calls.fail()
+
+    with pytest.raises(TransientGatewayError):
+        breaker.call(failing_trial)
+    assert calls.count == 1
+    now[0] = 1009.999
+    assert is_open(breaker)
+    # a successful trial closes it
+    now[0] = 1010.0
+    assert breaker.call(calls.ok) == "ok"
+    assert calls.count == 2
+    assert not is_open(other)
