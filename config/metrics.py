@@ -37,6 +37,13 @@ PAYMENT_OUTCOMES = Counter(
     ["outcome"],
 )
 
+PAYMENT_RECONCILIATIONS = Counter(
+    "oms_payment_reconciliations",
+    "Disagreements with the gateway's ledger found by the reconciliation, by kind "
+    "(late_capture is corrected with an event; the others need a person).",
+    ["kind"],
+)
+
 # --- Saga ---------------------------------------------------------------------------------------
 SAGA_DURATION = Histogram(
     "oms_saga_duration_seconds",
@@ -110,6 +117,11 @@ def _count_payments(events: list[tuple[str, dict[str, Any]]], charge_running: bo
             PAYMENT_OUTCOMES.labels(outcome="captured").inc()
         elif kind == "PaymentFailed" and charge_running:
             PAYMENT_OUTCOMES.labels(outcome=str(data.get("reason") or "UNKNOWN")).inc()
+
+
+def count_reconciliation(kind: str) -> None:
+    """Count one disagreement the reconciliation with the gateway found (it has committed)."""
+    PAYMENT_RECONCILIATIONS.labels(kind=kind).inc()
 
 
 def observe_saga_end(*, state: str, seconds: float) -> None:

@@ -103,12 +103,16 @@ def send(
     data: dict[str, Any],
     correlation_id: str = "",
     causation_id: str = "",
+    message_id: str = "",
 ) -> Message:
-    """Queue a command for ``context`` in the outbox of the current transaction."""
+    """Queue a command for ``context`` in the outbox of the current transaction.
+
+    ``message_id``: the command's id when the sender chose it (a saga matches answers to it).
+    """
     _require_transaction()
     _, headers = tracing.current_context()
     message = Message(
-        message_id=str(uuid.uuid4()),
+        message_id=message_id or str(uuid.uuid4()),
         kind="command",
         type=command,
         aggregate_type=aggregate_type,

@@ -5,14 +5,21 @@ the operator's API calls, and what the periodic task calls for payments left PEN
 UNKNOWN by a crash. It is safe to run twice: the gateway's ledger is keyed by the order, so
 a repeated charge returns the existing capture, and a claim on the projection row keeps two
 runners from working on one payment at the same time.
+
+A call that timed out may still capture later. The payment is then UNKNOWN, and it turns
+FAILED only once no such call can land: the runner waits for its own abandoned calls to end
+(at most ``PAYMENT_CALL_LIMIT`` after each was made) and asks the ledger; a resumed UNKNOWN
+payment makes no new call and fails only past that limit. What still slips through (a call
+that outlives its limit) is found by :func:`payments.reconciliation.reconcile_with_gateway`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -97,7 +104,8 @@ class _ChargeRunner:
     @property
     def lease(self) -> timedelta:
         per_attempt = 2 * self.timeout + self.backoff * 2**self.attempts
-        return timedelta(seconds=self.attempts * per_attempt + 30)
+        # ... and the wait for abandoned calls before giving up.
+        return timedelta(seconds=self.attempts * per_attempt + call_limit(self.timeout) + 30)
 
     def run(self, payment: Payment) -> Payment:
         """Run the round; returns the payment as the runner's last write (or read) left it."""
@@ -105,8 +113,12 @@ class _ChargeRunner:
         self.payment = payment
         self.released = False
         self.cause_id = payment.request_command_id
+        # The calls of this runner that timed out: each may still capture until it has ended.
+        self.in_doubt: list[threading.Event] = []
         self.uncertain = payment.status == PaymentStatus.UNKNOWN
-        if self.uncertain and self._reconciled():
+        if self.uncertain:
+            # Resumed after an earlier runner's call timed out: no new call, the ledger decides.
+            self._give_up("the outcome of a timed-out charge call was never heard", own_calls=False)
             return self.payment
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
@@ -129,13 +141,19 @@ class _ChargeRunner:
                 idempotency_key=payment.idempotency_key, amount=payment.amount, token=payment.token
             )
 
+        started = timezone.now()
         try:
             result = self.breaker.call(lambda: call_with_timeout(charge, timeout=self.timeout))
         except GatewayTimeout as exc:
             error = str(exc)
+            if exc.call_done is not None:
+                self.in_doubt.append(exc.call_done)
+            may_land_until = started + timedelta(seconds=call_limit(self.timeout))
             self._record(
                 _in_turn(
-                    lambda p: p.record_attempt(outcome=AttemptOutcome.TIMEOUT, error=error),
+                    lambda p: p.record_attempt(
+                        outcome=AttemptOutcome.TIMEOUT, error=error, may_land_until=may_land_until
+                    ),
                     lambda p: p.mark_unknown(error=error),
                 )
             )
@@ -148,6 +166,7 @@ class _ChargeRunner:
             self._record(lambda p: p.record_attempt(outcome=AttemptOutcome.TRANSIENT, error=error))
             raise
         # The attempt and its outcome in one transaction (one round of load, append, project).
+        # The gateway's answer for the key is definitive: it holds for every call made with it.
         if result.captured:
             self._record(
                 _in_turn(lambda p: p.record_attempt(outcome=AttemptOutcome.CAPTURED), lambda p: p.capture())
@@ -156,7 +175,7 @@ class _ChargeRunner:
             self._record(
                 _in_turn(
                     lambda p: p.record_attempt(outcome=AttemptOutcome.DECLINED, error=result.detail),
-                    lambda p: p.fail(reason=FailureReason.DECLINED, error=result.detail),
+                    lambda p: p.fail(reason=FailureReason.DECLINED, error=result.detail, calls_ended=True),
                 )
             )
 
@@ -171,12 +190,39 @@ class _ChargeRunner:
             return True
         return False
 
-    def _give_up(self, error: str) -> None:
-        """No capture after every attempt: failed — unless a timed-out call may still have captured."""
-        if self.uncertain and (self._reconciled() or self.uncertain):
-            # Captured after all, or the ledger cannot be asked: UNKNOWN stays for the resume task.
+    def _give_up(self, error: str, *, own_calls: bool = True) -> None:
+        """No capture after every attempt: failed — unless a timed-out call may still capture.
+
+        Waits for this runner's abandoned calls to end (each at most until its call limit), then
+        asks the ledger. Captured: recorded as such. Not captured: failed when every call is
+        known to have ended, or past the calls' limit; otherwise (or when the ledger cannot be
+        asked) the payment stays UNKNOWN for the resume task.
+        """
+        if self.in_doubt or self.payment.status == PaymentStatus.UNKNOWN:
+            ended = self._wait_for_calls(self.payment.may_land_until)
+            ledger = self._ask_ledger()
+            if ledger is _LEDGER_UNREACHABLE:
+                return
+            if isinstance(ledger, LedgerStatus) and ledger.captured:
+                self._record(lambda p: p.capture())
+                return
+            calls_ended = own_calls and ended
+            now = timezone.now()
+            self._record(
+                lambda p: p.fail(
+                    reason=FailureReason.UNAVAILABLE, error=error, now=now, calls_ended=calls_ended
+                )
+            )
             return
         self._record(lambda p: p.fail(reason=FailureReason.UNAVAILABLE, error=error))
+
+    def _wait_for_calls(self, until: datetime | None) -> bool:
+        """Wait until this runner's abandoned calls ended, or ``until``; True if all of them ended."""
+        for done in self.in_doubt:
+            left = 0.0 if until is None else (until - timezone.now()).total_seconds()
+            if not done.wait(max(left, 0.0)):
+                return False
+        return True
 
     def _ask_ledger(self) -> object:
         try:
@@ -197,6 +243,15 @@ class _ChargeRunner:
         )
         self.released = self.released or released
         return self.payment
+
+
+def call_limit(timeout: float | None = None) -> float:
+    """How long after it was made a charge call may still take effect (PAYMENT_CALL_LIMIT)."""
+    limit = float(getattr(settings, "PAYMENT_CALL_LIMIT", 0.0) or 0.0)
+    if limit > 0:
+        return limit
+    timeout = float(settings.PAYMENT_TIMEOUT) if timeout is None else timeout
+    return 2 * timeout + 1.0
 
 
 def _in_turn(*decisions: Callable[[Payment], list[PaymentEvent]]) -> Callable[[Payment], list[PaymentEvent]]:

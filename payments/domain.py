@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -110,6 +111,8 @@ class Payment:
     voided: bool = False
     request_command_id: str = ""
     pending_refunds: list[RefundRequest] = field(default_factory=list)
+    # A charge call that timed out may still take effect at the gateway until then.
+    may_land_until: datetime | None = None
     version: int = 0
 
     @classmethod
@@ -139,6 +142,10 @@ class Payment:
     def in_flight(self) -> bool:
         return self.status in IN_FLIGHT
 
+    def calls_may_land(self, now: datetime) -> bool:
+        """Whether a charge call that timed out may still take effect at the gateway."""
+        return self.may_land_until is not None and now < self.may_land_until
+
     # --- decisions -------------------------------------------------------------------------
 
     def request(self, *, amount: Decimal, method: str, token: str, command_id: str) -> list[PaymentEvent]:
@@ -162,17 +169,24 @@ class Payment:
         }
         return [PaymentEvent("PaymentRequested", data)]
 
-    def record_attempt(self, *, outcome: AttemptOutcome, error: str = "") -> list[PaymentEvent]:
-        """One charge call was made (whatever it answered)."""
+    def record_attempt(
+        self, *, outcome: AttemptOutcome, error: str = "", may_land_until: datetime | None = None
+    ) -> list[PaymentEvent]:
+        """One charge call was made (whatever it answered).
+
+        ``may_land_until``: for a call that timed out, until when it may still take effect.
+        """
         if not self.in_flight:
             return []
-        data = {
+        data: dict[str, Any] = {
             "order_id": self.order_id,
             "payment_id": self.payment_id,
             "attempt": self.attempts + 1,
             "outcome": outcome.value,
             "error": error,
         }
+        if may_land_until is not None:
+            data["may_land_until"] = may_land_until.isoformat()
         return [PaymentEvent("PaymentAttempted", data)]
 
     def mark_unknown(self, *, error: str) -> list[PaymentEvent]:
@@ -188,12 +202,6 @@ class Payment:
             return []
         return [self._processed()]
 
-    def announce_capture(self) -> list[PaymentEvent]:
-        """Answer a repeated ProcessPayment for a captured payment again (a saga retrying its step)."""
-        if self.status != PaymentStatus.CAPTURED:
-            return []
-        return [self._processed()]
-
     def _processed(self) -> PaymentEvent:
         data = {
             "order_id": self.order_id,
@@ -203,18 +211,56 @@ class Payment:
         }
         return PaymentEvent("PaymentProcessed", data)
 
-    def fail(self, *, reason: FailureReason, error: str) -> list[PaymentEvent]:
-        """The charge round ended without a capture."""
+    def fail(
+        self, *, reason: FailureReason, error: str, now: datetime | None = None, calls_ended: bool = False
+    ) -> list[PaymentEvent]:
+        """The charge round ended without a capture.
+
+        An UNKNOWN payment fails only once no call it made can still capture: every call ended
+        (``calls_ended``, a definitive answer or the caller saw its calls end), or ``now`` is past
+        ``may_land_until``. Otherwise nothing is decided and the payment stays UNKNOWN.
+        """
         if not self.in_flight:
             return []
+        unsettled = now is None or self.calls_may_land(now)
+        if self.status == PaymentStatus.UNKNOWN and not calls_ended and unsettled:
+            return []
+        return [self._failure(reason.value, error)]
+
+    def report(self) -> list[PaymentEvent]:
+        """Answer a saga that asks for the outcome again (never starts a charge).
+
+        Captured: PaymentProcessed again. Failed or declined: PaymentFailed again. Still running:
+        nothing now (the round answers when it ends). Never requested (the request was lost or
+        is late) or cancelled before it was charged: closed as failed, so a late request can
+        never charge it.
+        """
+        if self.captures:
+            return [self._processed()]
+        if self.in_flight:
+            return []
+        if self.status == PaymentStatus.DECLINED:
+            return [self._failure(FailureReason.DECLINED.value, "repeated: the payment was declined")]
+        if self.status == PaymentStatus.FAILED:
+            return [self._failure(FailureReason.UNAVAILABLE.value, "repeated: the payment failed")]
+        return [self._failure(FailureReason.UNAVAILABLE.value, "no charge was made: the payment is closed")]
+
+    def reconcile_capture(self) -> list[PaymentEvent]:
+        """The gateway's ledger shows a capture this payment never heard of (a call that landed
+        after the round ended): the capture is a fact, which the saga refunds if the order failed."""
+        if self.captures or self.in_flight:
+            return []
+        return [self._processed()]
+
+    def _failure(self, reason: str, error: str) -> PaymentEvent:
         data = {
             "order_id": self.order_id,
             "payment_id": self.payment_id,
-            "reason": reason.value,
+            "reason": reason,
             "error": error,
             "attempts": self.attempts,
         }
-        return [PaymentEvent("PaymentFailed", data)]
+        return PaymentEvent("PaymentFailed", data)
 
     def request_refund(
         self, *, refund_id: str, amount: Decimal | None, reason: str, command_id: str, strict: bool
@@ -293,6 +339,11 @@ class Payment:
 
     def _on_PaymentAttempted(self, data: dict[str, Any]) -> None:
         self.attempts += 1
+        until = data.get("may_land_until")
+        if until:
+            moment = datetime.fromisoformat(str(until))
+            if self.may_land_until is None or moment > self.may_land_until:
+                self.may_land_until = moment
 
     def _on_PaymentOutcomeUnknown(self, data: dict[str, Any]) -> None:
         self.status = PaymentStatus.UNKNOWN

@@ -29,7 +29,15 @@ class TransientGatewayError(GatewayError):
 
 
 class GatewayTimeout(GatewayError):
-    """No answer in time: the call may or may not have taken effect."""
+    """No answer in time: the call may or may not have taken effect.
+
+    ``call_done`` is set once the abandoned call has ended (answered or failed): until then it
+    may still take effect at the gateway.
+    """
+
+    def __init__(self, message: str, *, call_done: threading.Event | None = None) -> None:
+        super().__init__(message)
+        self.call_done = call_done
 
 
 class RefundRejected(GatewayError):
@@ -67,6 +75,10 @@ class PaymentGateway(Protocol):
         """The ledger's entry for the key, or None when the gateway never saw it."""
         ...
 
+    def statuses(self, *, idempotency_keys: list[str]) -> dict[str, LedgerStatus]:
+        """The ledger's entries for many keys at once (keys the gateway never saw are absent)."""
+        ...
+
     def refund(self, *, idempotency_key: str, refund_key: str, amount: Decimal) -> Decimal:
         """Refund ``amount`` of the capture; a repeated ``refund_key`` returns the first refund."""
         ...
@@ -76,9 +88,11 @@ def call_with_timeout(call: Callable[[], T], *, timeout: float) -> T:
     """Run ``call`` in a worker thread and wait at most ``timeout`` seconds for its answer.
 
     A late answer is abandoned (the daemon thread finishes on its own): the caller must then
-    treat the outcome as unknown and ask the ledger. The worker threads are reused (an idle
-    one takes the call, else a new one starts at once: a call never waits for a free thread),
-    so what a gateway keeps per thread — the simulator's ledger connection — is reused too.
+    treat the outcome as unknown and ask the ledger, and must not take the call for a failure
+    before it ended (``GatewayTimeout.call_done``) or can no longer land. The worker threads
+    are reused (an idle one takes the call, else a new one starts at once: a call never waits
+    for a free thread), so what a gateway keeps per thread — the simulator's ledger
+    connection — is reused too.
     """
     outcome: dict[str, object] = {}
     done = threading.Event()
@@ -93,7 +107,7 @@ def call_with_timeout(call: Callable[[], T], *, timeout: float) -> T:
 
     _callers.submit(run)
     if not done.wait(timeout):
-        raise GatewayTimeout(f"no answer from the payment gateway within {timeout:g}s")
+        raise GatewayTimeout(f"no answer from the payment gateway within {timeout:g}s", call_done=done)
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["value"]  # type: ignore[return-value]

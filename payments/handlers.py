@@ -114,21 +114,23 @@ def request_payment(
     """Record a charge request (PENDING). Returns the payment and whether a charge must now run.
 
     ``strict`` (an operator's request) raises ``PaymentConflict`` when the payment is captured,
-    running or voided. A saga's command is answered instead: a captured payment announces its
-    capture again, a running one is left to its runner, a voided one (refunded before it was
-    charged) is never charged.
+    running or voided; a failed or declined one gets a new round. A saga's command starts at
+    most one round per order: once one exists the command is answered with its outcome
+    (:meth:`Payment.report`), and a running round is left to its runner.
     """
     payment = load_payment(order_id)
-    if not strict:
-        if payment.announce_capture():
-            store(payment, payment.announce_capture(), cause_id=command_id)
-            return payment, False
-        if payment.in_flight:
-            return payment, True
-        if payment.voided or payment.captures:
-            return payment, False
+    if not strict and (payment.status is not None or payment.voided):
+        return report_outcome(payment, command_id=command_id)
     events = payment.request(amount=amount, method=method, token=token, command_id=command_id)
     return store(payment, events, cause_id=command_id), True
+
+
+def report_outcome(payment: Payment, *, command_id: str) -> tuple[Payment, bool]:
+    """Answer ``command_id`` with the payment's outcome; True when a round is still running
+    (its runner answers when it ends: run it again in case it was left by a crash)."""
+    if payment.in_flight:
+        return payment, True
+    return store(payment, payment.report(), cause_id=command_id), False
 
 
 def request_refund(

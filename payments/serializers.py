@@ -41,6 +41,12 @@ class ProcessPaymentInput(serializers.Serializer):
     token = serializers.CharField(max_length=128)
 
 
+class ReportPaymentOutcomeInput(serializers.Serializer):
+    """``{"order_id"}`` — the ReportPaymentOutcome command's data."""
+
+    order_id = serializers.UUIDField()
+
+
 class RefundPaymentInput(serializers.Serializer):
     """``{"order_id","amount"?,"reason"?}`` — amount null or absent means everything captured."""
 

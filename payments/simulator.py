@@ -9,8 +9,9 @@ replaced, never reused.
 
 Tokens (DESIGN §6): ``tok_declined`` is declined; ``tok_flaky`` fails with a transient error
 on its first call for a key, then captures; ``tok_slow`` captures but answers only after
-``PAYMENT_TIMEOUT``; ``tok_gateway_down`` fails every call and captures nothing; any other
-token captures.
+``PAYMENT_TIMEOUT``; ``tok_late`` captures only after ``PAYMENT_TIMEOUT`` has passed (the ledger
+shows nothing when the caller first asks) and answers too late; ``tok_gateway_down`` fails
+every call and captures nothing; any other token captures.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ TOKEN_DECLINED = "tok_declined"  # noqa: S105
 TOKEN_FLAKY = "tok_flaky"  # noqa: S105
 TOKEN_SLOW = "tok_slow"  # noqa: S105
 TOKEN_GATEWAY_DOWN = "tok_gateway_down"  # noqa: S105
+TOKEN_LATE = "tok_late"  # noqa: S105
 
 T = TypeVar("T")
 
@@ -57,6 +59,9 @@ class SimulatedGateway:
 
     def charge(self, *, idempotency_key: str, amount: Decimal, token: str) -> ChargeResult:
         """Charge by token; a key already captured returns that capture (never a second one)."""
+        if token == TOKEN_LATE:
+            # The request reaches the ledger only after the caller stopped waiting for it.
+            time.sleep(_slow_delay())
         result = _on_ledger(lambda db: _charge(db, key=idempotency_key, amount=amount, token=token))
         if token == TOKEN_SLOW:
             # Captured, but the answer comes too late for any caller waiting PAYMENT_TIMEOUT.
@@ -78,6 +83,26 @@ class SimulatedGateway:
         if row is None:
             return None
         return LedgerStatus(captured=row[0] == "CAPTURED", amount=_dec(row[1]), refunded=_dec(row[2]))
+
+    def statuses(self, *, idempotency_keys: list[str]) -> dict[str, LedgerStatus]:
+        """The ledger's entries for ``idempotency_keys`` (one query)."""
+        if not idempotency_keys:
+            return {}
+
+        def read(db: BaseDatabaseWrapper) -> Any:
+            marks = ", ".join(["%s"] * len(idempotency_keys))
+            with db.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT idempotency_key, status, amount, refunded_amount FROM {CHARGES} "
+                    f"WHERE idempotency_key IN ({marks})",
+                    idempotency_keys,
+                )
+                return cursor.fetchall()
+
+        return {
+            key: LedgerStatus(captured=status == "CAPTURED", amount=_dec(amount), refunded=_dec(refunded))
+            for key, status, amount, refunded in _on_ledger(read)
+        }
 
     def refund(self, *, idempotency_key: str, refund_key: str, amount: Decimal) -> Decimal:
         """Refund part or all of a capture; a repeated ``refund_key`` returns the first refund."""
@@ -281,6 +306,8 @@ at_caller_exit(close_ledger)
 
 
 def _slow_delay() -> float:
+    """How late ``tok_slow`` answers and ``tok_late`` captures: past PAYMENT_TIMEOUT, well inside
+    PAYMENT_CALL_LIMIT (the longest a call can take effect after it was made)."""
     timeout = float(settings.PAYMENT_TIMEOUT)
     return timeout + max(0.5, timeout / 2)
 

@@ -1,4 +1,4 @@
-"""The payments context's commands: ProcessPayment and RefundPayment (from the saga).
+"""The payments context's commands: ProcessPayment, ReportPaymentOutcome and RefundPayment (from the saga).
 
 Each handler runs inside the consumer's transaction with its inbox row: it only records the
 request. The gateway is called after commit (``transaction.on_commit``), outside any
@@ -20,10 +20,11 @@ from eventstore.tracing import in_current_context
 
 from .charge_pool import charge_pool
 from .charging import run_charge
-from .handlers import request_payment, request_refund
+from .domain import Payment
+from .handlers import load_payment, report_outcome, request_payment, request_refund
 from .public import CONTEXT
 from .refunds import run_refunds
-from .serializers import ProcessPaymentInput, RefundPaymentInput
+from .serializers import ProcessPaymentInput, RefundPaymentInput, ReportPaymentOutcomeInput
 
 
 class InvalidCommand(ValueError):
@@ -44,10 +45,28 @@ def process_payment(message: Message) -> None:
         strict=False,
     )
     if must_run:
-        # The state just stored goes along: the charge runs after commit and needs no reload
-        # when the stream is still at its version then (its claim checks).
-        charge = in_current_context(partial(run_charge, order_id=order_id, payment=payment))
-        transaction.on_commit(partial(charge_pool.run, charge), robust=True)
+        _charge_after_commit(order_id, payment)
+
+
+@handles(CONTEXT, commands=("ReportPaymentOutcome",))
+def report_payment_outcome(message: Message) -> None:
+    """Answer with the payment's outcome (a saga compensating asks); never starts a charge.
+
+    A round still running answers when it ends; it is run again (its claim keeps a live
+    runner alone) in case a crash left it.
+    """
+    data = _valid(ReportPaymentOutcomeInput, message)
+    order_id = str(data["order_id"])
+    payment, running = report_outcome(load_payment(order_id), command_id=message.message_id)
+    if running:
+        _charge_after_commit(order_id, payment)
+
+
+def _charge_after_commit(order_id: str, payment: Payment) -> None:
+    # The state just stored goes along: the charge runs after commit and needs no reload when
+    # the stream is still at its version then (its claim checks).
+    charge = in_current_context(partial(run_charge, order_id=order_id, payment=payment))
+    transaction.on_commit(partial(charge_pool.run, charge), robust=True)
 
 
 @handles(CONTEXT, commands=("RefundPayment",))

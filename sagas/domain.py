@@ -3,10 +3,24 @@
 Pure Python (no Django). A :class:`Saga` is mutated by its methods, each of which returns the
 effects the handler must carry out in the same transaction: commands to send (:class:`Send`),
 changes to the order (:class:`OrderEffect`) and events for the saga's own stream (:class:`Record`).
+
+Two rules keep money and stock right whatever order messages arrive in:
+
+- **An answer settles a step only if it answers one of that step's commands.** Every command
+  the saga sends carries an id chosen here (``Send.command_id``), kept per step in
+  ``Saga.commands``; an answer names the command it answers in its causation id. Any other
+  answer (a stale one, a stock expiry, an operator's partial refund) settles nothing: it is
+  recorded (``SagaAnswerIgnored``) and only its *effect* is taken into account.
+- **Effects are tracked apart from steps.** A capture or a reservation heard in any state is
+  noted (``captured``, ``reserved``); a saga that fails or is cancelled undoes what it noted,
+  and one that has ended sends the undo at once. While compensating the saga never starts a
+  charge: waiting for a payment's outcome asks payments to *report* it
+  (``ReportPaymentOutcome``), a command that never charges.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +46,7 @@ REFUND = "REFUND_PAYMENT"
 # While compensating, a payment already asked for must be heard of before deciding on a refund.
 AWAIT_PAYMENT = "AWAIT_PAYMENT_OUTCOME"
 
-# Which step each answer settles.
+# Which step each answer settles (a payment outcome also settles AWAIT_PAYMENT_OUTCOME).
 ANSWERS = {
     "InventoryReserved": RESERVE,
     "InventoryReservationFailed": RESERVE,
@@ -42,6 +56,9 @@ ANSWERS = {
     "InventoryReleased": RELEASE,
     "PaymentRefunded": REFUND,
 }
+
+# How many command ids of one step are kept to match answers against.
+_KEPT_COMMANDS = 8
 
 CANCELLED_OUTCOME = "CANCELLED"
 FAILED_OUTCOME = "FAILED"
@@ -53,21 +70,33 @@ class SagaRuleViolation(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """The clocks of the saga: overall timeout, per-compensation-step timeout and retries."""
+    """The clocks of the saga.
+
+    ``saga_timeout``: how long the saga may run before it is compensated (reason TIMEOUT).
+    ``step_timeout`` and ``step_retries``: a compensation step unanswered for that long is sent
+    again, with backoff, that many times, then parked. ``resend_after``: a forward step
+    unanswered for that long is sent again (with backoff, until the saga's deadline), so a
+    message lost anywhere costs seconds, not the order.
+    """
 
     saga_timeout: float
     step_timeout: float
     step_retries: int
+    resend_after: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """A command to send; ``step`` is the saga step it belongs to."""
+    """A command to send; ``step`` is the saga step it belongs to, ``command_id`` its message id.
+
+    ``tracked`` False: an undo sent after the saga ended (no step waits for its answer).
+    """
 
     command: str
     step: str
     data: dict[str, Any]
     tracked: bool = True
+    command_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +145,12 @@ class Saga:
     confirmed: bool = False
     pending: list[str] = field(default_factory=list)
     order_status: str = "PENDING"
+    # The last moment the saga may run forward (``deadline`` is the next moment to act).
+    expires_at: datetime | None = None
+    # The ids of the commands sent for each step still waiting for an answer.
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    # The capture was refunded by the saga's own refund step.
+    refunded: bool = False
 
     # --- starting -------------------------------------------------------------------------
 
@@ -139,24 +174,46 @@ class Saga:
             payment_method=payment_method,
             payment_token=payment_token,
             deadline=now + timedelta(seconds=timing.saga_timeout),
+            expires_at=now + timedelta(seconds=timing.saga_timeout),
         )
+        saga._reset_deadline(now, timing)
         started = Record(
             "SagaStarted",
-            {"order_id": order_id, "state": STARTED, "step": RESERVE, "deadline": _iso(saga.deadline)},
+            {"order_id": order_id, "state": STARTED, "step": RESERVE, "deadline": _iso(saga.expiry)},
         )
         return saga, [started, saga._command(RESERVE)]
 
     # --- answers from inventory and payments --------------------------------------------------
 
     def on_answer(
-        self, *, message_type: str, data: dict[str, Any], now: datetime, timing: Timing
+        self,
+        *,
+        message_type: str,
+        data: dict[str, Any],
+        now: datetime,
+        timing: Timing,
+        causation_id: str = "",
     ) -> list[Effect]:
-        """React to an event of another context about this order; duplicates change nothing."""
-        handler = _REACTIONS.get(message_type)
-        return handler(self, data, now, timing) if handler else []
+        """React to an event of another context about this order; duplicates change nothing.
 
-    def _on_reserved(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
-        if self.state == STARTED:
+        ``causation_id`` is the id of the command the event answers (empty when it answers none).
+        """
+        handler = _REACTIONS.get(message_type)
+        if handler is None:
+            return []
+        return handler(self, data, causation_id, now, timing)
+
+    def answers(self, message_type: str, causation_id: str) -> bool:
+        """Whether this event answers a command a step of the saga is waiting for."""
+        step = ANSWERS.get(message_type)
+        if step is None:
+            return False
+        steps = (step, AWAIT_PAYMENT) if step == PAY else (step,)
+        return any(self._awaits(candidate, causation_id) for candidate in steps)
+
+    def _on_reserved(self, data: dict[str, Any], cause: str, now: datetime, timing: Timing) -> list[Effect]:
+        if self.state == STARTED and self._awaits(RESERVE, cause):
+            self._answered(RESERVE)
             self.reserved = True
             self.reservation_expires_at = _parse(data.get("expires_at"))
             effects = self._move(INVENTORY_RESERVED, None, "inventory reserved", now, timing)
@@ -166,92 +223,136 @@ class Saga:
             effects.append(self._command(PAY))
             effects.append(self._order_status(PAYMENT_PROCESSING))
             return effects
-        return self._late_inventory_effect()
+        if self.state in RUNNING:
+            # Held for this order all the same (a repeated answer, an operator's reservation).
+            self.reserved = True
+            return [self._ignored("InventoryReserved", cause)]
+        return [self._ignored("InventoryReserved", cause), *self._late_inventory_effect()]
 
-    def _on_reservation_failed(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
-        if self.state != STARTED:
-            return []
-        self.failure_reason = str(data.get("reason") or "OUT_OF_STOCK")
+    def _on_reservation_failed(
+        self, data: dict[str, Any], cause: str, now: datetime, timing: Timing
+    ) -> list[Effect]:
+        if self.state != STARTED or not self._awaits(RESERVE, cause):
+            return [self._ignored("InventoryReservationFailed", cause)]
+        self._answered(RESERVE)
+        reason = str(data.get("reason") or "OUT_OF_STOCK")
+        if self.captured:
+            # Paid already (an operator charged while the stock was being reserved): refund it.
+            return self._compensate(outcome=FAILED_OUTCOME, reason=reason, by="", now=now, timing=timing)
+        self.failure_reason = reason
         self.outcome = FAILED_OUTCOME
         effects = self._move(FAILED, None, self.failure_reason, now, timing)
         effects.append(self._finish_order())
         return effects
 
-    def _on_payment_processed(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
-        if self.state == PAYMENT_PROCESSING and self.step == PAY:
+    def _on_payment_processed(
+        self, data: dict[str, Any], cause: str, now: datetime, timing: Timing
+    ) -> list[Effect]:
+        if self.state == PAYMENT_PROCESSING and self.step == PAY and self._awaits(PAY, cause):
+            self._answered(PAY)
             self.captured = True
-            effects = self._move(PAYMENT_PROCESSING, CONFIRM, "payment captured", now, timing)
-            effects.append(self._command(CONFIRM))
-            return effects
-        if self.captured and self.state not in (COMPENSATING, COMPENSATED, FAILED):
-            return []
+            moved = self._move(PAYMENT_PROCESSING, CONFIRM, "payment captured", now, timing)
+            moved.append(self._command(CONFIRM))
+            return moved
+        effects: list[Effect] = []
+        if not self.answers("PaymentProcessed", cause):
+            effects.append(self._ignored("PaymentProcessed", cause))
+        news = not self.captured
         self.captured = True
-        # A capture heard after the saga gave up must be refunded: never keep money for a failed order.
-        # The refund joins the pending steps before the payment wait is settled, so the order
-        # cannot turn terminal ahead of it.
-        effects = self._require_compensation(REFUND)
-        if self.state == COMPENSATING:
+        if self.state in RUNNING or self.state == COMPLETED:
+            # The saga may still complete with it; if it fails, its compensation refunds it.
+            return effects
+        if news:
+            # A capture heard while failing, or after the saga ended, is refunded: never keep
+            # money for an order that did not complete. The refund joins the pending steps
+            # before the payment wait is settled, so the order cannot turn terminal ahead of it.
+            effects += self._require_compensation(REFUND)
+        if self.state == COMPENSATING and self._awaits(AWAIT_PAYMENT, cause):
             effects += self._settle(AWAIT_PAYMENT, now, timing)
         return effects
 
-    def _on_payment_failed(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
-        if self.state == PAYMENT_PROCESSING and self.step == PAY:
+    def _on_payment_failed(
+        self, data: dict[str, Any], cause: str, now: datetime, timing: Timing
+    ) -> list[Effect]:
+        if self.state == PAYMENT_PROCESSING and self.step == PAY and self._awaits(PAY, cause):
+            self._answered(PAY)
             reason = str(data.get("reason") or "PAYMENT_UNAVAILABLE")
             if reason not in ("PAYMENT_DECLINED", "PAYMENT_UNAVAILABLE"):
                 reason = "PAYMENT_UNAVAILABLE"
-            # The payment is over without a capture: there is nothing to wait for or refund.
+            # The payment is over without a capture (payments says so only once no call it
+            # made can still land): there is nothing to wait for.
             self.payment_requested = False
             return self._compensate(outcome=FAILED_OUTCOME, reason=reason, by="", now=now, timing=timing)
-        if self.state == COMPENSATING:
+        if self.state == COMPENSATING and self._awaits(AWAIT_PAYMENT, cause):
             self.payment_requested = False
             return self._settle(AWAIT_PAYMENT, now, timing)
-        return []
+        return [self._ignored("PaymentFailed", cause)]
 
-    def _on_confirmed(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
-        if self.state == PAYMENT_PROCESSING and self.step == CONFIRM:
+    def _on_confirmed(self, data: dict[str, Any], cause: str, now: datetime, timing: Timing) -> list[Effect]:
+        if self.state == PAYMENT_PROCESSING and self.step == CONFIRM and self._awaits(CONFIRM, cause):
+            self._answered(CONFIRM)
             self.confirmed = True
             effects = self._move(COMPLETED, None, "inventory confirmed", now, timing)
             effects.append(self._finish_order())
             return effects
-        if self.state == COMPLETED:
-            return []
+        if self.state in RUNNING or self.state == COMPLETED:
+            return [self._ignored("InventoryConfirmed", cause)]
         self.confirmed = True
-        return self._late_inventory_effect()
+        return [self._ignored("InventoryConfirmed", cause), *self._late_inventory_effect()]
 
-    def _on_released(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
-        if self.state != COMPENSATING:
-            return []
+    def _on_released(self, data: dict[str, Any], cause: str, now: datetime, timing: Timing) -> list[Effect]:
+        if self.state != COMPENSATING or not self._awaits(RELEASE, cause):
+            # A stock expiry, a repeated answer, an operator's release: not this step's answer.
+            return [self._ignored("InventoryReleased", cause)]
         self.reserved = False
         return self._settle(RELEASE, now, timing)
 
-    def _on_refunded(self, data: dict[str, Any], now: datetime, timing: Timing) -> list[Effect]:
-        if self.state != COMPENSATING:
-            return []
+    def _on_refunded(self, data: dict[str, Any], cause: str, now: datetime, timing: Timing) -> list[Effect]:
+        if self.state != COMPENSATING or not self._awaits(REFUND, cause):
+            # An operator's partial refund, a repeated answer: not this step's answer.
+            return [self._ignored("PaymentRefunded", cause)]
+        self.refunded = True
         return self._settle(REFUND, now, timing)
 
     # --- requests: cancellation, failure, timeout, manual intervention ------------------------
 
     def cancel(self, *, by: str, reason: str, now: datetime, timing: Timing) -> list[Effect]:
-        """Compensate and end the order CANCELLED; a repeat while compensating changes nothing."""
+        """Compensate and end the order CANCELLED; a repeat while cancelling changes nothing."""
         if self.state in (COMPENSATED, FAILED):
             raise SagaRuleViolation(f"the order is already {self.order_status}")
         if self.state == COMPENSATING:
-            return []
+            if self.outcome == CANCELLED_OUTCOME:
+                return []
+            failing = self.failure_reason or "compensating"
+            raise SagaRuleViolation(f"the order is already failing ({failing}) and cannot be cancelled")
         return self._compensate(outcome=CANCELLED_OUTCOME, reason=reason, by=by, now=now, timing=timing)
 
     def fail(self, *, by: str, now: datetime, timing: Timing) -> list[Effect]:
-        """Compensate and end the order FAILED with reason ADMIN."""
+        """Compensate and end the order FAILED with reason ADMIN; a repeat while failing changes nothing."""
         if self.state in TERMINAL:
             raise SagaRuleViolation(f"the order is already {self.order_status}")
         if self.state == COMPENSATING:
-            return []
+            if self.outcome == FAILED_OUTCOME:
+                return []
+            raise SagaRuleViolation("the order is being cancelled and cannot be failed")
         return self._compensate(outcome=FAILED_OUTCOME, reason="ADMIN", by=by, now=now, timing=timing)
 
     def time_out(self, *, now: datetime, timing: Timing) -> list[Effect]:
-        """Called by the sweep: compensate a stalled saga, retry or park a stalled compensation."""
+        """Called by the sweep at the deadline: send a stalled step again, compensate, or park.
+
+        A forward step with no answer is sent again (commands are idempotent) until the saga's
+        own deadline, which compensates it (reason TIMEOUT). A compensation step is sent again
+        ``step_retries`` times with backoff, then the saga is parked for a person.
+        """
         if self.needs_attention or now < self.deadline:
             return []
         if self.state in RUNNING:
+            if now < self.expiry and self.step is not None:
+                self.attempts += 1
+                resent = Record("SagaStepTimedOut", self._step_data(outcome="RESENT"))
+                wait = timing.resend_after * 2 ** min(self.attempts - 1, 5)
+                self.deadline = min(now + timedelta(seconds=wait), self.expiry)
+                return [resent, self._command(self.step)]
             timed_out = Record("SagaStepTimedOut", self._step_data(outcome="TIMEOUT"))
             compensation = self._compensate(
                 outcome=FAILED_OUTCOME, reason="TIMEOUT", by="", now=now, timing=timing
@@ -271,7 +372,7 @@ class Saga:
         return effects
 
     def retry_step(self, *, admin: str, now: datetime, timing: Timing) -> list[Effect]:
-        """Re-send the current step's command(s) on an operator's request."""
+        """Send the current step's command(s) again on an operator's request."""
         if self.state in TERMINAL:
             raise SagaRuleViolation(f"a {self.state} saga has no step to retry")
         self.attempts += 1
@@ -302,9 +403,18 @@ class Saga:
         return [record, *self._compensate(outcome=outcome, reason="ADMIN", by=admin, now=now, timing=timing)]
 
     def mark_failed(self, *, admin: str, now: datetime, timing: Timing) -> list[Effect]:
-        """End the saga FAILED without further compensation (an operator settled it by hand)."""
+        """End the saga FAILED without further compensation (an operator settled it by hand).
+
+        Refused while the saga holds a capture it has not refunded: marking it failed would
+        keep the money (force compensation refunds it).
+        """
         if self.state in TERMINAL:
             raise SagaRuleViolation(f"a {self.state} saga cannot be marked failed")
+        if self.captured and not self.refunded:
+            raise SagaRuleViolation(
+                "the payment of this order was captured and is not refunded: "
+                "force compensation refunds it; marking the saga failed would keep the money"
+            )
         record = Record("SagaManuallyFailed", {"order_id": self.order_id, "admin": admin, "step": self.step})
         if self.outcome != CANCELLED_OUTCOME:
             self.outcome = FAILED_OUTCOME
@@ -312,6 +422,7 @@ class Saga:
             self.cancelled_by = admin
         self.needs_attention = False
         self.pending = []
+        self.commands = {}
         effects: list[Effect] = [record, *self._move(FAILED, None, "marked failed", now, timing)]
         effects.append(self._finish_order())
         return effects
@@ -324,7 +435,7 @@ class Saga:
             "state": self.state,
             "step": self.step,
             "attempts": self.attempts,
-            "deadline": None if self.state in TERMINAL else _iso(self.deadline),
+            "deadline": None if self.state in TERMINAL else _iso(self._shown_deadline()),
             "needs_attention": self.needs_attention,
         }
 
@@ -344,10 +455,16 @@ class Saga:
         if self.captured:
             pending.append(REFUND)
         elif self.payment_requested:
+            # The payment asked for answers its own command: any of those answers settles the wait.
             pending.append(AWAIT_PAYMENT)
+            self.commands[AWAIT_PAYMENT] = list(self.commands.get(PAY, []))
+        # Answers to forward steps are no longer awaited (their effects are still undone).
+        self.commands = {step: ids for step, ids in self.commands.items() if step == AWAIT_PAYMENT}
         self.pending = pending
         effects = self._move(COMPENSATING, pending[0], f"compensating: {reason}", now, timing)
-        effects += [self._command(step) for step in pending if step != AWAIT_PAYMENT]
+        # Asking for the payment's outcome at once also closes a payment whose request has not
+        # arrived yet: a late ProcessPayment then finds it closed and never charges.
+        effects += [self._command(step) for step in pending]
         return effects
 
     def _require_compensation(self, step: str) -> list[Effect]:
@@ -369,6 +486,7 @@ class Saga:
     def _settle(self, step: str, now: datetime, timing: Timing) -> list[Effect]:
         if step not in self.pending:
             return []
+        self._answered(step)
         self.pending = [other for other in self.pending if other != step]
         if self.pending:
             return self._move(COMPENSATING, self.pending[0], f"{step} done", now, timing)
@@ -393,14 +511,42 @@ class Saga:
         }
         return [Record("SagaTransitioned", data)]
 
+    @property
+    def expiry(self) -> datetime:
+        """The last moment the saga may run forward (rows written before it existed: the deadline)."""
+        return self.expires_at or self.deadline
+
+    def _shown_deadline(self) -> datetime:
+        return self.expiry if self.state in RUNNING else self.deadline
+
     def _reset_deadline(self, now: datetime, timing: Timing) -> None:
         if self.state == COMPENSATING:
             self.deadline = now + timedelta(seconds=timing.step_timeout)
             return
-        self.deadline = now + timedelta(seconds=timing.saga_timeout)
+        expiry = now + timedelta(seconds=timing.saga_timeout)
         # Held stock expires with the saga: never let the saga outlive its reservation.
         if self.reserved and not self.confirmed and self.reservation_expires_at is not None:
-            self.deadline = min(self.deadline, self.reservation_expires_at)
+            expiry = min(expiry, self.reservation_expires_at)
+        self.expires_at = expiry
+        # The next moment to act: send the step again, or (at the expiry) compensate.
+        self.deadline = min(now + timedelta(seconds=timing.resend_after), expiry)
+
+    def _awaits(self, step: str, causation_id: str) -> bool:
+        return bool(causation_id) and causation_id in self.commands.get(step, ())
+
+    def _answered(self, step: str) -> None:
+        self.commands.pop(step, None)
+
+    def _ignored(self, message_type: str, cause: str) -> Record:
+        """A stale answer, recorded for the audit trail (it settles nothing)."""
+        data = {
+            "order_id": self.order_id,
+            "type": message_type,
+            "causation_id": cause,
+            "state": self.state,
+            "step": self.step,
+        }
+        return Record("SagaAnswerIgnored", data)
 
     def _order_status(self, status: str) -> OrderEffect:
         self.order_status = status
@@ -417,26 +563,39 @@ class Saga:
         return OrderEffect("fail", reason=self.failure_reason or "ADMIN")
 
     def _command(self, step: str, *, tracked: bool = True) -> Send:
+        """The command of ``step``, with a new id that its answer will name (kept if ``tracked``)."""
+        command, data = self._command_data(step)
+        command_id = str(uuid.uuid4())
+        if tracked:
+            # The last few are enough: an answer to an older one is answered again by a newer one.
+            self.commands[step] = [*self.commands.get(step, [])[-(_KEPT_COMMANDS - 1) :], command_id]
+        return Send(command, step, data, tracked, command_id)
+
+    def _command_data(self, step: str) -> tuple[str, dict[str, Any]]:
         order = {"order_id": self.order_id}
         if step == RESERVE:
-            data = {**order, "items": self._reservation_items(), "expires_at": _iso(self.deadline)}
-            return Send("ReserveInventory", step, data, tracked)
-        if step in (PAY, AWAIT_PAYMENT):
+            return "ReserveInventory", {
+                **order,
+                "items": self._reservation_items(),
+                "expires_at": _iso(self.expiry),
+            }
+        if step == PAY:
             data = {
                 **order,
                 "amount": self.amount,
                 "method": self.payment_method,
                 "token": self.payment_token,
             }
-            return Send("ProcessPayment", step, data, tracked)
+            return "ProcessPayment", data
+        if step == AWAIT_PAYMENT:
+            # Asks for the outcome of the payment already requested; never starts a charge.
+            return "ReportPaymentOutcome", order
         if step == CONFIRM:
-            return Send("ConfirmInventory", step, order, tracked)
+            return "ConfirmInventory", order
         if step == RELEASE:
-            return Send("ReleaseInventory", step, {**order, "reason": self._undo_reason()}, tracked)
+            return "ReleaseInventory", {**order, "reason": self._undo_reason()}
         if step == REFUND:
-            return Send(
-                "RefundPayment", step, {**order, "amount": None, "reason": self._undo_reason()}, tracked
-            )
+            return "RefundPayment", {**order, "amount": None, "reason": self._undo_reason()}
         raise ValueError(f"unknown step {step}")
 
     def _reservation_items(self) -> list[dict[str, Any]]:

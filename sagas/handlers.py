@@ -44,6 +44,7 @@ _TARGETS = {
     "ConfirmInventory": ("inventory", "reservation"),
     "ReleaseInventory": ("inventory", "reservation"),
     "ProcessPayment": ("payments", "payment"),
+    "ReportPaymentOutcome": ("payments", "payment"),
     "RefundPayment": ("payments", "payment"),
 }
 
@@ -64,6 +65,9 @@ _SAGA_FIELDS = (
     "confirmed",
     "pending",
     "order_status",
+    "expires_at",
+    "commands",
+    "refunded",
 )
 # What is read of a saga row: the domain's fields, then its version and start.
 _LOADED_FIELDS = (
@@ -116,6 +120,7 @@ def timing() -> domain.Timing:
         saga_timeout=saga_timeout,
         step_timeout=float(getattr(settings, "SAGA_STEP_TIMEOUT", min(saga_timeout, 30.0))),
         step_retries=int(getattr(settings, "SAGA_STEP_RETRIES", 3)),
+        resend_after=float(getattr(settings, "SAGA_RESEND_AFTER", 10.0)),
     )
 
 
@@ -152,8 +157,17 @@ def react(message: Message) -> None:
         return
     now = timezone.now()
     saga = row.saga
-    answered = _record_answer(order_id, message, now)
-    effects = saga.on_answer(message_type=message.type, data=message.data, now=now, timing=timing())
+    # Only the answer to one of the step's own commands settles its attempts; a stale one is
+    # recorded by the domain (SagaAnswerIgnored) and settles nothing.
+    settles = saga.answers(message.type, message.causation_id)
+    answered = _record_answer(order_id, message, now) if settles else []
+    effects = saga.on_answer(
+        message_type=message.type,
+        data=message.data,
+        causation_id=message.causation_id,
+        now=now,
+        timing=timing(),
+    )
     _carry_out(row, saga, effects, cause_id=message.message_id, now=now, writes=answered)
 
 
@@ -230,7 +244,9 @@ def _load(order_id: str, *, lock: bool = False, skip_locked: bool = False) -> _L
     order_id, items, amount, payment_method, payment_token, *fields, version, created_at = values
     stored = tuple(fields)
     state = dict(zip(_SAGA_FIELDS, fields, strict=True))
-    state["pending"] = list(state["pending"])  # the domain changes it in place; ``stored`` keeps the read
+    # The domain changes these in place; ``stored`` keeps what was read.
+    state["pending"] = list(state["pending"])
+    state["commands"] = {step: list(ids) for step, ids in (state["commands"] or {}).items()}
     saga = domain.Saga(
         order_id=order_id,
         items=list(items),
@@ -407,6 +423,7 @@ def _send(saga: domain.Saga, effect: domain.Send, cause_id: str) -> Message:
         data=effect.data,
         correlation_id=saga.order_id,
         causation_id=cause_id,
+        message_id=effect.command_id,
     )
 
 

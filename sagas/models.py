@@ -33,6 +33,11 @@ class SagaInstance(models.Model):
     captured = models.BooleanField(default=False)
     confirmed = models.BooleanField(default=False)
     pending = models.JSONField(default=list, blank=True)
+    # The last moment the saga may run forward; ``deadline`` is the next moment the sweep acts.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # {step: [command ids]}: the commands whose answers a step still waits for.
+    commands = models.JSONField(default=dict, blank=True)
+    refunded = models.BooleanField(default=False)
     version = models.IntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)

@@ -216,6 +216,10 @@ CELERY_BEAT_SCHEDULE = {
     "relay-outbox-safety-net": {"task": "eventstore.tasks.relay_outbox", "schedule": 5.0},
     "prune-sent-outbox": {"task": "eventstore.tasks.prune_outbox", "schedule": 3600.0},
     "payments-resume-stalled": {"task": "payments.tasks.resume_payments", "schedule": 5.0},
+    "payments-reconcile": {
+        "task": "payments.tasks.reconcile_payments",
+        "schedule": env.float("PAYMENT_RECONCILE_EVERY", default=30.0),
+    },
     "inventory-expire-reservations": {"task": "inventory.tasks.expire_reservations", "schedule": 5.0},
     "sagas-sweep-timeouts": {"task": "sagas.tasks.sweep_timeouts", "schedule": 1.0},
     "orders-prune-idempotency-keys": {"task": "orders.tasks.prune_idempotency_keys", "schedule": 3600.0},
@@ -249,14 +253,25 @@ OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
 
 # --- Business settings ----------------------------------------------------------------------
 SAGA_TIMEOUT = env.float("SAGA_TIMEOUT", default=300.0)
-# A step (reserve, pay, release, refund) unanswered this long is retried; after the retries a
-# compensation step parks the saga with needs_attention.
+# A compensation step (release, refund) unanswered this long is retried; after the retries it
+# parks the saga with needs_attention.
 SAGA_STEP_TIMEOUT = env.float("SAGA_STEP_TIMEOUT", default=min(SAGA_TIMEOUT, 30.0))
 SAGA_STEP_RETRIES = env.int("SAGA_STEP_RETRIES", default=3)
+# A forward step (reserve, pay, confirm) unanswered this long is sent again (doubling each
+# time, until SAGA_TIMEOUT): a command lost anywhere costs seconds, not the order.
+SAGA_RESEND_AFTER = env.float("SAGA_RESEND_AFTER", default=10.0)
 PAYMENT_TIMEOUT = env.float("PAYMENT_TIMEOUT", default=3.0)
 PAYMENT_RETRY_ATTEMPTS = env.int("PAYMENT_RETRY_ATTEMPTS", default=3)
 PAYMENT_RETRY_BACKOFF = env.float("PAYMENT_RETRY_BACKOFF", default=0.2)
 PAYMENT_RESUME_AFTER = env.float("PAYMENT_RESUME_AFTER", default=5.0)
+# The longest a charge call can still take effect at the gateway after it was made (the
+# gateway's own request deadline). A payment whose call timed out stays UNKNOWN until that call
+# has ended or this much time has passed, never FAILED while it may still capture.
+# 0 means 2 x PAYMENT_TIMEOUT + 1 s.
+PAYMENT_CALL_LIMIT = env.float("PAYMENT_CALL_LIMIT", default=0.0)
+# Reconciliation with the gateway's ledger (payments.tasks.reconcile_payments): how far back
+# it looks, in seconds, at payments in every state.
+PAYMENT_RECONCILE_WINDOW = env.float("PAYMENT_RECONCILE_WINDOW", default=3600.0)
 PAYMENT_BREAKER_OPEN_SECONDS = env.float("PAYMENT_BREAKER_OPEN_SECONDS", default=5.0)
 # Threads of a `manage.py consume` process that consumes payments running charges after their
 # ProcessPayment committed (payments/charge_pool.py), so a charge does not hold up the other

@@ -163,6 +163,6 @@ def test_a_compensation_while_the_charge_runs_waits_for_it_and_voids_later_round
 
 def test_a_repeated_process_command_for_a_capture_is_answered_again():
     payment = given(requested, captured)
-    assert [event.type for event in payment.announce_capture()] == ["PaymentProcessed"]
-    payment.apply(payment.announce_capture()[0])
+    assert [event.type for event in payment.report()] == ["PaymentProcessed"]
+    payment.apply(payment.report()[0])
     assert (payment.status, payment.captures) == (PaymentStatus.CAPTURED, 1)

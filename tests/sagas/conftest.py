@@ -22,9 +22,41 @@ SOURCES = {
 }
 
 
-def answer(message_type: str, order_id: str, **data: Any) -> Message:
-    """An event of inventory or payments about ``order_id``, as it would arrive."""
+# The commands each answer may answer (the saga matches an answer to its command by causation).
+ANSWERED_COMMANDS = {
+    "InventoryReserved": ("ReserveInventory",),
+    "InventoryReservationFailed": ("ReserveInventory",),
+    "InventoryConfirmed": ("ConfirmInventory",),
+    "InventoryReleased": ("ReleaseInventory",),
+    "PaymentProcessed": ("ProcessPayment", "ReportPaymentOutcome"),
+    "PaymentFailed": ("ProcessPayment", "ReportPaymentOutcome"),
+    "PaymentRefunded": ("RefundPayment",),
+}
+
+
+def last_command_id(order_id: str, message_type: str) -> str:
+    """The id of the last command the saga sent that ``message_type`` answers ("" if none)."""
+    from eventstore.models import OutboxMessage
+
+    routing_keys = [f"{SOURCES[message_type][0]}.{command}" for command in ANSWERED_COMMANDS[message_type]]
+    found = (
+        OutboxMessage.objects.filter(routing_key__in=routing_keys, body__correlation_id=order_id)
+        .order_by("-id")
+        .values_list("message_id", flat=True)
+        .first()
+    )
+    return "" if found is None else str(found)
+
+
+def answer(message_type: str, order_id: str, *, causation_id: str | None = None, **data: Any) -> Message:
+    """An event of inventory or payments about ``order_id``, as it would arrive.
+
+    It answers the last command of its kind the saga sent (``causation_id`` None), or the one
+    named ("" for an answer to no command: an expiry, an operator's action).
+    """
     source, aggregate_type = SOURCES[message_type]
+    if causation_id is None:
+        causation_id = last_command_id(order_id, message_type)
     return Message(
         message_id=str(uuid.uuid4()),
         kind="event",
@@ -34,6 +66,7 @@ def answer(message_type: str, order_id: str, **data: Any) -> Message:
         data={"order_id": order_id, **data},
         occurred_at="2026-01-01T00:00:00Z",
         correlation_id=order_id,
+        causation_id=causation_id,
         source=source,
     )
 

@@ -1,5 +1,6 @@
 """Saga rules: given a saga state → answer or request → expected effects (no database)."""
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,9 +34,25 @@ def _order(effects: list[domain.Effect]) -> list[OrderEffect]:
     return [e for e in effects if isinstance(e, OrderEffect)]
 
 
-def _answer(saga: Saga, message_type: str, at: datetime = T0, **data: object) -> list[domain.Effect]:
+def _cause(saga: Saga, message_type: str) -> str:
+    """The last command the saga sent that ``message_type`` answers ("" if none)."""
+    step = domain.ANSWERS[message_type]
+    steps = (domain.AWAIT_PAYMENT, step) if step == domain.PAY else (step,)
+    for candidate in steps:
+        if saga.commands.get(candidate):
+            return saga.commands[candidate][-1]
+    return ""
+
+
+def _answer(
+    saga: Saga, message_type: str, at: datetime = T0, cause: str | None = None, **data: object
+) -> list[domain.Effect]:
     return saga.on_answer(
-        message_type=message_type, data={"order_id": ORDER_ID, **data}, now=at, timing=TIMING
+        message_type=message_type,
+        data={"order_id": ORDER_ID, **data},
+        causation_id=_cause(saga, message_type) if cause is None else cause,
+        now=at,
+        timing=TIMING,
     )
 
 
@@ -54,10 +71,11 @@ def _completed() -> Saga:
 
 def test_start_records_the_saga_and_asks_for_a_reservation_until_the_deadline() -> None:
     saga, effects = _started()
-    assert (saga.state, saga.step, saga.deadline) == (
+    assert (saga.state, saga.step, saga.expiry, saga.deadline) == (
         "STARTED",
         "RESERVE_INVENTORY",
         T0 + timedelta(seconds=300),
+        T0 + timedelta(seconds=TIMING.resend_after),  # the next moment to act: send it again
     )
     assert isinstance(effects[0], Record) and effects[0].type == "SagaStarted"
     [reserve] = [e for e in effects if isinstance(e, Send)]
@@ -83,17 +101,27 @@ def test_happy_path_reaches_completed_and_completes_the_order() -> None:
     assert saga.summary()["deadline"] is None
 
 
+def _only_ignored(effects: list[domain.Effect]) -> bool:
+    return all(isinstance(e, Record) and e.type == "SagaAnswerIgnored" for e in effects)
+
+
 def test_duplicate_answers_change_nothing() -> None:
     saga = _paying()
-    assert _answer(saga, "InventoryReserved") == []
+    reserve_id = "an-answered-reserve"
+    assert _only_ignored(_answer(saga, "InventoryReserved", cause=reserve_id))
+    pay_id = _cause(saga, "PaymentProcessed")
     _answer(saga, "PaymentProcessed")
-    assert _answer(saga, "PaymentProcessed") == []
+    before = (saga.state, saga.step, dict(saga.commands))
+    effects = _answer(saga, "PaymentProcessed", cause=pay_id)
+    assert _only_ignored(effects) and len(effects) == 1
+    assert (saga.state, saga.step, dict(saga.commands)) == before
 
 
 def test_deadline_never_outlives_the_reservation() -> None:
     saga, _ = _started()
     _answer(saga, "InventoryReserved", at=T0 + timedelta(seconds=100), expires_at="2026-01-01T00:05:00Z")
-    assert saga.deadline == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+    assert saga.expiry == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+    assert saga.deadline <= saga.expiry
 
 
 def test_out_of_stock_fails_without_compensation() -> None:
@@ -180,9 +208,27 @@ def test_a_reservation_after_the_saga_ended_is_released() -> None:
     assert _sent(_answer(saga, "InventoryReserved")) == ["ReleaseInventory"]
 
 
+def test_a_forward_step_without_an_answer_is_sent_again_with_backoff_until_the_deadline() -> None:
+    saga, _ = _started()
+    first = saga.commands["RESERVE_INVENTORY"][0]
+    assert saga.time_out(now=saga.deadline - timedelta(seconds=1), timing=TIMING) == []
+    resent_at = []
+    while saga.deadline < saga.expiry:
+        resent_at.append(saga.deadline)
+        effects = saga.time_out(now=saga.deadline, timing=TIMING)
+        assert _sent(effects) == ["ReserveInventory"] and saga.state == "STARTED"
+        assert effects[0] == Record("SagaStepTimedOut", {**saga._step_data(outcome="RESENT")})
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(resent_at)]
+    assert gaps[:3] == [20, 40, 80]  # doubling from resend_after (10 s)
+    # The answer to the first command still counts: every command of the step is idempotent.
+    assert first in saga.commands["RESERVE_INVENTORY"] or len(saga.commands["RESERVE_INVENTORY"]) == 8
+    _answer(saga, "InventoryReserved", cause=saga.commands["RESERVE_INVENTORY"][0])
+    assert saga.state == "PAYMENT_PROCESSING"
+
+
 def test_timeout_compensates_a_stalled_saga_and_fails_with_timeout() -> None:
     saga, _ = _started()
-    assert saga.time_out(now=T0 + timedelta(seconds=299), timing=TIMING) == []
+    assert saga.time_out(now=T0 + timedelta(seconds=9), timing=TIMING) == []
     effects = saga.time_out(now=T0 + timedelta(seconds=300), timing=TIMING)
     assert saga.state == "COMPENSATING" and _sent(effects) == ["ReleaseInventory"]
     assert _order(_answer(saga, "InventoryReleased")) == [OrderEffect("fail", reason="TIMEOUT")]

@@ -64,11 +64,12 @@ def test_placing_an_order_and_each_happy_step_stay_within_their_statement_counts
     order_id = response.json()["order_id"]
 
     steps = [
-        answer("InventoryReserved", order_id, items=[], expires_at="2099-01-01T00:00:00Z"),
-        answer("PaymentProcessed", order_id, payment_id="p", amount="28.00", attempts=1),
-        answer("InventoryConfirmed", order_id, items=[]),
+        lambda: answer("InventoryReserved", order_id, items=[], expires_at="2099-01-01T00:00:00Z"),
+        lambda: answer("PaymentProcessed", order_id, payment_id="p", amount="28.00", attempts=1),
+        lambda: answer("InventoryConfirmed", order_id, items=[]),
     ]
-    for message in steps:
+    for step in steps:
+        message = step()  # answers the command the previous step sent
         handled, statements = _statements(partial(handle, "sagas", message))
         assert handled
         assert len(statements) <= STEP_STATEMENTS[message.type], f"{message.type}:\n" + "\n".join(statements)
