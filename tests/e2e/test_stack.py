@@ -55,3 +55,13 @@ def test_thirty_orders_for_ten_units_over_rabbitmq(stack, alice_client, stocked)
     assert sum(o["status"] == "COMPLETED" for o in outcomes) == 10
     assert [o["failure_reason"] for o in outcomes if o["status"] == "FAILED"] == ["OUT_OF_STOCK"] * 20
     assert stock_of("SKU-Z") == (0, 0)
+
+
+def test_a_late_capture_completes_with_one_capture_over_rabbitmq(stack, alice_client, stocked) -> None:
+    stocked("SKU-LATE", 4, price="6.00")
+    order_id = place(alice_client, [("SKU-LATE", 1)], token="tok_late")
+    order = _terminal(stack, alice_client, order_id)
+    assert (order["status"], order["failure_reason"]) == ("COMPLETED", None)
+    payment = payment_status(order_id)
+    assert (payment["status"], payment["captures"], payment["refunded_amount"]) == ("CAPTURED", 1, "0.00")
+    assert stock_of("SKU-LATE") == (3, 0)

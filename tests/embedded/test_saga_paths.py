@@ -159,3 +159,21 @@ def test_the_query_side_answers_from_sqlite(server: EmbeddedServer, tokens: dict
     assert analytics.status == 200, analytics.body
     assert analytics.json()["orders_by_status"].get("COMPLETED", 0) >= 1
     assert any(p["product_id"] == "EMB-QUERY" for p in analytics.json()["top_products"])
+
+
+def test_a_late_capture_ends_completed_with_one_capture(
+    server: EmbeddedServer, tokens: dict[str, str]
+) -> None:
+    # given 5 units at 9.00
+    _stock(server, tokens["admin"], "EMB-LATE", available=5, price="9.00")
+
+    # when alice pays with a card whose capture lands only after the caller's timeout
+    order_id = _place(server, tokens["alice"], "EMB-LATE", 2, "tok_late")
+
+    # then the runner waits for that call instead of failing: completed with exactly one capture
+    order = _terminal(server, tokens["alice"], order_id, timeout=60)
+    assert (order["status"], order["failure_reason"]) == ("COMPLETED", None)
+    payment = server.request("GET", f"/api/payments/{order_id}", token=tokens["alice"]).json()
+    assert (payment["status"], payment["captures"], payment["refunded_amount"]) == ("CAPTURED", 1, "0.00")
+    assert payment["attempts"] >= 1
+    assert _product(server, tokens["alice"], "EMB-LATE")["available"] == 3
