@@ -166,3 +166,36 @@ def test_a_repeated_process_command_for_a_capture_is_answered_again():
     assert [event.type for event in payment.report()] == ["PaymentProcessed"]
     payment.apply(payment.report()[0])
     assert (payment.status, payment.captures) == (PaymentStatus.CAPTURED, 1)
+
+
+def test_an_unknown_payment_fails_only_once_no_timed_out_call_can_land():
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    payment = given(requested)
+    for event in payment.record_attempt(
+        outcome=AttemptOutcome.TIMEOUT, error="no answer", may_land_until=t0 + timedelta(seconds=7)
+    ):
+        payment.apply(event)
+    payment.apply(payment.mark_unknown(error="no answer")[0])
+    assert payment.status == PaymentStatus.UNKNOWN
+    assert payment.fail(reason=FailureReason.UNAVAILABLE, error="x", now=t0 + timedelta(seconds=6)) == []
+    assert payment.fail(reason=FailureReason.UNAVAILABLE, error="x") == []
+    # the caller saw every call end, or the calls' limit passed: nothing can land any more
+    assert payment.fail(reason=FailureReason.UNAVAILABLE, error="x", calls_ended=True)
+    [failed] = payment.fail(reason=FailureReason.UNAVAILABLE, error="x", now=t0 + timedelta(seconds=7))
+    payment.apply(failed)
+    assert payment.status == PaymentStatus.FAILED
+    # ... and a capture found later in the ledger is still recorded as one
+    [late] = payment.reconcile_capture()
+    payment.apply(late)
+    assert (payment.status, payment.captures) == (PaymentStatus.CAPTURED, 1)
+
+
+def test_reporting_the_outcome_never_starts_a_charge():
+    assert [e.data["reason"] for e in Payment(order_id="o-1").report()] == ["PAYMENT_UNAVAILABLE"]
+    assert given(requested).report() == []  # running: its runner answers
+    declined = given(requested)
+    declined.apply(declined.fail(reason=FailureReason.DECLINED, error="no")[0])
+    assert [(e.type, e.data["reason"]) for e in declined.report()] == [("PaymentFailed", "PAYMENT_DECLINED")]
+    assert [e.type for e in given(requested, captured).report()] == ["PaymentProcessed"]
