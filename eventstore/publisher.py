@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 CONFIRM_TIMEOUT_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 5.0
+CLOSE_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ class ConfirmingPublisher:
         try:
             self._open_channel(deadline)
         except Exception:
-            self.close()
+            self._drop(graceful=False)
             raise
 
     def publish(self, envelopes: Sequence[Envelope], *, timeout: float | None = None) -> dict[Hashable, str]:
@@ -105,7 +106,7 @@ class ConfirmingPublisher:
             self._await_confirms(deadline)
         except Exception as exc:  # noqa: BLE001 - any transport failure fails the unconfirmed rest
             logger.warning("publish failed: %s", exc)
-            self.close()
+            self._drop(graceful=False)
             unconfirmed = f"publish failed: {exc}"
         outcome: dict[Hashable, str] = {}
         for envelope, written in zip(envelopes, tags, strict=True):
@@ -125,15 +126,22 @@ class ConfirmingPublisher:
             raise PublishError(next(iter(failures.values())))
 
     def close(self) -> None:
-        """Drop the channel and the connection (the next publish reconnects)."""
+        """Close the channel and the connection, within a second (the next publish reconnects)."""
+        self._drop(graceful=True)
+
+    def _drop(self, *, graceful: bool) -> None:
+        # After an error the connection is not asked to close: a broker or network that stopped
+        # answering would never send the close-ok, and py-amqp waits for it without a timeout.
         channel, self._channel = self._channel, None
-        self._amqp = None
-        # Already broken or closing: errors here change nothing, reconnecting is the cure.
-        with contextlib.suppress(Exception):
-            if channel is not None:
+        connection, self._amqp = self._amqp, None
+        if graceful and channel is not None and connection is not None:
+            deadline = time.monotonic() + CLOSE_TIMEOUT_SECONDS
+            with contextlib.suppress(Exception), _bounded(connection, deadline, "closing"):
                 channel.close()
+                connection.close()
+        # Whatever is left goes without a word to the broker; errors here change nothing.
         with contextlib.suppress(Exception):
-            self._connection.close()
+            self._connection.collect()
         # A closed kombu connection stays closed: the next publish uses a fresh clone.
         self._connection = self._connection.clone()
 
