@@ -12,12 +12,13 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PORT ?= 8000
 PYTEST_ARGS ?=
+CHAOS_ARGS ?=
 
 STACK_DATABASE_URL := postgres://postgres@127.0.0.1:5432/oms
 STACK_BROKER_URL := amqp://guest:guest@127.0.0.1:5672//
 STACK_REDIS_URL := redis://127.0.0.1:6379/0
 
-.PHONY: help install run stack services test pytest lint format clean bench
+.PHONY: help install run stack services test pytest lint format clean bench chaos
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -77,6 +78,9 @@ bench: $(INSTALLED) services  ## Throughput benchmark (BENCH_SECONDS=5 for a sho
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
 		|| { echo "make bench needs wrk (Debian package wrk) and pgbench/pg_dump (postgresql-client)"; exit 1; }
 	$(PY) bench/run.py
+
+chaos: $(INSTALLED) services  ## Chaos suite on the stack mode (CHAOS_ARGS="--short" ...); report in chaos/results/, exit 1 on any loss
+	$(PY) -m chaos $(CHAOS_ARGS)
 
 clean:  ## Remove the embedded database, collected static files and caches (not .venv)
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
