@@ -54,7 +54,14 @@ SAGA_DURATION = Histogram(
 
 # --- Transport ----------------------------------------------------------------------------------
 CONSUMER_HANDLED = Counter(
-    "oms_consumer_messages_handled", "Messages a context handled (and acked).", ["context"]
+    "oms_consumer_messages_handled",
+    "Messages whose effect a context committed (once each, however often delivered).",
+    ["context"],
+)
+CONSUMER_DUPLICATES = Counter(
+    "oms_consumer_messages_duplicates",
+    "Deliveries the inbox dropped: the context had already handled the message.",
+    ["context"],
 )
 CONSUMER_RETRIED = Counter(
     "oms_consumer_messages_retried", "Messages sent to a retry (backoff) queue.", ["context"]
@@ -122,6 +129,23 @@ def _count_payments(events: list[tuple[str, dict[str, Any]]], charge_running: bo
 def count_reconciliation(kind: str) -> None:
     """Count one disagreement the reconciliation with the gateway found (it has committed)."""
     PAYMENT_RECONCILIATIONS.labels(kind=kind).inc()
+
+
+def count_handled(context: str, *, handled: int, duplicates: int = 0) -> None:
+    """Count messages a consumer handled and duplicates it dropped, once their transaction commits.
+
+    A batch that rolls back counts nothing, so re-running its messages one by one counts each
+    committed one exactly once.
+    """
+    if handled or duplicates:
+        transaction.on_commit(lambda: _count_handled(context, handled, duplicates))
+
+
+def _count_handled(context: str, handled: int, duplicates: int) -> None:
+    if handled:
+        CONSUMER_HANDLED.labels(context=context).inc(handled)
+    if duplicates:
+        CONSUMER_DUPLICATES.labels(context=context).inc(duplicates)
 
 
 def observe_saga_end(*, state: str, seconds: float) -> None:

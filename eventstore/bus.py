@@ -72,9 +72,7 @@ def _dispatch_row(row: OutboxMessage) -> None:
             )
             failures.append((context, exc))
     if not failures:
-        _settle(row)
-        for context in consumers_of(message):
-            metrics.CONSUMER_HANDLED.labels(context=context).inc()
+        _settle(row)  # each context counted its handling when it committed (eventstore.handling)
         return
     delays = settings.CONSUMER_RETRY_DELAYS
     if row.attempts < len(delays):

@@ -1,7 +1,8 @@
 """Handling a message exactly once per context: the inbox row commits with the effect.
 
 Both transports (the RabbitMQ consumers and the in-process bus) call these functions, so
-the semantics are the same in both run modes.
+the semantics are the same in both run modes. The consumer counters of handled messages and
+dropped duplicates move here, when the transaction holding the inbox rows commits.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import OperationalError, connection, transaction
+
+from config import metrics
 
 from . import tracing
 from .messages import Message
@@ -34,7 +37,9 @@ def handle(context: str, message: Message) -> bool:
         for attempt in range(1, CONFLICT_RETRIES + 1):
             try:
                 with transaction.atomic(), outbox_batch():
-                    return _handle_within(context, message)
+                    new = _handle_within(context, message)
+                    metrics.count_handled(context, handled=int(new), duplicates=int(not new))
+                    return new
             except (ConcurrencyError, OperationalError) as exc:
                 if attempt == CONFLICT_RETRIES or not _is_conflict(exc):
                     raise
@@ -50,6 +55,9 @@ def handle_batch(context: str, messages: Sequence[Message]) -> list[BaseExceptio
     try:
         with transaction.atomic(), outbox_batch():
             new = _record_batch_in_inbox(context, messages)
+            # Counted when the batch commits: a batch that fails counts nothing, and the one by
+            # one re-run below counts each message it commits.
+            metrics.count_handled(context, handled=len(new), duplicates=len(messages) - len(new))
             for message in messages:
                 with tracing.consuming(context, message):
                     message_id = str(uuid.UUID(message.message_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -9,8 +10,10 @@ import pytest
 from django.db import transaction
 
 from eventstore.models import StoredEvent
+from eventstore.publisher import ConfirmingPublisher, Envelope
 from eventstore.registry import unregister
 from eventstore.store import send
+from eventstore.topology import broker_connection
 from tests.eventstore import probe_subscriptions
 from tests.fixtures.stack import Stack, purge_queues
 
@@ -55,3 +58,35 @@ def send_probe(command: str, **data: object) -> str:
 def effects(key: str) -> int:
     """How many times the probe acted for ``key``."""
     return StoredEvent.objects.filter(aggregate_id=probe_subscriptions.effect_stream(key)).count()
+
+
+def publish_raw(body: bytes, *, routing_key: str, message_id: str, times: int = 1) -> None:
+    """Publish a body straight to ``oms.commands`` (confirmed), ``times`` copies in one batch."""
+    publisher = ConfirmingPublisher(broker_connection())
+    try:
+        envelopes = [
+            Envelope(n, exchange="oms.commands", routing_key=routing_key, body=body, message_id=message_id)
+            for n in range(times)
+        ]
+        assert publisher.publish(envelopes) == {}
+    finally:
+        publisher.close()
+
+
+def probe_command(command: str, **data: object) -> tuple[str, bytes]:
+    """A probe command as it travels: its message id and JSON body."""
+    message_id = str(uuid.uuid4())
+    body = {
+        "message_id": message_id,
+        "kind": "command",
+        "type": command,
+        "aggregate_type": "probe",
+        "aggregate_id": str(data.get("key", "")),
+        "version": None,
+        "position": None,
+        "occurred_at": "2025-01-01T00:00:00Z",
+        "correlation_id": str(data.get("key", "")),
+        "causation_id": "",
+        "data": data,
+    }
+    return message_id, json.dumps(body).encode()

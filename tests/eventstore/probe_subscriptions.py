@@ -8,6 +8,9 @@ that stream's rows. Behaviour is driven by the command's data:
   and sleep ``sleep`` seconds inside the transaction, then one effect.
 - ``Poison``: log ``<x-oms-retries> <time>`` to the ``log`` file, and fail while the
   ``fail_while`` file exists; once it is gone, one effect.
+
+Each effect also moves the counter ``oms_test_probe_effects_total`` once its transaction
+commits (the way the contexts count business facts, ``config.metrics``).
 """
 
 from __future__ import annotations
@@ -16,11 +19,16 @@ import os
 import time
 from pathlib import Path
 
+from django.db import transaction
+from prometheus_client import Counter
+
 from eventstore.messages import Message
 from eventstore.registry import handles
 from eventstore.store import NewEvent, append, stream_version
 
 CONTEXT = "probe"
+
+EFFECTS = Counter("oms_test_probe_effects", "Test probe: effects committed.")
 
 
 def effect_stream(key: str) -> str:
@@ -40,6 +48,7 @@ def touch(message: Message) -> None:
         correlation_id=message.correlation_id,
         causation_id=message.message_id,
     )
+    transaction.on_commit(EFFECTS.inc)
 
 
 def slow(message: Message) -> None:

@@ -10,44 +10,11 @@ import pytest
 
 from eventstore.deadletters import replay_dead_letter
 from eventstore.models import DeadLetter, InboxMessage, OutboxMessage
-from eventstore.publisher import ConfirmingPublisher, Envelope
 from eventstore.topology import broker_connection, dead_letter_queue_name
-from tests.eventstore.conftest import effects, send_probe
+from tests.eventstore.conftest import effects, probe_command, publish_raw, send_probe
 from tests.fixtures.stack import Stack
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.stack]
-
-
-def _publish_raw(body: bytes, *, routing_key: str, message_id: str, times: int = 1) -> None:
-    publisher = ConfirmingPublisher(broker_connection())
-    try:
-        envelopes = [
-            Envelope(
-                key=n, exchange="oms.commands", routing_key=routing_key, body=body, message_id=message_id
-            )
-            for n in range(times)
-        ]
-        assert publisher.publish(envelopes) == {}
-    finally:
-        publisher.close()
-
-
-def _probe_command(command: str, **data: object) -> tuple[str, bytes]:
-    message_id = str(uuid.uuid4())
-    body = {
-        "message_id": message_id,
-        "kind": "command",
-        "type": command,
-        "aggregate_type": "probe",
-        "aggregate_id": str(data.get("key", "")),
-        "version": None,
-        "position": None,
-        "occurred_at": "2025-01-01T00:00:00Z",
-        "correlation_id": str(data.get("key", "")),
-        "causation_id": "",
-        "data": data,
-    }
-    return message_id, json.dumps(body).encode()
 
 
 def _dlq_messages(context: str) -> list[bytes]:
@@ -79,13 +46,13 @@ def test_relay_to_rabbitmq_to_consumer_round_trip(probe_stack: Stack) -> None:
 def test_the_same_message_delivered_twice_has_one_effect(probe_stack: Stack) -> None:
     probe_stack.start_consumer("probe")
     key = uuid.uuid4().hex
-    message_id, body = _probe_command("Touch", key=key)
+    message_id, body = probe_command("Touch", key=key)
 
     # when the very same message is published twice, then a later one
-    _publish_raw(body, routing_key="probe.Touch", message_id=message_id, times=2)
+    publish_raw(body, routing_key="probe.Touch", message_id=message_id, times=2)
     sentinel = uuid.uuid4().hex
-    sentinel_id, sentinel_body = _probe_command("Touch", key=sentinel)
-    _publish_raw(sentinel_body, routing_key="probe.Touch", message_id=sentinel_id)
+    sentinel_id, sentinel_body = probe_command("Touch", key=sentinel)
+    publish_raw(sentinel_body, routing_key="probe.Touch", message_id=sentinel_id)
 
     # then once the later one is handled, the duplicate had exactly one effect
     probe_stack.wait_until(lambda: effects(sentinel) == 1, message="sentinel handled")
@@ -100,8 +67,8 @@ def test_a_worker_killed_while_handling_gets_the_message_redelivered_and_handled
     worker = probe_stack.start_consumer("probe")
     marker = tmp_path / "slow.marker"
     key = uuid.uuid4().hex
-    message_id, body = _probe_command("Slow", key=key, marker=str(marker), sleep=60)
-    _publish_raw(body, routing_key="probe.Slow", message_id=message_id)
+    message_id, body = probe_command("Slow", key=key, marker=str(marker), sleep=60)
+    publish_raw(body, routing_key="probe.Slow", message_id=message_id)
     probe_stack.wait_until(marker.exists, message="handler started")
 
     # when it is killed before committing
@@ -188,7 +155,7 @@ def test_an_undecodable_message_goes_straight_to_the_dead_letters(probe_stack: S
     garbage_id = str(uuid.uuid4())
 
     garbage = b'{"not": "a message", "nul": "\\u0000"'
-    _publish_raw(garbage, routing_key="probe.Touch", message_id=garbage_id)
+    publish_raw(garbage, routing_key="probe.Touch", message_id=garbage_id)
 
     dead = probe_stack.wait_until(
         lambda: DeadLetter.objects.filter(message_id=garbage_id).first(), message="poison dead-lettered"
