@@ -64,15 +64,10 @@ class OrderPlaceView(APIView):
         data = self._validated(request)
         customer_id = self._customer(request, data)
         key = request.headers.get(IDEMPOTENCY_HEADER)
-        if key is None:
-            return self._place(data, customer_id, user_id="", key=None)
-        if not _KEY_PATTERN.match(key):
+        if key is not None and not _KEY_PATTERN.match(key):
             raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["must be 1-255 visible ASCII characters"]})
-        user_id = _caller_id(request)
         try:
-            replay = idempotency.claim(
-                user_id=user_id, key=key, request_hash=idempotency.fingerprint(request.data)
-            )
+            return self._place(request, data, customer_id, key=key)
         except idempotency.KeyReusedWithOtherRequest:
             raise UnprocessableEntity(
                 "This Idempotency-Key was already used with a different request body.",
@@ -84,14 +79,6 @@ class OrderPlaceView(APIView):
                 "idempotency_in_progress",
                 retry_after=1,
             ) from None
-        if replay is not None:
-            location = {"Location": _location(replay.body["order_id"])} if "order_id" in replay.body else {}
-            return Response(replay.body, status=replay.status, headers=location)
-        try:
-            return self._place(data, customer_id, user_id=user_id, key=key)
-        except BaseException:
-            idempotency.release(user_id=user_id, key=key)
-            raise
 
     def _validated(self, request: Request) -> dict[str, Any]:
         if not isinstance(request.data, dict):
@@ -110,16 +97,33 @@ class OrderPlaceView(APIView):
             raise exceptions.PermissionDenied("This account has no customer id.")
         return customer_id
 
-    def _place(self, data: dict[str, Any], customer_id: str, *, user_id: str, key: str | None) -> Response:
+    def _place(
+        self, request: Request, data: dict[str, Any], customer_id: str, *, key: str | None
+    ) -> Response:
+        """Place the order; with a key, the key's row commits with the order (orders/idempotency.py)."""
         lines = [handlers.RequestedLine(item["product_id"], item["quantity"]) for item in data["items"]]
+        user_id = _caller_id(request)
+        request_hash = idempotency.fingerprint(request.data) if key is not None else ""
         try:
             with transaction.atomic():
+                if key is not None:
+                    replay = idempotency.begin(user_id=user_id, key=key, request_hash=request_hash)
+                    if replay is not None:
+                        location = _location(replay.body["order_id"]) if "order_id" in replay.body else None
+                        headers = {"Location": location} if location else {}
+                        return Response(replay.body, status=replay.status, headers=headers)
                 order = handlers.place_order(
                     customer_id=customer_id, lines=lines, payment=dict(data["payment"])
                 )
                 body = {"order_id": order.order_id, "status": order.status}
                 if key is not None:
-                    idempotency.complete(user_id=user_id, key=key, status=status.HTTP_202_ACCEPTED, body=body)
+                    idempotency.record(
+                        user_id=user_id,
+                        key=key,
+                        request_hash=request_hash,
+                        status=status.HTTP_202_ACCEPTED,
+                        body=body,
+                    )
         except handlers.UnknownProducts as exc:
             errors = {
                 "items": [

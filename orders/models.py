@@ -33,8 +33,9 @@ class User(AbstractUser):
 class IdempotencyRecord(models.Model):
     """One ``Idempotency-Key`` of one user: the request it stood for and the answer it got.
 
-    The row is inserted (and committed) before the order is placed, so a concurrent duplicate
-    meets the unique constraint instead of creating a second order. Kept 24 hours.
+    The row is written in the transaction that places the order and commits with it, so the
+    unique constraint leaves room for one order per key (orders/idempotency.py). ``state`` is
+    always DONE for rows written that way. Kept 24 hours.
     """
 
     IN_PROGRESS = "IN_PROGRESS"
