@@ -43,12 +43,37 @@ def test_relay_to_rabbitmq_to_consumer_round_trip(probe_stack: Stack) -> None:
     )
 
 
-def test_the_same_message_delivered_twice_has_one_effect(probe_stack: Stack) -> None:
+def test_the_same_message_delivered_again_after_it_committed_has_one_effect(probe_stack: Stack) -> None:
+    # given a message handled, its effect and its inbox row committed
+    probe_stack.start_consumer("probe")
+    key = uuid.uuid4().hex
+    message_id, body = probe_command("Touch", key=key)
+    publish_raw(body, routing_key="probe.Touch", message_id=message_id)
+    probe_stack.wait_until(
+        lambda: InboxMessage.objects.filter(consumer="probe", message_id=message_id).exists(),
+        message="first delivery committed",
+    )
+    assert effects(key) == 1
+
+    # when the very same message is delivered again — in a later batch, so nothing but the
+    # inbox can recognise it — and then a later message
+    publish_raw(body, routing_key="probe.Touch", message_id=message_id)
+    sentinel = uuid.uuid4().hex
+    sentinel_id, sentinel_body = probe_command("Touch", key=sentinel)
+    publish_raw(sentinel_body, routing_key="probe.Touch", message_id=sentinel_id)
+
+    # then once the later one is handled (the queue is FIFO), the redelivery had no effect
+    probe_stack.wait_until(lambda: effects(sentinel) == 1, message="sentinel handled")
+    assert effects(key) == 1
+    assert InboxMessage.objects.filter(consumer="probe", message_id=message_id).count() == 1
+
+
+def test_two_copies_of_a_message_in_one_batch_have_one_effect(probe_stack: Stack) -> None:
     probe_stack.start_consumer("probe")
     key = uuid.uuid4().hex
     message_id, body = probe_command("Touch", key=key)
 
-    # when the very same message is published twice, then a later one
+    # when the very same message is published twice at once (one batch), then a later one
     publish_raw(body, routing_key="probe.Touch", message_id=message_id, times=2)
     sentinel = uuid.uuid4().hex
     sentinel_id, sentinel_body = probe_command("Touch", key=sentinel)
