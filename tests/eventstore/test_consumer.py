@@ -107,6 +107,48 @@ def test_a_worker_killed_while_handling_gets_the_message_redelivered_and_handled
     assert InboxMessage.objects.filter(consumer="probe", message_id=message_id).count() == 1
 
 
+def test_a_worker_killed_inside_a_batch_of_many_gets_every_message_redelivered_and_each_handled_once(
+    probe_stack: Stack, tmp_path: Path
+) -> None:
+    # given ten messages queued before the worker starts (one batch), the last of which stalls
+    # inside the batch's transaction
+    keys = [uuid.uuid4().hex for _ in range(10)]
+    ids = []
+    for key in keys:
+        message_id, body = probe_command("Touch", key=key)
+        publish_raw(body, routing_key="probe.Touch", message_id=message_id)
+        ids.append(message_id)
+    marker = tmp_path / "slow.marker"
+    slow_key = uuid.uuid4().hex
+    slow_id, slow_body = probe_command("Slow", key=slow_key, marker=str(marker), sleep=60)
+    publish_raw(slow_body, routing_key="probe.Slow", message_id=slow_id)
+    worker = probe_stack.start_consumer("probe")
+    probe_stack.wait_until(marker.exists, message="the batch's last handler started")
+
+    # the nine before it ran in the same, still open transaction: nothing of theirs is visible
+    # (in an earlier batch of their own they would have committed before it)
+    assert [effects(key) for key in keys] == [0] * 10
+    assert not InboxMessage.objects.filter(consumer="probe", message_id__in=[*ids, slow_id]).exists()
+
+    # when the worker is killed there
+    worker.kill()
+
+    # then another worker gets the whole batch again and every message has exactly one effect
+    probe_stack.start_consumer("probe", name="consumer-2")
+    probe_stack.wait_until(
+        lambda: effects(slow_key) == 1 and all(effects(key) == 1 for key in keys),
+        message="batch redelivered and handled",
+    )
+    assert len(marker.read_text().splitlines()) == 2  # delivered twice
+    sentinel = uuid.uuid4().hex
+    sentinel_id, sentinel_body = probe_command("Touch", key=sentinel)
+    publish_raw(sentinel_body, routing_key="probe.Touch", message_id=sentinel_id)
+    probe_stack.wait_until(lambda: effects(sentinel) == 1, message="sentinel handled")
+    assert [effects(key) for key in keys] == [1] * 10 and effects(slow_key) == 1
+    inbox = InboxMessage.objects.filter(consumer="probe", message_id__in=[*ids, slow_id])
+    assert inbox.count() == 11
+
+
 def test_a_failing_message_is_retried_with_growing_delays_then_dead_lettered_and_can_be_replayed(
     probe_stack: Stack, tmp_path: Path
 ) -> None:
