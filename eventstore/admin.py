@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from config.admin import ReadOnlyAdmin
+from config.admin import ReadOnlyAdmin, holds_model_permission
 
 from .deadletters import AlreadyReplayed, replay_dead_letter
 from .models import DeadLetter, InboxMessage, OutboxMessage, StoredEvent
@@ -52,7 +52,11 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     search_fields = ("=message_id", "correlation_id")
     actions = ("replay_selected",)
 
-    @admin.action(description="Replay selected dead letters")
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        """Replaying needs eventstore.change_deadletter; the rows themselves stay read-only."""
+        return holds_model_permission(request, DeadLetter, "change")
+
+    @admin.action(description="Replay selected dead letters", permissions=["replay"])
     def replay_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         """Send the selected dead letters again through the outbox, recording who did it."""
         by = getattr(request.user, "username", "") or "admin"

@@ -64,6 +64,8 @@ class SagaInstanceAdmin(admin.ModelAdmin):
     search_fields = ("order_id", "customer_id")
     ordering = ("-created_at",)
     inlines = [TransitionInline, StepAttemptInline]
+    # Interventions need sagas.change_sagainstance (has_change_permission); the fields stay
+    # read-only either way, a viewer sees the page without the actions.
     actions = ["retry_current_step", "force_compensation", "force_cancellation", "mark_failed"]
     exclude = ("payment_token",)
 
@@ -85,7 +87,7 @@ class SagaInstanceAdmin(admin.ModelAdmin):
     def saga_events(self, obj: SagaInstance) -> str:
         return _events_table(f"saga-{obj.order_id}")
 
-    @admin.action(description="Retry the current step")
+    @admin.action(description="Retry the current step", permissions=["change"])
     def retry_current_step(self, request: HttpRequest, queryset: QuerySet[SagaInstance]) -> None:
         admin_name = request.user.get_username()
         self._act(
@@ -94,15 +96,17 @@ class SagaInstanceAdmin(admin.ModelAdmin):
             lambda s, now: s.retry_step(admin=admin_name, now=now, timing=handlers.timing()),
         )
 
-    @admin.action(description="Force compensation (order FAILED, reason ADMIN)")
+    @admin.action(description="Force compensation (order FAILED, reason ADMIN)", permissions=["change"])
     def force_compensation(self, request: HttpRequest, queryset: QuerySet[SagaInstance]) -> None:
         self._force(request, queryset, as_cancellation=False)
 
-    @admin.action(description="Force compensation as a cancellation (order CANCELLED)")
+    @admin.action(
+        description="Force compensation as a cancellation (order CANCELLED)", permissions=["change"]
+    )
     def force_cancellation(self, request: HttpRequest, queryset: QuerySet[SagaInstance]) -> None:
         self._force(request, queryset, as_cancellation=True)
 
-    @admin.action(description="Mark failed (no further compensation)")
+    @admin.action(description="Mark failed (no further compensation)", permissions=["change"])
     def mark_failed(self, request: HttpRequest, queryset: QuerySet[SagaInstance]) -> None:
         admin_name = request.user.get_username()
         self._act(
