@@ -75,7 +75,7 @@ def _effects_by_key(keys: list[str]) -> Counter[str]:
 
 def test_every_outbox_message_reaches_its_consumer_once_across_a_broker_restart(probe_stack: Stack) -> None:
     probe_stack.start_consumer("probe")
-    probe_stack.start_relay()
+    relay = probe_stack.start_relay()
     keys: list[str] = []
     message_ids: list[str] = []
 
@@ -101,6 +101,8 @@ def test_every_outbox_message_reaches_its_consumer_once_across_a_broker_restart(
         if outage.is_alive() or not outage.started_again.is_set():
             _rabbitmqctl("start_app")
     assert outage.error is None, outage.error
+    # the relay did run into the outage (its connection failed while rows were waiting)
+    assert "relay pass failed" in relay.log() or "publish failed" in relay.log(), relay.log()[-3000:]
     for _ in range(20):  # and some more once it is back
         feed_one()
     close_old_connections()
