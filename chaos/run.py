@@ -115,12 +115,12 @@ def run_scenario(
 ) -> dict[str, Any]:
     log(f"--- {scenario.name}: {scenario.title}")
     rng = random.Random(f"{args.seed}-{scenario.name}")
-    fresh_state(cfg)
     stack = ChaosStack(cfg, LOGS / run_id / scenario.name, overrides=scenario.overrides)
     result: dict[str, Any] = {"scenario": scenario.name, "title": scenario.title}
     fault_thread: threading.Thread | None = None
     ctx: faults.FaultContext | None = None
     try:
+        fresh_state(cfg)
         result["startup_seconds"] = round(stack.start(), 1)
         api = Api(cfg.port)
         access = {user: api.token(user, cfg.password) for user in ("alice", "bob")}
@@ -262,7 +262,13 @@ def render(report: dict[str, Any]) -> str:
             f"startup {row['startup_seconds']} s, load {row['load_seconds']} s{extra}"
         )
     failing = [(row["scenario"], losses(row)) for row in report["scenarios"] if losses(row)]
-    lines += ["", "Verdict: " + ("**no loss**" if not failing else "**LOSSES**"), ""]
+    if "error" in report:
+        failing.append(("run", [f"error: {report['error']}"]))
+    lost = any(not found[0].startswith("error:") for _, found in failing)
+    verdict = "**no loss**"
+    if failing:
+        verdict = "**LOSSES**" if lost else "**INCOMPLETE** (a scenario could not run)"
+    lines += ["", f"Verdict: {verdict}", ""]
     for name, found in failing:
         lines.append(f"- {name}: {', '.join(found)}")
     lines.append("")
@@ -364,13 +370,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         abort.set()
         log("interrupted: reporting what ran")
+    except Exception as exc:  # noqa: BLE001 - the rows measured so far are still reported
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        log(traceback.format_exc())
     finally:
         proxy.down()
         if not args.keep_db:
-            drop_databases(cfg)
-    report["total_seconds"] = round(time.monotonic() - began, 1)
-    write_report(report, args.results_dir)
+            try:
+                drop_databases(cfg)
+            except Exception as exc:  # noqa: BLE001 - reported, the report matters more
+                log(f"could not drop the chaos databases: {exc}")
+        report["total_seconds"] = round(time.monotonic() - began, 1)
+        write_report(report, args.results_dir)
     failing = [row for row in report["scenarios"] if losses(row)]
-    if abort.is_set() or len(report["scenarios"]) < len(names):
+    if abort.is_set() or "error" in report or len(report["scenarios"]) < len(names):
         return 2
     return 1 if failing else 0

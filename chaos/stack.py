@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "deploy"))
 
 import run_stack  # noqa: E402 - deploy/run_stack.py, after the path fix above
 
-from bench.run import conninfo, recreate_database, recreate_vhost  # noqa: E402
+from bench.run import conninfo, recreate_database, recreate_vhost  # noqa: E402 - bench/run.py
 
 PYTHON = sys.executable
 LOGS = ROOT / "var" / "chaos"
@@ -189,7 +189,12 @@ def prepare_template(cfg: ChaosConfig) -> dict[str, int]:
 
 
 def fresh_state(cfg: ChaosConfig) -> None:
-    """A copy of the template database, an empty vhost and an empty Redis db."""
+    """A copy of the template database, an empty vhost and an empty Redis db.
+
+    The copy is migrated again: the tree is shared, and a migration added since the template
+    was made must not fail the scenario. RabbitMQ may be restarting (other users of this
+    machine test that too): the vhost is retried for a while.
+    """
     import redis
 
     with psycopg.connect(conninfo(cfg.database_url, "postgres"), autocommit=True) as db:
@@ -199,7 +204,17 @@ def fresh_state(cfg: ChaosConfig) -> None:
                 sql.Identifier(cfg.database), sql.Identifier(cfg.template)
             )
         )
-    recreate_vhost(cfg.vhost)
+    manage(cfg, "migrate", "--noinput", "-v", "0")
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            recreate_vhost(cfg.vhost)
+            break
+        except subprocess.CalledProcessError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log(f"rabbitmqctl failed ({exc.returncode}); retrying")
+            time.sleep(3)
     host, port = cfg.redis_host_port
     redis.Redis(host=host, port=port, db=cfg.redis_db, socket_timeout=5).flushdb()
 
