@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,6 +28,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView
 from config.problems import BEARER_CHALLENGE, ProblemSerializer
 from config.throttling import AnonRateThrottle, LoginRateThrottle
 
+from . import lockout
 from .auth import tokens_for
 from .models import User
 
@@ -154,12 +155,21 @@ class TokenObtainView(TokenObtainPairView):
             200: TokenPairSerializer,
             400: _problem("Missing or malformed fields"),
             401: _problem("Wrong username or password"),
-            429: _problem("Too many attempts; see Retry-After"),
+            429: _problem(
+                "Too many attempts (throttled), or logging in is locked for this account or address "
+                "after repeated failures (type urn:oms:problem:login_locked); see Retry-After"
+            ),
         },
         auth=[],
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().post(request, *args, **kwargs)
+        try:
+            return super().post(request, *args, **kwargs)
+        except exceptions.AuthenticationFailed:
+            # django-axes marks the request it refused, or whose failure reached the limit.
+            if getattr(request, "axes_locked_out", False):
+                raise lockout.locked_out(request) from None
+            raise
 
 
 class TokenRefreshView(PublicAuthView):

@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
-from django.test import override_settings
+from django.test import RequestFactory, override_settings
 
 from eventstore.models import OutboxMessage, StoredEvent
 from inventory import public as inventory_public
@@ -42,7 +42,9 @@ def test_seeds_alice_bob_and_admin():
     assert rows["bob"][2:] == ("USER", "bob", False, False, True)
     assert rows["admin"][2:] == ("ADMIN", None, True, True, True)
     for username in rows:
-        assert authenticate(username=username, password=settings.DEMO_PASSWORD) is not None
+        # With django-axes every authentication names the request it comes from.
+        login = RequestFactory().post("/admin/login/")
+        assert authenticate(login, username=username, password=settings.DEMO_PASSWORD) is not None
 
 
 def test_second_run_changes_no_user():
