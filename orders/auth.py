@@ -1,21 +1,33 @@
-"""JWT wiring: the claims of DESIGN §6 and the user a request carries (no database hit)."""
+"""JWT wiring: the claims of DESIGN §6 and the user a request carries.
+
+The caller is built from a validated access token plus one cache read (orders/sessions.py):
+a token revoked by a logout, or of a user since deactivated or deleted, is refused (401), and
+the role and customer id the request acts with are the user's current ones — no database hit
+while the user's state is cached.
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from rest_framework_simplejwt.models import TokenUser as SimpleTokenUser
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from . import sessions
 from .models import Role, User
 
 
 class TokenUser(SimpleTokenUser):
-    """The caller, read from a validated access token's claims."""
+    """The caller: a validated access token, checked against revocations and the user's state."""
+
+    def __init__(self, token: Any) -> None:
+        super().__init__(token)
+        self.current = sessions.current_state(token)
 
     @property
     def role(self) -> str:
-        return str(self.token.get("role", Role.USER))
+        return self.current.role
 
     @property
     def is_admin(self) -> bool:
@@ -23,7 +35,7 @@ class TokenUser(SimpleTokenUser):
 
     @property
     def customer_id(self) -> str | None:
-        value = self.token.get("customer_id")
+        value = None if self.is_admin else self.current.customer_id
         return None if value is None else str(value)
 
     @property
@@ -41,11 +53,16 @@ def claims_for(user: User) -> dict[str, Any]:
     }
 
 
-def tokens_for(user: User) -> RefreshToken:
-    """A refresh token (and its access token) carrying the claims of ``user``."""
+def tokens_for(user: User, *, session: str | None = None) -> RefreshToken:
+    """A refresh token (and its access token) carrying the claims of ``user``.
+
+    ``session`` is the login session the pair belongs to (``sid``, copied into the access
+    tokens): a new one at login, the old one's on rotation, so a logout ends them all.
+    """
     refresh = RefreshToken.for_user(user)
     for claim, value in claims_for(user).items():
         refresh[claim] = value
+    refresh[sessions.SESSION_CLAIM] = session or uuid.uuid4().hex
     return refresh
 
 

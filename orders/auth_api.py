@@ -2,7 +2,10 @@
 
 Refresh tokens rotate and the used one is blacklisted under a row lock, so two concurrent
 refreshes of the same token cannot both succeed. A refreshed pair carries the user's *current*
-claims (role, permissions, customer id), read again from the database.
+claims (role, permissions, customer id), read again from the database, and stays in the login
+session (``sid``) of the pair it replaces. Logging out blacklists the refresh token and denies,
+until they expire, the access tokens of its session and the one presented with the request
+(orders/sessions.py).
 """
 
 from __future__ import annotations
@@ -21,14 +24,14 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidTok
 from rest_framework_simplejwt.serializers import PasswordField, TokenObtainPairSerializer
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 from rest_framework_simplejwt.views import TokenObtainPairView
 
 from config.problems import BEARER_CHALLENGE, ProblemSerializer
 from config.throttling import AnonRateThrottle, LoginRateThrottle
 
-from . import lockout
+from . import lockout, sessions
 from .auth import tokens_for
 from .models import User
 
@@ -81,14 +84,32 @@ def rotate_refresh_token(*, raw: str) -> RefreshToken:
     user = _active_user_of(old)
     with transaction.atomic():
         _revoke(old)
-        return tokens_for(user)
+        return tokens_for(user, session=old.get(sessions.SESSION_CLAIM))
 
 
 def revoke_refresh_token(*, raw: str) -> None:
-    """Blacklist the refresh token ``raw`` (logout); a revoked token is refused from then on."""
+    """Blacklist the refresh token ``raw`` (logout) and deny the access tokens of its session."""
     token = _verified_refresh(raw)
     with transaction.atomic():
         _revoke(token)
+    session = token.get(sessions.SESSION_CLAIM)
+    if session:
+        sessions.revoke_session(str(session))
+
+
+def revoke_presented_access_token(request: Request) -> None:
+    """Deny the access token of the request's ``Authorization: Bearer`` header, if it is valid.
+
+    Logout takes no token, so a missing, malformed or expired one is simply not revoked.
+    """
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    if scheme != "Bearer" or not raw or len(raw) > TOKEN_MAX_LENGTH:
+        return
+    try:
+        token = AccessToken(raw.strip())  # type: ignore[arg-type]
+    except TokenError:
+        return
+    sessions.revoke_access(token)
 
 
 def _verified_refresh(raw: str) -> RefreshToken:
@@ -200,10 +221,17 @@ class LogoutView(PublicAuthView):
     @extend_schema(
         operation_id="auth_logout",
         tags=["auth"],
-        summary="Log out: blacklist a refresh token",
+        summary="Log out: blacklist a refresh token and revoke the session's access tokens",
+        description=(
+            "Blacklists the refresh token and denies, until they expire, the access tokens of its "
+            "login session (rotations included) and the access token sent as "
+            "`Authorization: Bearer`, if any. No access token is required."
+        ),
         request=RefreshInputSerializer,
         responses={
-            205: OpenApiResponse(description="Logged out; the refresh token no longer works"),
+            205: OpenApiResponse(
+                description="Logged out; the refresh token and the session's access tokens no longer work"
+            ),
             400: _problem("Missing or malformed fields"),
             401: _problem("Invalid, expired or already blacklisted refresh token"),
         },
@@ -212,5 +240,6 @@ class LogoutView(PublicAuthView):
     def post(self, request: Request) -> Response:
         given = RefreshInputSerializer(data=request.data)
         given.is_valid(raise_exception=True)
+        revoke_presented_access_token(request)
         revoke_refresh_token(raw=given.validated_data["refresh"])
         return Response(status=status.HTTP_205_RESET_CONTENT)
