@@ -170,6 +170,9 @@ AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
 # The attempts' admin is registered by orders/admin.py, its action behind a permission.
 AXES_ENABLE_ADMIN = False
+# Seconds a user's active flag, role and customer id stay cached for the per-request check of
+# access tokens (orders/sessions.py); saving or deleting the user forgets them at once.
+AUTH_USER_STATE_SECONDS = env.int("AUTH_USER_STATE_SECONDS", default=30)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
