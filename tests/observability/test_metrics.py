@@ -18,6 +18,7 @@ OWN_FAMILIES = {
     "oms_orders_cancelled",
     "oms_payment_attempts",
     "oms_payment_outcomes",
+    "oms_payment_reconciliations",
     "oms_saga_duration_seconds",
     "oms_sagas",
     "oms_saga_oldest_open_age_seconds",
