@@ -612,6 +612,8 @@ def main() -> int:
             "errors": paced["errors"],
             **end_to_end(snapshot, paced, (window_start, window_end), drain_s),
         }
+        log("money audit (manage.py audit_money) on every order of the run")
+        report["audit"] = money_audit(cfg)
     finally:
         log("stopping the stack")
         code = stack.stop()
@@ -633,7 +635,30 @@ def main() -> int:
     if os.getloadavg()[0] > (os.cpu_count() or 1):
         report["notes"].append("The machine was loaded by other work during the run: figures are noisy.")
     write_report(report)
-    return 0
+    # The run is only good if money and stock are right after it.
+    return 0 if (report.get("audit") or {}).get("ok") else 1
+
+
+def money_audit(cfg: Config) -> dict[str, Any]:
+    """``manage.py audit_money --json`` on the bench database: every order, after the drain."""
+    done = subprocess.run(
+        [PYTHON, "manage.py", "audit_money", "--json"],
+        cwd=ROOT,
+        env=cfg.stack_env(),
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    try:
+        result: dict[str, Any] = json.loads(done.stdout)
+    except ValueError:
+        return {"ok": False, "exit_code": done.returncode, "error": (done.stderr or done.stdout)[-2000:]}
+    result["exit_code"] = done.returncode
+    # The summary is enough for the report; the full list stays in the log for a failed run.
+    if result.get("discrepancies"):
+        (LOGS / "audit.json").write_text(json.dumps(result, indent=2))
+    result["discrepancies"] = len(result.get("discrepancies") or [])
+    return result
 
 
 def write_report(report: dict[str, Any]) -> None:

@@ -220,6 +220,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {proc['name']} | {proc['pid']} | {proc['rss_kib'] / 1024:.1f} |")
     total = sum(p["rss_kib"] for p in report.get("memory", []))
     lines += [f"| **total** | | {total / 1024:.1f} |", ""]
+    audit = report.get("audit")
+    if audit:
+        verdict = "clean" if audit.get("ok") else f"**{audit.get('discrepancies', 'n/a')} discrepancies**"
+        kinds = ", ".join(f"{k}: {v}" for k, v in sorted((audit.get("by_kind") or {}).items()))
+        lines += [
+            "## Money audit after the run (`manage.py audit_money`)",
+            "",
+            f"{verdict} (exit {audit.get('exit_code')}){'; ' + kinds if kinds else ''}.",
+            "",
+        ]
     if report.get("notes"):
         lines += ["## Notes", ""] + [f"- {note}" for note in report["notes"]] + [""]
     return "\n".join(lines)
