@@ -312,6 +312,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--stall", type=float, help="give up when nothing changed for s (90; 45 with --short)"
     )
     parser.add_argument("--quiet", type=float, help="quiet spell before the audit, s (8; 6 with --short)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change a setting of the chaos stack, e.g. --set PAYMENT_RECONCILE_EVERY=3600",
+    )
     parser.add_argument("--keep-db", action="store_true", help="keep the last scenario's database")
     args = parser.parse_args(argv)
     args.orders = args.orders or (40 if args.short else 300)
@@ -333,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown scenarios {unknown}; known: {', '.join(by_name)}")
     cfg = ChaosConfig()
+    cfg.settings_overrides = dict(item.split("=", 1) for item in args.set)
     started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     run_id = started_at.replace(":", "").replace("-", "")
     abort = threading.Event()
@@ -357,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             "database": cfg.database,
             "vhost": cfg.vhost,
             "redis": cfg.redis_url,
-            "stack_settings": dict(STACK_SETTINGS),
+            "stack_settings": {**STACK_SETTINGS, **cfg.settings_overrides},
             "audit_money": audit.audit_money_available(),
         },
         "scenarios": [],

@@ -104,6 +104,8 @@ class ChaosConfig:
     web_threads: str = field(default_factory=lambda: os.environ.get("WEB_THREADS") or "4")
     password: str = field(default_factory=lambda: os.environ.get("DEMO_PASSWORD") or "demo-pass-123")
     redis_proxy_port: int = 0  # set once the proxy listens
+    # Changes to STACK_SETTINGS for this run (python -m chaos --set NAME=VALUE).
+    settings_overrides: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for url in (self.database_url, self.broker_url):
@@ -148,6 +150,7 @@ class ChaosConfig:
         if database is not None:
             database_url = urlsplit(self.database_url)._replace(path=f"/{database}").geturl()
         env.update(STACK_SETTINGS)
+        env.update(self.settings_overrides)
         env.update(
             {
                 "DATABASE_URL": database_url,
