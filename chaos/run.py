@@ -255,7 +255,7 @@ def render(report: dict[str, Any]) -> str:
         )
         lines.append(
             f"- **{row['scenario']}**: {row['outcomes']}, reasons {row['failure_reasons']}; "
-            f"{row['not_accepted']} never accepted {row['not_accepted_last_answers'] or ''}, "
+            f"{row['not_accepted']} never accepted{_answers(row['not_accepted_last_answers'])}, "
             f"{row['post_retries']} POST retries; cancels "
             f"{row['cancels_202']}/{row['cancels_sent']} accepted "
             f"({row['cancel_202_not_cancelled']} of those not CANCELLED); "
@@ -273,6 +273,10 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"- {name}: {', '.join(found)}")
     lines.append("")
     return "\n".join(lines)
+
+
+def _answers(answers: dict[str, int]) -> str:
+    return f" (last answers {answers})" if answers else ""
 
 
 def _restarts(restarts: list[dict[str, Any]]) -> str:
