@@ -206,6 +206,10 @@ class _ChargeRunner:
             if isinstance(ledger, LedgerStatus) and ledger.captured:
                 self._record(lambda p: p.capture())
                 return
+            if self.in_doubt and not ended:
+                # A call of ours is still running past its limit: it may still capture. Leave the
+                # payment UNKNOWN; the resume task decides later, the reconciliation after that.
+                return
             calls_ended = own_calls and ended
             now = timezone.now()
             self._record(

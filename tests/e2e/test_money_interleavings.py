@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from eventstore import bus
 from eventstore.models import OutboxMessage
+from payments.charging import resume_stalled_payments
 from payments.public import payment_status
 from payments.reconciliation import reconcile_with_gateway
 from payments.simulator import CHARGES
@@ -173,8 +174,12 @@ def test_a_capture_landing_past_the_call_limit_is_found_by_reconciliation_and_re
     order_id = place(alice_client, [("SKU-R", 1)])
     _reserve_and_ask_for_payment(order_id)
     # The gateway breaks its own deadline: the capture lands after the payment failed.
-    with ledger_row_locked(order_id, Decimal("20.00"), seconds=1.5):
+    with ledger_row_locked(order_id, Decimal("20.00"), seconds=2.5):
         deliver(order_id, "payments.ProcessPayment")
+        # Its runner saw its own call still running past the limit: it left the payment UNKNOWN.
+        assert payment_status(order_id)["status"] == "UNKNOWN"
+        # The resume task (another process, in the stack) knows only the limit, which has passed.
+        assert resume_stalled_payments(older_than=0) == [order_id]
         assert payment_status(order_id)["status"] == "FAILED"
         settle()
         assert order_of(alice_client, order_id)["status"] == "FAILED"
