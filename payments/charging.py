@@ -191,34 +191,31 @@ class _ChargeRunner:
         return False
 
     def _give_up(self, error: str, *, own_calls: bool = True) -> None:
-        """No capture after every attempt: failed — unless a timed-out call may still capture.
+        """No capture heard of after every attempt: failed, once the ledger agrees and no call can land.
 
-        Waits for this runner's abandoned calls to end (each at most until its call limit), then
-        asks the ledger. Captured: recorded as such. Not captured: failed when every call is
-        known to have ended, or past the calls' limit; otherwise (or when the ledger cannot be
-        asked) the payment stays UNKNOWN for the resume task.
+        The ledger is always asked first: a runner that crashed after the gateway captured left
+        the payment PENDING with nothing recorded (and a breaker open now says nothing about
+        it). This runner's abandoned calls are waited for (each at most until its call limit).
+        Captured: recorded as such. Not captured: failed when every call is known to have ended,
+        or past the calls' limit. Otherwise — the ledger cannot be asked, or a call of ours is
+        still running — nothing is decided and the resume task looks again.
         """
-        if self.in_doubt or self.payment.status == PaymentStatus.UNKNOWN:
-            ended = self._wait_for_calls(self.payment.may_land_until)
-            ledger = self._ask_ledger()
-            if ledger is _LEDGER_UNREACHABLE:
-                return
-            if isinstance(ledger, LedgerStatus) and ledger.captured:
-                self._record(lambda p: p.capture())
-                return
-            if self.in_doubt and not ended:
-                # A call of ours is still running past its limit: it may still capture. Leave the
-                # payment UNKNOWN; the resume task decides later, the reconciliation after that.
-                return
-            calls_ended = own_calls and ended
-            now = timezone.now()
-            self._record(
-                lambda p: p.fail(
-                    reason=FailureReason.UNAVAILABLE, error=error, now=now, calls_ended=calls_ended
-                )
-            )
+        ended = self._wait_for_calls(self.payment.may_land_until) if self.in_doubt else True
+        ledger = self._ask_ledger()
+        if ledger is _LEDGER_UNREACHABLE:
             return
-        self._record(lambda p: p.fail(reason=FailureReason.UNAVAILABLE, error=error))
+        if isinstance(ledger, LedgerStatus) and ledger.captured:
+            self._record(lambda p: p.capture())
+            return
+        if not ended:
+            # A call of ours is still running past its limit: it may still capture. Leave the
+            # payment UNKNOWN; the resume task decides later, the reconciliation after that.
+            return
+        calls_ended = own_calls and bool(self.in_doubt)
+        now = timezone.now()
+        self._record(
+            lambda p: p.fail(reason=FailureReason.UNAVAILABLE, error=error, now=now, calls_ended=calls_ended)
+        )
 
     def _wait_for_calls(self, until: datetime | None) -> bool:
         """Wait until this runner's abandoned calls ended, or ``until``; True if all of them ended."""

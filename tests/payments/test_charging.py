@@ -184,6 +184,24 @@ def test_a_crash_left_pending_is_resumed_without_a_second_capture(requested):
     assert GatewayCharge.objects.filter(idempotency_key=f"order-{order_id}").count() == 1
 
 
+def test_a_crash_left_pending_is_captured_not_failed_when_the_breaker_is_open_on_resume(requested):
+    # given: the gateway captured, then the process died before recording it ...
+    from payments.simulator import SimulatedGateway
+
+    order_id = requested("tok_ok")
+    SimulatedGateway().charge(
+        idempotency_key=f"order-{order_id}", amount=load_payment(order_id).amount, token="tok_ok"
+    )
+    # ... and by the time the payment is resumed the breaker is open (found by the chaos suite)
+    for _ in range(2):
+        run_charge(order_id=requested("tok_gateway_down"))
+    # when
+    payment = run_charge(order_id=order_id)
+    # then: the ledger decides, not the breaker: the capture is recorded, never failed and kept
+    assert (payment.status, payment.captures) == ("CAPTURED", 1)
+    assert "PaymentFailed" not in stream_types(order_id)
+
+
 def test_the_gateway_is_never_called_inside_a_transaction(requested):
     order_id = requested("tok_ok")
     with pytest.raises(RuntimeError), transaction.atomic():
