@@ -20,18 +20,11 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from chaos.audit import LOSS_COLUMNS
+
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-LOSS_COLUMNS = (
-    "lost",
-    "stuck",
-    "double_captures",
-    "kept_captures",
-    "stock_violations",
-    "money_mismatches",
-    "dead_letters",
-)
 
 
 def _chaos_urls() -> dict[str, str]:

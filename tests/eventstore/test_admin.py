@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
 from eventstore.models import DeadLetter, OutboxMessage
+from tests.fixtures.deadletters import probe_dead_letter
 
 pytestmark = pytest.mark.django_db
 
@@ -22,20 +21,11 @@ def admin_client_for_ops() -> Client:
 
 
 def _dead_letter() -> DeadLetter:
-    message_id = uuid.uuid4()
-    return DeadLetter.objects.create(
-        consumer="probe",
-        message_id=message_id,
-        message_type="Poison",
-        exchange="oms.commands",
-        routing_key="probe.Poison",
-        body={"message_id": str(message_id), "type": "Poison"},
+    return probe_dead_letter(
         headers={
             "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
             "x-oms-retries": "3",
-        },
-        error="RuntimeError: probe poison",
-        attempts=4,
+        }
     )
 
 

@@ -7,15 +7,14 @@ without the actions, and a forged POST of an action changes nothing.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from eventstore.models import DeadLetter, OutboxMessage
+from eventstore.models import OutboxMessage
 from eventstore.store import load_stream
 from orders.models import User
+from tests.fixtures.deadletters import probe_dead_letter
 
 pytestmark = pytest.mark.django_db
 
@@ -34,21 +33,6 @@ def staff_client(username: str, *permissions: str) -> Client:
     client = Client()
     client.force_login(user)
     return client
-
-
-def _dead_letter() -> DeadLetter:
-    message_id = uuid.uuid4()
-    return DeadLetter.objects.create(
-        consumer="probe",
-        message_id=message_id,
-        message_type="Poison",
-        exchange="oms.commands",
-        routing_key="probe.Poison",
-        body={"message_id": str(message_id), "type": "Poison"},
-        headers={},
-        error="RuntimeError: probe poison",
-        attempts=4,
-    )
 
 
 def _saga_events(order_id: str) -> list[str]:
@@ -96,7 +80,7 @@ def test_with_the_change_permission_the_interventions_run(place_order, alice_cli
 
 
 def test_a_viewer_of_dead_letters_cannot_replay_them():
-    dead = _dead_letter()
+    dead = probe_dead_letter()
     viewer = staff_client("dl-viewer", "eventstore.view_deadletter")
     page = viewer.get(DEAD_LETTERS)
     assert page.status_code == 200
@@ -108,7 +92,7 @@ def test_a_viewer_of_dead_letters_cannot_replay_them():
 
 
 def test_with_the_change_permission_dead_letters_are_replayed():
-    dead = _dead_letter()
+    dead = probe_dead_letter()
     operator = staff_client("dl-operator", "eventstore.view_deadletter", "eventstore.change_deadletter")
     assert "replay_selected" in operator.get(DEAD_LETTERS).content.decode()
     response = operator.post(DEAD_LETTERS, {"action": "replay_selected", "_selected_action": [dead.id]})
