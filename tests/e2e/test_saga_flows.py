@@ -183,14 +183,16 @@ def test_gateway_down_opens_the_breaker_then_orders_fail_fast_until_a_trial_call
 ) -> None:
     from payments.models import GatewayCharge
 
-    # given a breaker of this test's own (a 4 s open period: ample on a loaded machine) and a
-    # gateway that is down
+    # given a breaker of this test's own (a 6 s open period: ample on a loaded machine for the
+    # refused order below) and a gateway that is down
+    open_seconds = 6.0
     settings.PAYMENT_BREAKER_PREFIX = f"test:e2e:{uuid.uuid4().hex}"
-    settings.PAYMENT_BREAKER_OPEN_SECONDS = 4.0
+    settings.PAYMENT_BREAKER_OPEN_SECONDS = open_seconds
     settings.PAYMENT_RETRY_BACKOFF = 0.01
     stocked("SKU-BR", 10)
     down = [place(alice_client, [("SKU-BR", 1)], token="tok_gateway_down") for _ in range(2)]
     settle()
+    opened_by = time.monotonic()  # the breaker opened during that settle, before this instant
     # (two orders, three failed calls each: 6 calls, 100 % failures, opens the window)
     for order_id in down:
         assert order_of(alice_client, order_id)["failure_reason"] == "PAYMENT_UNAVAILABLE"
@@ -206,8 +208,9 @@ def test_gateway_down_opens_the_breaker_then_orders_fail_fast_until_a_trial_call
     )
     assert not GatewayCharge.objects.filter(idempotency_key=f"order-{refused}").exists()
     assert payment_status(refused)["captures"] == 0
-    # and once the open period is over, one trial call decides: it succeeds and the order completes
-    time.sleep(4.2)
+    # and once the open period is over (surely, counted from after it opened), one trial call
+    # decides: it succeeds and the order completes
+    time.sleep(max(0.0, opened_by + open_seconds + 0.05 - time.monotonic()))
     trial = place(alice_client, [("SKU-BR", 1)], token="tok_ok")
     settle()
     assert order_of(alice_client, trial)["status"] == "COMPLETED"
