@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from config import metrics
+from eventstore import backlog
 from eventstore.messages import Message
 from eventstore.sql import Expression, Statement, column, insert_statement
 from eventstore.store import NewEvent, append, send
@@ -37,6 +38,9 @@ from .models import SagaInstance, SagaStepAttempt, SagaTransition
 logger = logging.getLogger(__name__)
 
 CONTEXT = "sagas"
+
+# The contexts whose queues carry a saga's commands and answers.
+_SAGA_PIPELINE = ("inventory", "payments", CONTEXT)
 
 # Which context and stream each command goes to.
 _TARGETS = {
@@ -189,14 +193,21 @@ def decide(
 
 
 def sweep_timeouts(*, now: datetime | None = None, limit: int = 200) -> int:
-    """Compensate or retry every open saga past its deadline; returns how many were acted on."""
+    """Compensate or retry every open saga past its deadline; returns how many were acted on.
+
+    A running saga before its expiry is only due to send its step again, and only when the
+    pipeline to the contexts it talks to has drained (:func:`eventstore.backlog.waiting`): a
+    step merely queued behind others is not lost, and sending it again under load would only
+    lengthen the queue. While messages wait, such sagas are left alone until it drains or their
+    expiry comes.
+    """
     now = now or timezone.now()
-    due = list(
-        SagaInstance.objects.filter(deadline__lte=now, needs_attention=False)
-        .exclude(state__in=domain.TERMINAL)
-        .order_by("deadline")
-        .values_list("order_id", flat=True)[:limit]
+    open_sagas = SagaInstance.objects.filter(deadline__lte=now, needs_attention=False).exclude(
+        state__in=domain.TERMINAL
     )
+    if _pipeline_busy(open_sagas, now):
+        open_sagas = open_sagas.exclude(state__in=domain.RUNNING, expires_at__gt=now)
+    due = list(open_sagas.order_by("deadline").values_list("order_id", flat=True)[:limit])
     acted = 0
     for order_id in due:
         with transaction.atomic():
@@ -215,6 +226,14 @@ def sweep_timeouts(*, now: datetime | None = None, limit: int = 200) -> int:
                         extra={"order_id": order_id, "step": saga.step, "correlation_id": order_id},
                     )
     return acted
+
+
+def _pipeline_busy(open_sagas: Any, now: datetime) -> bool:
+    """Whether a running saga due to send its step again must wait: messages are still queued."""
+    resending = open_sagas.filter(state__in=domain.RUNNING, expires_at__gt=now)
+    if not resending.exists():
+        return False
+    return backlog.waiting(_SAGA_PIPELINE) > 0
 
 
 def summary_of(order_id: str) -> dict[str, Any] | None:

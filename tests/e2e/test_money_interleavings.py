@@ -32,6 +32,7 @@ from sagas import domain as saga_domain
 from sagas import handlers as saga_handlers
 from sagas.handlers import sweep_timeouts
 from sagas.models import SagaInstance
+from tests.fixtures.stack import purge_queues
 
 from .conftest import order_of, place, settle, stock_of
 
@@ -365,12 +366,31 @@ def test_a_lost_forward_command_is_sent_again_after_its_step_timeout(alice_clien
     assert lose(order_id, "inventory.ReserveInventory") == 1
     settle()
     assert order_of(alice_client, order_id)["status"] == "PENDING"
+    purge_queues()  # nothing of this vhost's earlier tests waits in the queues: the pipeline drained
     # A few seconds later (well inside SAGA_TIMEOUT) the sweep sends the step again.
     assert sweep_timeouts(now=timezone.now() + timedelta(seconds=2)) == 1
     settle()
     order = assert_money_right(alice_client, order_id)
     assert order["status"] == "COMPLETED"
     assert order["saga"]["attempts"] == 0 and stock_of("SKU-N") == (4, 0)
+
+
+@override_settings(SAGA_RESEND_AFTER=1.0)
+def test_a_step_still_queued_behind_others_is_not_sent_again(alice_client, stocked) -> None:
+    stocked("SKU-B", 5, price="10.00")
+    order_id = place(alice_client, [("SKU-B", 1)])
+    waiting = place(alice_client, [("SKU-B", 1)])  # its ReserveInventory waits, unsent
+    assert lose(order_id, "inventory.ReserveInventory") == 1
+    purge_queues()
+    # Messages still wait on the way: a stalled step is not lost, sending it again adds load.
+    assert _pending(waiting, "inventory.ReserveInventory")
+    assert sweep_timeouts(now=timezone.now() + timedelta(seconds=2)) == 0
+    assert SagaInstance.objects.get(order_id=order_id).attempts == 1
+    # Once the pipeline has drained and the answer is still missing, the step is sent again.
+    settle()
+    assert sweep_timeouts(now=timezone.now() + timedelta(seconds=2)) == 1
+    settle()
+    assert order_of(alice_client, order_id)["status"] == "COMPLETED"
 
 
 # --- 7. conflicting requests while compensating ----------------------------------------------
