@@ -1,4 +1,4 @@
-"""Liveness and readiness probes (DESIGN §6): no auth, cheap, each check bounded to about a second.
+"""Liveness and readiness probes (README "API at a glance"): no auth, cheap, each check bounded (~1 s).
 
 Readiness needs the database and the broker; the cache is reported but a cache outage alone
 keeps the process ready, because reads degrade to the database. Each check runs in its own

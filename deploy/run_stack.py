@@ -32,7 +32,7 @@ class ProcessSpec:
 
 
 def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
-    """The processes of the stack mode (DESIGN §2), one of each."""
+    """The processes of the stack mode (README "Run modes"), one of each."""
     bin_dir = Path(python).parent
     manage = [python, str(ROOT / "manage.py")]
     return [

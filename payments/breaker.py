@@ -1,4 +1,4 @@
-"""The payment gateway's circuit breaker (DESIGN §6), its state shared by every process in Redis.
+"""The payment gateway's circuit breaker (README "Payments and the test tokens"), state in Redis.
 
 Over a sliding window of the last ``window`` calls, with at least ``min_calls`` calls, a
 failure rate of at least ``failure_rate`` opens the breaker for ``open_seconds``; then ONE
@@ -38,7 +38,7 @@ class CircuitOpenError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
-    """The breaker's rule; the defaults are DESIGN §6's."""
+    """The breaker's rule; the defaults are README "API at a glance"'s."""
 
     window: int = 10
     min_calls: int = 5

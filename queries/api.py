@@ -1,4 +1,4 @@
-"""The query side's API (DESIGN §6 "Queries"): one thin view per operation.
+"""The query side's API (README "API at a glance" "Queries"): one thin view per operation.
 
 Reads come from the read models (eventually consistent) through the cache. Checks run in
 the contract's order: 401 → 403 (role) → 404 (another customer) → 400 (input).

@@ -2,7 +2,7 @@
 
 Positions come from ``eventstore.reader``, which on PostgreSQL only returns rows whose writing
 transaction is older than every running one, in ``(tx, id)`` order: a late-committing event
-is read when it commits, never skipped (DESIGN §4).
+is read when it commits, never skipped (README "Architecture").
 
 **Rebuild** writes generation N+1 beside the live generation N while the API keeps reading N:
 

@@ -1,4 +1,4 @@
-"""The operator's console for sagas (DESIGN §5 "Manual intervention").
+"""The operator's console for sagas (README "The order saga" "Manual intervention").
 
 One read-only page per saga shows its transitions, step attempts and the order's events; the
 actions retry the current step, force compensation (as a failure or as a cancellation) or

@@ -1,4 +1,4 @@
-"""The modular monolith's rules, checked on the source (DESIGN §3).
+"""The modular monolith's rules, checked on the source (README "Architecture").
 
 Contexts meet only through ``public.py`` or messages, the event store knows no context, and
 each ``domain.py`` is pure Python. import-linter enforces the contracts in pyproject.toml;

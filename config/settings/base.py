@@ -1,6 +1,6 @@
 """Settings shared by every environment, read from the environment with django-environ.
 
-Two run modes share this file (DESIGN §2): with ``DATABASE_URL``/``BROKER_URL``/``REDIS_URL``
+Two run modes share this file (README "Run modes"): with ``DATABASE_URL``/``BROKER_URL``/``REDIS_URL``
 unset the project runs *embedded* (SQLite, in-process bus, local-memory cache); with them
 set it runs in *stack* mode (PostgreSQL, RabbitMQ, Redis).
 """
@@ -95,7 +95,7 @@ if DATABASE_URL:
     DATABASES["default"]["OPTIONS"].update(
         {
             # Keep transactions short: a session left idle in a transaction stalls every
-            # position reader (DESIGN §4).
+            # position reader (README "Architecture").
             "options": "-c idle_in_transaction_session_timeout=60000",
         }
     )
@@ -233,7 +233,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
-# --- Messaging (DESIGN §4) ------------------------------------------------------------------
+# --- Messaging (README "Architecture") ------------------------------------------------------------------
 CELERY_BROKER_URL = BROKER_URL or "memory://"
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_ACKS_LATE = True

@@ -1,4 +1,4 @@
-"""The orders API contract: statuses, validation, ownership and Idempotency-Key (DESIGN §6)."""
+"""The orders API contract: statuses, validation, ownership and Idempotency-Key (README "API at a glance")."""
 
 from __future__ import annotations
 

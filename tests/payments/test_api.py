@@ -1,4 +1,4 @@
-"""The payments API (DESIGN §6): statuses, roles, ownership, strict input, problem documents."""
+"""The payments API (README "API at a glance"): statuses, roles, ownership, strict input, problems."""
 
 from __future__ import annotations
 
