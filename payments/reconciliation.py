@@ -88,11 +88,8 @@ def _reconcile_batch(
 
 
 def _record_late_capture(order_id: str) -> bool:
-    def decide(payment: Payment) -> list:
-        return payment.reconcile_capture()
-
     before = load_payment(order_id)
-    after = record(order_id, decide, cause_id=before.request_command_id, known=before)
+    after = record(order_id, Payment.reconcile_capture, cause_id=before.request_command_id, known=before)
     return after.captures > before.captures
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from config import metrics
@@ -228,7 +229,7 @@ def sweep_timeouts(*, now: datetime | None = None, limit: int = 200) -> int:
     return acted
 
 
-def _pipeline_busy(open_sagas: Any, now: datetime) -> bool:
+def _pipeline_busy(open_sagas: QuerySet[SagaInstance], now: datetime) -> bool:
     """Whether a running saga due to send its step again must wait: messages are still queued."""
     resending = open_sagas.filter(state__in=domain.RUNNING, expires_at__gt=now)
     if not resending.exists():

@@ -396,22 +396,18 @@ def _stock(product: inventory_public.StockFact) -> list[Discrepancy]:
                 product_id=product.product_id,
             )
         )
-    if product.reserved != product.held_by_reservations:
-        found.append(
-            Discrepancy(
-                "reserved_mismatch",
-                expected=f"{product.held_by_reservations} reserved (HELD reservations)",
-                found=f"{product.reserved} reserved",
-                product_id=product.product_id,
+    # Each bucket held for orders against the reservations that hold it.
+    for bucket, counted, by_reservations, state in (
+        ("reserved", product.reserved, product.held_by_reservations, "HELD"),
+        ("sold", product.sold, product.sold_by_reservations, "CONFIRMED"),
+    ):
+        if counted != by_reservations:
+            found.append(
+                Discrepancy(
+                    f"{bucket}_mismatch",
+                    expected=f"{by_reservations} {bucket} ({state} reservations)",
+                    found=f"{counted} {bucket}",
+                    product_id=product.product_id,
+                )
             )
-        )
-    if product.sold != product.sold_by_reservations:
-        found.append(
-            Discrepancy(
-                "sold_mismatch",
-                expected=f"{product.sold_by_reservations} sold (CONFIRMED reservations)",
-                found=f"{product.sold} sold",
-                product_id=product.product_id,
-            )
-        )
     return found
