@@ -24,7 +24,8 @@ from . import tracing, wakeup
 from .messages import Message, utc_iso
 from .models import OutboxMessage, StoredEvent
 from .registry import consumers_of
-from .sql import insert_rows
+from .sql import column, insert_rows, insert_statement
+from .unit_of_work import UnitOfWork, current
 
 
 class ConcurrencyError(Exception):
@@ -78,6 +79,9 @@ def append(
         )
         for offset, event in enumerate(events, start=1)
     ]
+    buffer = _buffer()
+    if buffer is not None:
+        return buffer.append(rows, context=context, headers=headers)
     try:
         # No savepoint (two round trips): a clash leaves the caller's transaction marked for
         # rollback; every caller then rolls the whole transaction back (and retries it, or answers 409).
@@ -137,6 +141,7 @@ def load_stream(aggregate_id: str, *, after_version: int = 0, up_to: int | None 
     if up_to is not None:
         upper = " AND version <= %s"
         params.append(up_to)
+    buffered = _buffered_events(aggregate_id, after_version, up_to)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id, message_id, aggregate_type, event_type, event_data, version, timestamp, "
@@ -161,7 +166,7 @@ def load_stream(aggregate_id: str, *, after_version: int = 0, up_to: int | None 
             source=atype,
         )
         for (position, mid, atype, kind, data, version, at, correlation, causation) in rows
-    ]
+    ] + buffered
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -181,7 +186,8 @@ def stream_version(aggregate_id: str) -> int:
             [aggregate_id],
         )
         last = cursor.fetchone()[0]
-    return int(last or 0)
+    buffered = _buffered_events(aggregate_id, 0, None)
+    return max(int(last or 0), *(m.version or 0 for m in buffered))
 
 
 def stored_to_message(row: StoredEvent, *, context: str | None = None) -> Message:
@@ -213,6 +219,10 @@ def _enqueue(messages: Iterable[Message]) -> None:
     # handler is a fault the relay must report, not drop.
     messages = [m for m in messages if m.kind == "command" or consumers_of(m)]
     if not messages:
+        return
+    buffer = _buffer()
+    if buffer is not None:
+        buffer.outbox.extend(messages)
         return
     pending: list[Message] | None = getattr(_batch, "pending", None)
     if pending is not None:
@@ -259,6 +269,75 @@ def _write_outbox(messages: Sequence[Message]) -> None:
 
 
 _batch = threading.local()  # per thread, as Django's connections are
+
+
+class _Buffer:
+    """The event store's writes in one unit of work: its events and outbox rows, written last.
+
+    Events go in one INSERT, then the outbox rows in another, carrying the events' positions.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[StoredEvent] = []
+        self.streams: dict[str, list[Message]] = {}
+        self.outbox: list[Message] = []
+
+    def append(self, rows: list[StoredEvent], *, context: str, headers: dict[str, str]) -> list[Message]:
+        stream = self.streams.setdefault(rows[0].aggregate_id, [])
+        if stream and stream[-1].version != rows[0].version - 1:
+            # Two decisions in this unit raced on one stream: the later one decided on stale state.
+            raise ConcurrencyError(rows[0].aggregate_id, rows[0].version - 1)
+        messages = [_event_message(row, context=context, headers=headers) for row in rows]
+        self.rows.extend(rows)
+        stream.extend(messages)
+        _enqueue(messages)
+        return messages
+
+    def write(self) -> None:
+        positions: dict[str, int] = {}
+        if self.rows:
+            sql, params = insert_statement(StoredEvent, _EVENT_COLUMNS, [_event_values(r) for r in self.rows])
+            quote = connection.ops.quote_name
+            sql += f" RETURNING {quote('id')}, {quote(str(column(StoredEvent, 'message_id').column))}"
+            try:
+                with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+                    cursor.execute(sql, params)
+                    positions = {str(uuid.UUID(str(mid))): row_id for row_id, mid in cursor.fetchall()}
+            except IntegrityError as exc:
+                first = self.rows[0]
+                raise ConcurrencyError(first.aggregate_id, first.version - 1) from exc
+        _write_outbox(
+            [
+                m.with_position(positions[m.message_id]) if m.message_id in positions else m
+                for m in self.outbox
+            ]
+        )
+
+
+def _buffer() -> _Buffer | None:
+    """The event store's buffer in this thread's unit of work, if one is open."""
+    unit = current()
+    if unit is None:
+        return None
+    return unit.identity(_Buffer, lambda: _new_buffer(unit))
+
+
+def _new_buffer(unit: UnitOfWork) -> _Buffer:
+    buffer = _Buffer()
+    unit.finally_write(_Buffer, buffer.write)
+    return buffer
+
+
+def _buffered_events(aggregate_id: str, after_version: int, up_to: int | None) -> list[Message]:
+    """The events of one stream appended in this thread's unit of work, not yet written."""
+    buffer = _buffer()
+    if buffer is None:
+        return []
+    return [
+        m
+        for m in buffer.streams.get(aggregate_id, ())
+        if (m.version or 0) > after_version and (up_to is None or (m.version or 0) <= up_to)
+    ]
 
 
 _EVENT_COLUMNS = (
