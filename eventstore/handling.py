@@ -12,15 +12,16 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, connection
 
 from config import metrics
 
 from . import tracing
 from .messages import Message
 from .models import InboxMessage
-from .registry import handlers_for
-from .store import ConcurrencyError, outbox_batch
+from .registry import handlers_for, preparers_of
+from .store import ConcurrencyError
+from .unit_of_work import unit_of_work
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def handle(context: str, message: Message) -> bool:
     with tracing.consuming(context, message):
         for attempt in range(1, CONFLICT_RETRIES + 1):
             try:
-                with transaction.atomic(), outbox_batch():
+                with unit_of_work():
                     new = _handle_within(context, message)
                     metrics.count_handled(context, handled=int(new), duplicates=int(not new))
                     return new
@@ -48,16 +49,20 @@ def handle(context: str, message: Message) -> bool:
 
 
 def handle_batch(context: str, messages: Sequence[Message]) -> list[BaseException | None]:
-    """Apply a batch in one transaction; if any fails, apply them one by one instead.
+    """Apply a batch in one unit of work; if any fails, apply them one by one instead.
+
+    The unit writes the batch's events and outbox rows (and whatever the context buffered in
+    it) with one statement per table when the batch ends.
 
     Returns, for each message, ``None`` when it is handled (or was already), else the error.
     """
     try:
-        with transaction.atomic(), outbox_batch():
+        with unit_of_work():
             new = _record_batch_in_inbox(context, messages)
             # Counted when the batch commits: a batch that fails counts nothing, and the one by
             # one re-run below counts each message it commits.
             metrics.count_handled(context, handled=len(new), duplicates=len(messages) - len(new))
+            _prepare(context, [m for m in messages if str(uuid.UUID(m.message_id)) in new])
             for message in messages:
                 with tracing.consuming(context, message):
                     message_id = str(uuid.UUID(message.message_id))
@@ -80,8 +85,15 @@ def handle_batch(context: str, messages: Sequence[Message]) -> list[BaseExceptio
 def _handle_within(context: str, message: Message) -> bool:
     if not _record_in_inbox(context, message):
         return False
+    _prepare(context, [message])
     _run_handlers(context, message)
     return True
+
+
+def _prepare(context: str, messages: Sequence[Message]) -> None:
+    if messages:
+        for prepare in preparers_of(context):
+            prepare(messages)
 
 
 def _run_handlers(context: str, message: Message) -> None:

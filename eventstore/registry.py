@@ -7,12 +7,15 @@ topology, the RabbitMQ consumers and the in-process bus all read this one table.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .messages import Kind, Message
 
 Handler = Callable[[Message], None]
+# Called once per batch, before its handlers, with the batch's new messages: a context loads
+# (and locks, in a fixed order) the aggregates of the whole batch with one statement per table.
+Preparer = Callable[[Sequence[Message]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,7 @@ class Subscription:
 
 
 _subscriptions: dict[str, list[Subscription]] = defaultdict(list)
+_preparers: dict[str, list[Preparer]] = defaultdict(list)
 
 
 def handles(
@@ -49,6 +53,22 @@ def handles(
         return handler
 
     return register
+
+
+def prepares(context: str) -> Callable[[Preparer], Preparer]:
+    """Register the decorated function as one of ``context``'s batch preparers (see ``Preparer``)."""
+
+    def register(preparer: Preparer) -> Preparer:
+        if preparer not in _preparers[context]:
+            _preparers[context].append(preparer)
+        return preparer
+
+    return register
+
+
+def preparers_of(context: str) -> list[Preparer]:
+    """The batch preparers of one context, in registration order."""
+    return list(_preparers.get(context, ()))
 
 
 def contexts() -> list[str]:
@@ -80,3 +100,4 @@ def consumers_of(message: Message) -> list[str]:
 def unregister(context: str) -> None:
     """Forget a context's subscriptions (tests that register throwaway contexts)."""
     _subscriptions.pop(context, None)
+    _preparers.pop(context, None)

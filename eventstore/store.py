@@ -187,7 +187,7 @@ def stream_version(aggregate_id: str) -> int:
         )
         last = cursor.fetchone()[0]
     buffered = _buffered_events(aggregate_id, 0, None)
-    return max(int(last or 0), *(m.version or 0 for m in buffered))
+    return max([int(last or 0), *(m.version or 0 for m in buffered)])
 
 
 def stored_to_message(row: StoredEvent, *, context: str | None = None) -> Message:

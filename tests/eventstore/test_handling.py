@@ -86,3 +86,21 @@ def poison_message(log: str, fail_while: str) -> Message:
         source="probe",
         headers={},
     )
+
+
+def test_a_preparer_sees_the_new_messages_of_a_batch_once_before_its_handlers(probe: str) -> None:
+    from eventstore.registry import prepares
+
+    # given a preparer of the probe context, and a batch with a duplicate and a handled message
+    seen: list[list[str]] = []
+    prepares(probe)(lambda messages: seen.append([m.aggregate_id for m in messages]))
+    handled_before, new, other = touch("p-before"), touch("p-new"), touch("p-other")
+    handle(probe, handled_before)
+    seen.clear()
+
+    # when the batch is handled
+    handle_batch(probe, [handled_before, new, touch("p-new", message_id=new.message_id), other])
+
+    # then the preparer was called once, before the handlers, with the new messages only
+    assert len(seen) == 1
+    assert set(seen[0]) == {"p-new", "p-other"}
