@@ -110,7 +110,7 @@ class QueueConsumer:
     ) -> None:
         self.context_names = list(context_names)
         self.prefetch = prefetch or settings.CONSUMER_PREFETCH
-        self.batch_size = batch_size or min(self.prefetch, 100)
+        self.batch_size = batch_size or settings.CONSUMER_BATCH_SIZE
         self.publisher = ConfirmingPublisher(broker_connection())
         self._buffer: list[Delivery] = []
 
@@ -170,11 +170,15 @@ class QueueConsumer:
         return batch
 
     def _process(self, deliveries: list[Delivery]) -> None:
+        done: list[Delivery] = []
         for context in dict.fromkeys(d.context for d in deliveries):
-            self._process_context(context, [d for d in deliveries if d.context == context])
+            done += self._process_context(context, [d for d in deliveries if d.context == context])
+        _ack(done, whole_batch=len(done) == len(deliveries))
         close_old_connections()
 
-    def _process_context(self, context: str, deliveries: list[Delivery]) -> None:
+    def _process_context(self, context: str, deliveries: list[Delivery]) -> list[Delivery]:
+        """Handle one context's part of a batch; the deliveries handled (to ack), the others
+        already retried, dead-lettered or returned to the queue."""
         decoded: list[tuple[Delivery, Message]] = []
         for delivery in deliveries:
             try:
@@ -182,17 +186,18 @@ class QueueConsumer:
             except InvalidMessage as exc:
                 self._dead_letter(delivery, f"undecodable message: {exc}")
         if not decoded:
-            return
+            return []
         outcomes = handle_messages(context, [message for _, message in decoded])
         if any(_is_database_outage(error) for error in outcomes if error is not None) and not _database_up():
             logger.error("database unavailable; returning %d messages to the queue", len(decoded))
             for delivery, _ in decoded:
                 delivery.raw.requeue()
             time.sleep(RECONNECT_PAUSE_SECONDS)
-            return
+            return []
+        handled: list[Delivery] = []
         for (delivery, message), error in zip(decoded, outcomes, strict=True):
             if error is None:
-                delivery.raw.ack()  # counted as handled (or duplicate) when its effect committed
+                handled.append(delivery)  # counted as handled (or duplicate) when its effect committed
             else:
                 logger.warning(
                     "handling %s failed: %s",
@@ -201,6 +206,7 @@ class QueueConsumer:
                     extra={"context": context, "correlation_id": message.correlation_id},
                 )
                 self._retry_or_dead_letter(delivery, error)
+        return handled
 
     def _retry_or_dead_letter(self, delivery: Delivery, error: BaseException) -> None:
         delays = settings.CONSUMER_RETRY_DELAYS
@@ -249,6 +255,22 @@ class QueueConsumer:
             logger.error("could not forward to %s (%s); returning the message to its queue", queue, exc)
             delivery.raw.requeue()
             return
+        delivery.raw.ack()
+
+
+def _ack(deliveries: list[Delivery], *, whole_batch: bool) -> None:
+    """Ack what was handled: when that is the whole batch, with one frame for all of it.
+
+    The batch is every delivery this channel has outstanding (nothing is received while a batch
+    is handled), so one ``multiple`` ack of its highest tag acks exactly the batch. When some
+    deliveries were retried or returned instead, each handled one is acked alone.
+    """
+    if not deliveries:
+        return
+    if whole_batch and len(deliveries) > 1:
+        max(deliveries, key=lambda d: int(d.raw.delivery_tag)).raw.ack(multiple=True)
+        return
+    for delivery in deliveries:
         delivery.raw.ack()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from eventstore.deadletters import replay_dead_letter
 from eventstore.models import DeadLetter, InboxMessage, OutboxMessage
-from eventstore.topology import broker_connection, dead_letter_queue_name
+from eventstore.topology import broker_connection, dead_letter_queue_name, work_queue_name
 from tests.eventstore.conftest import effects, probe_command, publish_raw, send_probe
 from tests.fixtures.stack import Stack
 
@@ -192,6 +192,51 @@ def test_a_failing_message_is_retried_with_growing_delays_then_dead_lettered_and
     dead.refresh_from_db()
     assert dead.replayed_by == "ops-admin" and dead.replayed_at is not None
     assert OutboxMessage.objects.filter(message_id=message_id).count() == 2
+
+
+def test_a_batch_is_acked_whole_and_a_failing_message_in_it_leaves_nothing_unacked(
+    probe_stack: Stack, tmp_path: Path
+) -> None:
+    # given ten good messages and one that always fails, queued before the worker starts (one batch)
+    keys = [uuid.uuid4().hex for _ in range(10)]
+    for key in keys[:5]:
+        publish_raw(
+            probe_command("Touch", key=key)[1], routing_key="probe.Touch", message_id=uuid.uuid4().hex
+        )
+    fail_flag = tmp_path / "fail"
+    fail_flag.touch()
+    poison_id, poison = probe_command(
+        "Poison", key=uuid.uuid4().hex, log=str(tmp_path / "log"), fail_while=str(fail_flag)
+    )
+    publish_raw(poison, routing_key="probe.Poison", message_id=poison_id)
+    for key in keys[5:]:
+        publish_raw(
+            probe_command("Touch", key=key)[1], routing_key="probe.Touch", message_id=uuid.uuid4().hex
+        )
+
+    # when a worker handles them until the poison is dead-lettered
+    worker = probe_stack.start_consumer("probe")
+    probe_stack.wait_until(
+        lambda: DeadLetter.objects.filter(consumer="probe", message_id=poison_id).exists(),
+        message="dead letter",
+    )
+    assert [effects(key) for key in keys] == [1] * 10
+    # and a batch that all succeeds (acked with one frame) after it
+    more = [uuid.uuid4().hex for _ in range(10)]
+    for key in more:
+        publish_raw(
+            probe_command("Touch", key=key)[1], routing_key="probe.Touch", message_id=uuid.uuid4().hex
+        )
+    probe_stack.wait_until(lambda: all(effects(key) == 1 for key in more), message="second batch handled")
+
+    # then once the worker is gone, no delivery of the work queue was left unacked (an unacked
+    # one would be back in the queue)
+    worker.kill()
+    with broker_connection() as conn:
+        channel = conn.channel()
+        declared = channel.queue_declare(queue=work_queue_name("probe"), passive=True)
+        channel.close()
+    assert declared.message_count == 0
 
 
 def test_replay_dead_letters_command_replays_only_unreplayed_ones(probe_stack: Stack, tmp_path: Path) -> None:
