@@ -22,6 +22,7 @@ fields' converters out), so rows are stored and read exactly as the ORM would.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Model, QuerySet
+from django.db.models import JSONField, Model, QuerySet
 
 from eventstore.sql import Expression, Statement, column, column_name, insert_statement, table_name
 
@@ -305,20 +306,32 @@ class PostgresRecorder(SagaRecorder):
         transitions = self._transitions(changes)
         statements: list[Statement] = []
         if updated:
-            statements.append(_update_from_values(SagaInstance, _UPDATED_FIELDS, ("order_id",), updated))
+            statements.append(_update(SagaInstance, _UPDATED_FIELDS, ("order_id",), updated))
         if settled:
             pending = (f"{column_name(SagaStepAttempt, 'outcome')} = %s", [SagaStepAttempt.PENDING])
-            statements.append(
-                _update_from_values(SagaStepAttempt, _SETTLED_FIELDS, ("saga", "step"), settled, pending)
-            )
+            statements.append(_update(SagaStepAttempt, _SETTLED_FIELDS, ("saga", "step"), settled, pending))
         if inserted:
-            statements.append(insert_statement(SagaInstance, _INSERTED_FIELDS, inserted))
+            statements.append(_insert(SagaInstance, _INSERTED_FIELDS, inserted))
         if transitions:
-            statements.append(insert_statement(SagaTransition, _TRANSITION_FIELDS, transitions))
+            statements.append(_insert(SagaTransition, _TRANSITION_FIELDS, transitions))
         if changes.attempts:
-            rows = [self._attempt(a, _number(a)) for a in changes.attempts]
-            statements.append(insert_statement(SagaStepAttempt, _ATTEMPT_FIELDS, rows))
+            statements.append(self._insert_attempts(changes.attempts))
         _execute_as_one(statements)
+
+    def _insert_attempts(self, attempts: Sequence[Attempt]) -> Statement:
+        """The attempts, each numbered in the statement when its number is not known here."""
+        rows = [self._attempt(a, a.number) for a in attempts]
+        columns = _unnest(SagaStepAttempt, _ATTEMPT_FIELDS, rows, earlier=[a.earlier for a in attempts])
+        quote = connection.ops.quote_name
+        counted = (
+            f"COALESCE({columns.values['attempt']}, (SELECT COUNT(*) FROM {table_name(SagaStepAttempt)} AS a "
+            f"WHERE a.{quote('saga_id')} = v.{quote('saga_id')} AND a.{quote('step')} = v.{quote('step')})"
+            f" + v.{quote('earlier')} + 1)"
+        )
+        values = [counted if name == "attempt" else columns.values[name] for name in _ATTEMPT_FIELDS]
+        names = ", ".join(column_name(SagaStepAttempt, name) for name in _ATTEMPT_FIELDS)
+        table = table_name(SagaStepAttempt)
+        return f"INSERT INTO {table} ({names}) SELECT {', '.join(values)} FROM {columns.sql}", columns.params
 
 
 class PortableRecorder(SagaRecorder):
@@ -386,13 +399,6 @@ class PortableRecorder(SagaRecorder):
                 cursor.executemany(template, rows)
 
 
-def _number(attempt: Attempt) -> int | Expression:
-    """The attempt's number, or the SQL counting it (the step's attempts in the table, + earlier + 1)."""
-    if attempt.number is not None:
-        return attempt.number
-    return Expression(_count_sql(attempt.earlier), (attempt.order_id, attempt.step))
-
-
 def _count_sql(earlier: int) -> str:
     quote = connection.ops.quote_name
     return (
@@ -413,41 +419,79 @@ def _prepared(model: type[Model], names: Sequence[str], values: Sequence[Any]) -
     ]
 
 
-def _update_from_values(
+@dataclass(frozen=True, slots=True)
+class _Unnested:
+    """Rows as one array parameter per column: ``sql`` is ``unnest(…) AS v(…)``, ``values`` reads each."""
+
+    sql: str
+    params: list[Any]
+    values: dict[str, str]
+
+
+def _unnest(
+    model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]], **extra: list[int]
+) -> _Unnested:
+    """``rows`` of ``model`` (values in ``names`` order) as one array per column, ``extra`` integers too.
+
+    A statement then has one parameter per column whatever the number of rows: its text stays the
+    same from one batch to the next, and the driver quotes arrays, not thousands of parameters.
+    JSON travels as text, turned back into JSON by the reading expression.
+    """
+    quote = connection.ops.quote_name
+    arrays: list[str] = []
+    aliases: list[str] = []
+    params: list[list[Any]] = []
+    values: dict[str, str] = {}
+    for index, name in enumerate(names):
+        field = column(model, name)
+        alias = quote(str(field.column))
+        cells = [row[index] for row in rows]
+        aliases.append(alias)
+        if isinstance(field, JSONField):
+            arrays.append("%s::text[]")
+            params.append([None if cell is None else json.dumps(cell, cls=field.encoder) for cell in cells])
+            values[name] = f"v.{alias}::jsonb"
+        else:
+            arrays.append(f"%s::{field.cast_db_type(connection)}[]")
+            params.append(cells)
+            values[name] = f"v.{alias}"
+    for name, cells in extra.items():
+        arrays.append("%s::integer[]")
+        aliases.append(quote(name))
+        params.append(cells)
+        values[name] = f"v.{quote(name)}"
+    return _Unnested(f"unnest({', '.join(arrays)}) AS v ({', '.join(aliases)})", params, values)
+
+
+def _update(
     model: type[Model],
     names: Sequence[str],
     keys: Sequence[str],
     rows: Sequence[Sequence[Any]],
     condition: tuple[str, list[Any]] | None = None,
 ) -> Statement:
-    """One ``UPDATE … FROM (VALUES …)`` setting ``names`` (minus ``keys``) of the rows matched by ``keys``.
+    """One UPDATE of the rows matched by ``keys``, setting the other ``names`` (``rows`` as arrays).
 
-    The first row's values carry their columns' types (a bare parameter would be text), the
-    later rows take them from it. Each target row must match at most one row of ``rows``.
+    Each target row must match at most one of ``rows``; ``condition`` narrows the target rows.
     """
-    fields = [column(model, name) for name in names]
-    quote = connection.ops.quote_name
-    first = "(" + ", ".join(f"%s::{field.cast_db_type(connection)}" for field in fields) + ")"
-    later = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    aliases = ", ".join(quote(str(field.column)) for field in fields)
-    key_columns = [quote(str(column(model, key).column)) for key in keys]
+    columns = _unnest(model, names, rows)
     sets = ", ".join(
-        f"{quote(str(field.column))} = v.{quote(str(field.column))}"
-        for field in fields
-        if field.name not in keys
+        f"{column_name(model, name)} = {columns.values[name]}" for name in names if name not in keys
     )
-    where = " AND ".join(f"t.{key} = v.{key}" for key in key_columns)
-    params = [
-        field.get_db_prep_save(value, connection)
-        for row in rows
-        for field, value in zip(fields, row, strict=True)
-    ]
+    where = " AND ".join(f"t.{column_name(model, key)} = {columns.values[key]}" for key in keys)
+    params = list(columns.params)
     if condition is not None:
         where += f" AND t.{condition[0]}"
         params += condition[1]
-    values = ", ".join([first, *[later] * (len(rows) - 1)])
-    sql = f"UPDATE {table_name(model)} AS t SET {sets} FROM (VALUES {values}) AS v ({aliases}) WHERE {where}"
-    return sql, params
+    return f"UPDATE {table_name(model)} AS t SET {sets} FROM {columns.sql} WHERE {where}", params
+
+
+def _insert(model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> Statement:
+    """One INSERT of ``rows`` (as arrays)."""
+    columns = _unnest(model, names, rows)
+    targets = ", ".join(column_name(model, name) for name in names)
+    reads = ", ".join(columns.values[name] for name in names)
+    return f"INSERT INTO {table_name(model)} ({targets}) SELECT {reads} FROM {columns.sql}", columns.params
 
 
 def _execute_as_one(statements: Sequence[Statement]) -> None:

@@ -32,7 +32,7 @@ def _tables(sql: str) -> tuple[str, ...]:
     verb = sql.split(None, 1)[0].upper()
     if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK"):
         return (verb,)
-    tables = sorted(set(re.findall(r'(?:FROM|INTO|UPDATE)\s+"?(\w+)', sql)))
+    tables = sorted(set(re.findall(r'(?:FROM|INTO|UPDATE)\s+"?(\w+)\b"?(?!\()', sql)))
     return (verb, *tables)
 
 
