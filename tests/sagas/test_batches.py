@@ -18,14 +18,27 @@ from django.test.utils import CaptureQueriesContext
 from eventstore.handling import handle, handle_batch
 from eventstore.messages import Message
 from eventstore.store import load_stream
+from eventstore.unit_of_work import unit_of_work
+from orders import recorder as orders_recorder
 from orders.handlers import load_order
+from sagas import handlers as saga_handlers
 from sagas import public as sagas_public
+from sagas import recorder as sagas_recorder
 from sagas.models import SagaInstance, SagaStepAttempt, SagaTransition
 
 from .conftest import answer
 
 RESERVED = {"items": [], "expires_at": "2099-01-01T00:00:00Z"}
 PROCESSED = {"payment_id": "p", "amount": "28.00", "attempts": 1}
+
+
+@pytest.fixture(params=["postgresql", "portable"])
+def recorders(request, monkeypatch) -> str:
+    """Each test twice: with the PostgreSQL recorders, and with the portable ones (as on SQLite)."""
+    if request.param == "portable":
+        monkeypatch.setattr(sagas_recorder, "_recorder", sagas_recorder.PortableRecorder())
+        monkeypatch.setattr(orders_recorder, "_recorder", orders_recorder.PortableRecorder())
+    return request.param
 
 
 def _tables(sql: str) -> tuple[str, ...]:
@@ -127,7 +140,9 @@ def _state(order_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.django_db
-def test_two_answers_about_one_saga_in_a_batch_end_as_when_handled_one_by_one(placed_order) -> None:
+def test_two_answers_about_one_saga_in_a_batch_end_as_when_handled_one_by_one(
+    placed_order, recorders
+) -> None:
     # given two orders in the same state: reserved, paying, then cancelled (releasing the stock
     # and waiting for the payment's outcome)
     orders = [placed_order(), placed_order()]
@@ -160,7 +175,9 @@ def test_two_answers_about_one_saga_in_a_batch_end_as_when_handled_one_by_one(pl
 
 
 @pytest.mark.django_db
-def test_answers_about_a_saga_missing_or_handled_before_change_nothing_in_a_batch(placed_order) -> None:
+def test_answers_about_a_saga_missing_or_handled_before_change_nothing_in_a_batch(
+    placed_order, recorders
+) -> None:
     order_id = placed_order()
     reserved = answer("InventoryReserved", order_id, **RESERVED)
     handle("sagas", reserved)
@@ -170,6 +187,56 @@ def test_answers_about_a_saga_missing_or_handled_before_change_nothing_in_a_batc
     assert handle_batch("sagas", [reserved, stranger]) == [None, None]
 
     assert _state(order_id) == before
+
+
+def _retry(order_id: str) -> None:
+    saga_handlers.decide(
+        order_id, lambda saga, now: saga.retry_step(admin="ops", now=now, timing=saga_handlers.timing())
+    )
+
+
+def _attempts(order_id: str) -> list[tuple[str, int, str]]:
+    return list(
+        SagaStepAttempt.objects.filter(saga_id=order_id)
+        .order_by("id")
+        .values_list("step", "attempt", "outcome")
+    )
+
+
+@pytest.mark.django_db
+def test_attempts_recorded_in_one_unit_are_numbered_in_turn(placed_order, recorders) -> None:
+    # given a saga waiting for its stock
+    order_id = placed_order()
+
+    # when its step is sent again twice in one unit of work, then answered in the same unit
+    with unit_of_work():
+        _retry(order_id)
+        _retry(order_id)
+        saga_handlers.react(answer("InventoryReservationFailed", order_id, reason="OUT_OF_STOCK"))
+
+    # then the attempts are numbered after the stored one, and the answer settled all of them
+    assert _attempts(order_id) == [("RESERVE_INVENTORY", n, "FAILED") for n in (1, 2, 3)]
+    assert load_order(order_id).status == "FAILED"
+    saga = SagaInstance.objects.get(order_id=order_id)
+    assert (saga.state, saga.version) == ("FAILED", len(load_stream(f"saga-{order_id}")))
+
+
+@pytest.mark.django_db
+def test_a_saga_started_and_changed_in_one_unit_is_stored_once_as_it_ended(products, recorders) -> None:
+    from orders.handlers import RequestedLine, place_order
+
+    # when an order is placed and its saga's step sent again in the same unit of work
+    with unit_of_work():
+        order_id = place_order(
+            customer_id="alice", lines=[RequestedLine("SKU-A", 1)], payment={"method": "card", "token": "t"}
+        ).order_id
+        _retry(order_id)
+
+    # then the saga row holds the later state, and both attempts are numbered from one
+    saga = SagaInstance.objects.get(order_id=order_id)
+    assert (saga.state, saga.attempts, saga.version) == ("STARTED", 2, 2)
+    assert _attempts(order_id) == [("RESERVE_INVENTORY", 1, "PENDING"), ("RESERVE_INVENTORY", 2, "PENDING")]
+    assert [m.type for m in load_stream(f"saga-{order_id}")] == ["SagaStarted", "SagaStepRetried"]
 
 
 @pytest.mark.django_db(transaction=True)
