@@ -452,7 +452,9 @@ def _unnest(
             params.append([None if cell is None else json.dumps(cell, cls=field.encoder) for cell in cells])
             values[name] = f"v.{alias}::jsonb"
         else:
-            arrays.append(f"%s::{field.cast_db_type(connection)}[]")
+            # The bare type (varchar, not varchar(24)): a cast would cut an overlong value, the
+            # column itself refuses it, as the ORM's INSERT or UPDATE would.
+            arrays.append(f"%s::{_bare(str(field.cast_db_type(connection)))}[]")
             params.append(cells)
             values[name] = f"v.{alias}"
     for name, cells in extra.items():
@@ -461,6 +463,11 @@ def _unnest(
         params.append(cells)
         values[name] = f"v.{quote(name)}"
     return _Unnested(f"unnest({', '.join(arrays)}) AS v ({', '.join(aliases)})", params, values)
+
+
+def _bare(db_type: str) -> str:
+    """A column type without its modifiers: ``varchar(24)`` is ``varchar``."""
+    return db_type.split("(", 1)[0]
 
 
 def _update(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import DataError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from eventstore.handling import handle, handle_batch
@@ -302,3 +302,11 @@ def _wait_for_lock_waiters(count: int) -> None:
                 return
             time.sleep(0.05)
     raise AssertionError("the batches never waited for the held saga")
+
+
+@pytest.mark.django_db
+def test_a_value_too_long_for_its_column_is_refused_not_cut(placed_order) -> None:
+    order_id = placed_order()
+    with pytest.raises(DataError), transaction.atomic():
+        sagas_public.request_cancellation(order_id=order_id, by="alice", reason="x" * 501)
+    assert SagaInstance.objects.get(order_id=order_id).cancel_reason == ""
