@@ -310,3 +310,27 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut(placed_order) -> Non
     with pytest.raises(DataError), transaction.atomic():
         sagas_public.request_cancellation(order_id=order_id, by="alice", reason="x" * 501)
     assert SagaInstance.objects.get(order_id=order_id).cancel_reason == ""
+
+
+@pytest.mark.django_db
+def test_the_new_sagas_of_one_unit_are_written_with_one_statement(products) -> None:
+    from orders.handlers import RequestedLine, place_order
+
+    def place(count: int) -> Counter[tuple[str, ...]]:
+        def placing() -> None:
+            with unit_of_work():
+                for _ in range(count):
+                    place_order(
+                        customer_id="alice",
+                        lines=[RequestedLine("SKU-A", 1)],
+                        payment={"method": "card", "token": "tok_ok"},
+                    )
+
+        return _per_table(placing)
+
+    one, twenty = place(1), place(20)
+    saga_writes = [key for key in twenty if {"saga_instance", "saga_step_attempt"} & set(key[1:])]
+    assert saga_writes == [("WITH", "saga_instance", "saga_step_attempt")]
+    assert one[saga_writes[0]] == twenty[saga_writes[0]] == 1
+    assert SagaInstance.objects.count() == 21
+    assert set(SagaStepAttempt.objects.values_list("step", "attempt")) == {("RESERVE_INVENTORY", 1)}
