@@ -18,10 +18,12 @@ from config import metrics
 from config.logging import log_context
 from eventstore.messages import Message
 from eventstore.store import NewEvent, append, load_stream, outbox_batch
+from eventstore.unit_of_work import UnitOfWork, current
 from inventory import public as inventory_public
 from sagas import public as sagas_public
 
 from . import domain
+from .recorder import recorder
 
 CONTEXT = "orders"
 
@@ -83,8 +85,54 @@ def place_order(*, customer_id: str, lines: Sequence[RequestedLine], payment: di
 
 
 def load_order(order_id: str) -> domain.Order:
-    """The order as its stream tells it (strongly consistent); raises :class:`OrderNotFound`."""
-    return _order_from(order_id, load_stream(order_id))
+    """The order as its stream tells it (strongly consistent); raises :class:`OrderNotFound`.
+
+    Inside a unit of work the order is read once and kept in the unit's identity map (kept
+    current by :func:`record_decisions`): the orders announced by :func:`expect_changes` are
+    read together with the first of them.
+    """
+    unit = current()
+    if unit is None:
+        return _order_from(order_id, load_stream(order_id))
+    order = _orders_in(unit).get(order_id)
+    if order is None:
+        raise OrderNotFound(order_id)
+    return order
+
+
+def expect_changes(order_ids: Sequence[str]) -> None:
+    """Announce orders that the open unit of work may change (nothing outside a unit).
+
+    None is read yet: the first one loaded reads them all with one statement, so a batch that
+    changes no order reads none, and one that changes many reads them once.
+    """
+    unit = current()
+    if unit is not None:
+        _orders_in(unit).expected.update(order_ids)
+
+
+class _UnitOrders:
+    """The orders read in one unit of work, and those announced but not read yet."""
+
+    def __init__(self) -> None:
+        self.expected: set[str] = set()
+        self.loaded: dict[str, domain.Order | None] = {}
+
+    def get(self, order_id: str) -> domain.Order | None:
+        if order_id not in self.loaded:
+            wanted = sorted((self.expected | {order_id}) - self.loaded.keys())
+            histories = recorder().histories(wanted)
+            for wanted_id in wanted:
+                self.loaded[wanted_id] = domain.Order.from_history(wanted_id, histories.get(wanted_id, ()))
+            self.expected.clear()
+            if self.loaded[order_id] is None:
+                # Not stored yet: it may have been created in this very unit (its events buffered).
+                self.loaded[order_id] = domain.Order.from_history(order_id, _history(load_stream(order_id)))
+        return self.loaded[order_id]
+
+
+def _orders_in(unit: UnitOfWork) -> _UnitOrders:
+    return unit.identity(_UnitOrders, _UnitOrders)
 
 
 def cancel_order(*, order_id: str, by: str, reason: str) -> str:
@@ -108,7 +156,8 @@ def record_decisions(
     """Apply each ``decide(order) -> events`` in turn, with one load and one append for them all.
 
     Runs in the caller's transaction (the saga's); the saga row lock serialises writers. Each
-    decision sees the order as the events decided before it left it.
+    decision sees the order as the events decided before it left it; so does a later call in
+    the same unit of work (the order in its identity map is the one changed here).
     """
     order = load_order(order_id)
     expected_version = order.version
@@ -125,14 +174,17 @@ def record_decisions(
 
 
 def _order_from(order_id: str, messages: Sequence[Message]) -> domain.Order:
-    history = [
-        domain.RecordedEvent(type=m.type, data=m.data, version=m.version or 0, occurred_at=m.occurred_at)
-        for m in messages
-    ]
-    order = domain.Order.from_history(order_id, history)
+    order = domain.Order.from_history(order_id, _history(messages))
     if order is None:
         raise OrderNotFound(order_id)
     return order
+
+
+def _history(messages: Sequence[Message]) -> list[domain.RecordedEvent]:
+    return [
+        domain.RecordedEvent(type=m.type, data=m.data, version=m.version or 0, occurred_at=m.occurred_at)
+        for m in messages
+    ]
 
 
 def _append(

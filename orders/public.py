@@ -14,7 +14,15 @@ from .audit import OrderFact, order_facts
 
 CONTEXT = "orders"
 
-__all__ = ["CONTEXT", "OrderChange", "OrderFact", "change_order", "order_customer", "order_facts"]
+__all__ = [
+    "CONTEXT",
+    "OrderChange",
+    "OrderFact",
+    "change_order",
+    "expect_changes",
+    "order_customer",
+    "order_facts",
+]
 
 
 class OrderChange(Protocol):
@@ -41,6 +49,14 @@ def change_order(*, order_id: str, changes: Sequence[OrderChange], cause_id: str
     decisions = [_decision(change) for change in changes]
     if decisions:
         handlers.record_decisions(order_id, decisions, cause_id=cause_id)
+
+
+def expect_changes(order_ids: Sequence[str]) -> None:
+    """The open unit of work may change these orders: read them together when the first is needed.
+
+    The saga's batch preparer calls it with the batch's orders; outside a unit it does nothing.
+    """
+    handlers.expect_changes(order_ids)
 
 
 def order_customer(order_id: str) -> str | None:

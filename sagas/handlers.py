@@ -1,40 +1,40 @@
-"""Saga handlers: lock the saga row, let the domain decide, carry out its effects in one transaction.
+"""Saga handlers: load the saga, let the domain decide, record what it decided.
 
-Every entry point runs inside the caller's transaction (the consumer's, with its inbox row, or
-the orders handler's), so the saga row, its events, the commands it sends and the order's
-terminal event commit together.
+Every entry point runs in the caller's transaction (the consumer's, with its inbox row, or the
+orders handler's), so the saga row, its events, the commands it sends and the order's terminal
+event commit together.
 
-The hot path (one call per answer of inventory or payments) reads and writes the saga's tables
-with plain SQL that PostgreSQL and SQLite both accept: the ORM's query compiler and model
-materialisation cost more CPU than the statements themselves. Values still go through the
-model fields (``get_db_prep_save`` on the way in, the backend's converters on the way out), so
-they are stored and read exactly as the ORM would. On PostgreSQL the saga's own writes of one
-step (answer, row, transitions, attempts) go as a single statement of data-modifying CTEs.
+Inside a unit of work (``eventstore.unit_of_work``: a consumer's batch, one message) a saga is
+loaded once, into the unit's identity map: the batch's sagas are loaded and locked together by
+:func:`lock_sagas` (the context's preparer), so two answers about one saga in a batch see each
+other's effects, and everything the batch decided is written when the unit flushes, one
+statement for all the sagas (``sagas.recorder``). Outside a unit (the API, the admin) the same
+code loads one saga and writes it at once.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from config import metrics
 from eventstore import backlog
 from eventstore.messages import Message
-from eventstore.sql import Expression, Statement, column, insert_statement
 from eventstore.store import NewEvent, append, send
+from eventstore.unit_of_work import UnitOfWork, current, unit_of_work
 from orders import public as orders_public
 
 from . import domain
-from .models import SagaInstance, SagaStepAttempt, SagaTransition
+from .models import SagaStepAttempt
+from .recorder import Attempt, Changes, Loaded, SagaRow, Settlement, Transition, recorder
 
 logger = logging.getLogger(__name__)
 
@@ -53,69 +53,86 @@ _TARGETS = {
     "RefundPayment": ("payments", "payment"),
 }
 
-_SAGA_FIELDS = (
-    "state",
-    "step",
-    "attempts",
-    "deadline",
-    "needs_attention",
-    "failure_reason",
-    "outcome",
-    "cancelled_by",
-    "cancel_reason",
-    "reserved",
-    "reservation_expires_at",
-    "payment_requested",
-    "captured",
-    "confirmed",
-    "pending",
-    "order_status",
-    "expires_at",
-    "commands",
-    "refunded",
-)
-# What is read of a saga row: the domain's fields, then its version and start.
-_LOADED_FIELDS = (
-    "order_id",
-    "items",
-    "amount",
-    "payment_method",
-    "payment_token",
-    *_SAGA_FIELDS,
-    "version",
-    "created_at",
-)
-# What a new saga row holds (every column, none left to a default).
-_INSERTED_FIELDS = (*_LOADED_FIELDS, "customer_id", "updated_at")
-_TRANSITION_FIELDS = ("saga", "at", "from_state", "to_state", "step", "reason", "cause_id")
-_ATTEMPT_FIELDS = (
-    "saga",
-    "step",
-    "command",
-    "attempt",
-    "message_id",
-    "sent_at",
-    "outcome",
-    "answered_at",
-    "answer",
-    "error",
-)
-_NEXT_ATTEMPT_SQL = (
-    f"(SELECT COUNT(*) FROM {SagaStepAttempt._meta.db_table} WHERE saga_id = %s AND step = %s) + 1"
-)
-
-# A statement and its parameters.
-
 
 @dataclass(slots=True)
-class _Locked:
-    """A saga as read (under its row lock), with what its row held then."""
+class _Tracked:
+    """A saga as loaded (or just started), with what it still has to write.
+
+    ``customer_id`` is set for a new saga (its row is inserted); ``updated_at`` once a decision
+    changed it (its row is written). Attempts recorded here and not yet written are settled in
+    memory; those already in the table by a :class:`Settlement`, once per step.
+    """
 
     saga: domain.Saga
     version: int
     created_at: datetime
-    state: str
-    stored: tuple[Any, ...]  # the ``_SAGA_FIELDS`` as read, to write only what changed
+    customer_id: str | None = None
+    updated_at: datetime | None = None
+    settlements: list[Settlement] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    settled_steps: set[str] = field(default_factory=set)
+
+    def settle(
+        self, steps: Sequence[str], outcome: str, now: datetime, *, answer: str = "", error: str = ""
+    ) -> None:
+        """End the step's PENDING attempts with ``outcome`` (those recorded here, and those stored)."""
+        self.attempts = [
+            replace(a, outcome=outcome, answered_at=now, answer=answer, error=error)
+            if a.step in steps and a.outcome == SagaStepAttempt.PENDING
+            else a
+            for a in self.attempts
+        ]
+        stored = tuple(step for step in steps if step not in self.settled_steps)
+        if stored:
+            # Once settled, a step has no PENDING attempt left in the table (this unit adds none there).
+            self.settled_steps.update(stored)
+            self.settlements.append(Settlement(self.saga.order_id, stored, outcome, now, answer, error))
+
+    def sent(self, effect: domain.Send, message: Message, now: datetime) -> None:
+        """Record the attempt of a command just sent, numbered within its step."""
+        earlier = sum(1 for a in self.attempts if a.step == effect.step)
+        self.attempts.append(
+            Attempt(
+                order_id=self.saga.order_id,
+                step=effect.step,
+                command=effect.command,
+                message_id=message.message_id,
+                sent_at=now,
+                # A new saga has no attempt in the table: its numbers are known here.
+                number=earlier + 1 if self.customer_id is not None else None,
+                earlier=earlier,
+                error="" if effect.tracked else "late effect undone after the saga ended",
+            )
+        )
+
+    def take_changes(self) -> Changes:
+        """What to write, handed over once (the saga is then as stored)."""
+        rows = []
+        if self.updated_at is not None:
+            rows.append(SagaRow(self.saga, self.version, self.created_at, self.updated_at, self.customer_id))
+        changes = Changes(rows, self.settlements, self.transitions, self.attempts)
+        self.customer_id, self.updated_at = None, None
+        self.settlements, self.transitions, self.attempts = [], [], []
+        self.settled_steps = set()
+        return changes
+
+
+class _Unsaved:
+    """The sagas of one unit of work with something to write, written together at its flush."""
+
+    def __init__(self) -> None:
+        self.sagas: dict[str, _Tracked] = {}
+
+    def write(self) -> None:
+        changes = Changes([], [], [], [])
+        for tracked in self.sagas.values():
+            taken = tracked.take_changes()
+            changes.sagas += taken.sagas
+            changes.settlements += taken.settlements
+            changes.transitions += taken.transitions
+            changes.attempts += taken.attempts
+        recorder().write(changes)
 
 
 def timing() -> domain.Timing:
@@ -138,7 +155,11 @@ def start_saga(
     payment: dict[str, Any],
     cause_id: str,
 ) -> None:
-    """Create the saga (STARTED) and send ReserveInventory, in the caller's transaction."""
+    """Create the saga (STARTED) and send ReserveInventory, in the caller's transaction.
+
+    In a unit of work the new saga joins its identity map and its row is inserted at the flush,
+    with the other sagas of the unit; outside one it is inserted at once.
+    """
     now = timezone.now()
     saga, effects = domain.Saga.start(
         order_id=order_id,
@@ -149,23 +170,42 @@ def start_saga(
         now=now,
         timing=timing(),
     )
-    row = _Locked(saga=saga, version=0, created_at=now, state=saga.state, stored=())
-    _carry_out(row, saga, effects, cause_id=cause_id, now=now, customer_id=customer_id)
+    tracked = _Tracked(saga=saga, version=0, created_at=now, customer_id=customer_id)
+    unit = current()
+    if unit is not None:
+        unit.identity(_key(order_id), lambda: tracked)
+    _carry_out(tracked, effects, cause_id=cause_id, now=now, state_before=saga.state)
+
+
+def lock_sagas(order_ids: Sequence[str]) -> None:
+    """Load and lock the sagas of ``order_ids`` into the open unit of work, with one statement.
+
+    Locked in ``order_id`` order: two batches about the same sagas never wait on each other in a
+    circle. The orders they may change are announced to orders, which loads them together too.
+    """
+    unit = current()
+    if unit is None:
+        raise RuntimeError("lock_sagas runs inside a unit of work")
+    found = recorder().load(order_ids, lock=True)
+    for order_id in order_ids:
+        unit.identity(_key(order_id), partial(_tracked, found.get(order_id)))
+    orders_public.expect_changes(sorted(found))
 
 
 def react(message: Message) -> None:
     """Advance the saga of the order ``message`` is about (an answer from inventory or payments)."""
-    order_id = str(message.data.get("order_id") or message.correlation_id)
-    row = _locked(order_id)
-    if row is None:
+    order_id = order_of(message)
+    tracked = _track(order_id)
+    if tracked is None:
         logger.info("no saga for %s %s", message.type, order_id)
         return
     now = timezone.now()
-    saga = row.saga
+    saga = tracked.saga
+    state_before = saga.state
     # Only the answer to one of the step's own commands settles its attempts; a stale one is
     # recorded by the domain (SagaAnswerIgnored) and settles nothing.
-    settles = saga.answers(message.type, message.causation_id)
-    answered = _record_answer(order_id, message, now) if settles else []
+    if saga.answers(message.type, message.causation_id):
+        _settle_answered(tracked, message, now)
     effects = saga.on_answer(
         message_type=message.type,
         data=message.data,
@@ -173,7 +213,12 @@ def react(message: Message) -> None:
         now=now,
         timing=timing(),
     )
-    _carry_out(row, saga, effects, cause_id=message.message_id, now=now, writes=answered)
+    _carry_out(tracked, effects, cause_id=message.message_id, now=now, state_before=state_before)
+
+
+def order_of(message: Message) -> str:
+    """The order (and saga) an answer is about."""
+    return str(message.data.get("order_id") or message.correlation_id)
 
 
 def decide(
@@ -183,13 +228,14 @@ def decide(
 
     ``SagaRuleViolation`` from the decision propagates with nothing changed.
     """
-    row = _locked(order_id)
-    if row is None:
+    tracked = _track(order_id)
+    if tracked is None:
         raise LookupError(order_id)
     now = timezone.now()
-    saga = row.saga
+    saga = tracked.saga
+    state_before = saga.state
     effects = decision(saga, now)
-    _carry_out(row, saga, effects, cause_id=cause_id, now=now)
+    _carry_out(tracked, effects, cause_id=cause_id, now=now, state_before=state_before)
     return saga
 
 
@@ -203,24 +249,22 @@ def sweep_timeouts(*, now: datetime | None = None, limit: int = 200) -> int:
     expiry comes.
     """
     now = now or timezone.now()
-    open_sagas = SagaInstance.objects.filter(deadline__lte=now, needs_attention=False).exclude(
-        state__in=domain.TERMINAL
-    )
-    if _pipeline_busy(open_sagas, now):
-        open_sagas = open_sagas.exclude(state__in=domain.RUNNING, expires_at__gt=now)
-    due = list(open_sagas.order_by("deadline").values_list("order_id", flat=True)[:limit])
+    busy = recorder().any_resend_due(now) and backlog.waiting(_SAGA_PIPELINE) > 0
     acted = 0
-    for order_id in due:
-        with transaction.atomic():
-            row = _locked(order_id, skip_locked=True)
-            if row is None or row.saga.needs_attention or row.saga.deadline > now:
+    for order_id in recorder().due(now, limit=limit, resending=not busy):
+        with unit_of_work():
+            tracked = _track(order_id, skip_locked=True)
+            if tracked is None or tracked.saga.needs_attention or tracked.saga.deadline > now:
                 continue
-            saga = row.saga
-            _time_out_attempts(order_id, saga, now)
+            saga = tracked.saga
+            state_before = saga.state
+            steps = saga.pending if saga.state == domain.COMPENSATING else [saga.step or ""]
+            tracked.settle(steps, SagaStepAttempt.TIMED_OUT, now, error="no answer before the deadline")
+            _record(tracked)
             effects = saga.time_out(now=now, timing=timing())
             if effects:
                 acted += 1
-                _carry_out(row, saga, effects, cause_id="", now=now)
+                _carry_out(tracked, effects, cause_id="", now=now, state_before=state_before)
                 if saga.needs_attention:
                     logger.error(
                         "saga parked: compensation keeps failing",
@@ -229,143 +273,81 @@ def sweep_timeouts(*, now: datetime | None = None, limit: int = 200) -> int:
     return acted
 
 
-def _pipeline_busy(open_sagas: QuerySet[SagaInstance], now: datetime) -> bool:
-    """Whether a running saga due to send its step again must wait: messages are still queued."""
-    resending = open_sagas.filter(state__in=domain.RUNNING, expires_at__gt=now)
-    if not resending.exists():
-        return False
-    return backlog.waiting(_SAGA_PIPELINE) > 0
-
-
 def summary_of(order_id: str) -> dict[str, Any] | None:
     """The saga part of an order's read model."""
-    row = _load(order_id)
-    return None if row is None else row.saga.summary()
+    loaded = recorder().load([order_id], lock=False).get(order_id)
+    return None if loaded is None else loaded.saga.summary()
 
 
 # --- internals ------------------------------------------------------------------------------
 
 
-def _locked(order_id: str, *, skip_locked: bool = False) -> _Locked | None:
-    return _load(order_id, lock=True, skip_locked=skip_locked)
+def _key(order_id: str) -> tuple[str, str]:
+    return ("sagas.saga", order_id)
 
 
-def _load(order_id: str, *, lock: bool = False, skip_locked: bool = False) -> _Locked | None:
-    """The saga of ``order_id`` (its row locked if ``lock``), or ``None``."""
-    with connection.cursor() as cursor:
-        cursor.execute(_select_sql(lock=lock, skip_locked=skip_locked), [order_id])
-        found = cursor.fetchone()
-    if found is None:
+def _track(order_id: str, *, skip_locked: bool = False) -> _Tracked | None:
+    """The saga of ``order_id``, locked: the unit's (loaded once per unit), or loaded now."""
+
+    def load() -> _Tracked | None:
+        found = recorder().load([order_id], lock=True, skip_locked=skip_locked)
+        return _tracked(found.get(order_id))
+
+    unit = current()
+    return load() if unit is None else unit.identity(_key(order_id), load)
+
+
+def _tracked(loaded: Loaded | None) -> _Tracked | None:
+    if loaded is None:
         return None
-    values = list(found)
-    for index, col, converters in _column_converters():
-        for converter in converters:
-            values[index] = converter(values[index], col, connection)
-    order_id, items, amount, payment_method, payment_token, *fields, version, created_at = values
-    stored = tuple(fields)
-    state = dict(zip(_SAGA_FIELDS, fields, strict=True))
-    # The domain changes these in place; ``stored`` keeps what was read.
-    state["pending"] = list(state["pending"])
-    state["commands"] = {step: list(ids) for step, ids in (state["commands"] or {}).items()}
-    saga = domain.Saga(
-        order_id=order_id,
-        items=list(items),
-        amount=str(amount),
-        payment_method=payment_method,
-        payment_token=payment_token,
-        **state,
-    )
-    return _Locked(saga=saga, version=version, created_at=created_at, state=saga.state, stored=stored)
+    return _Tracked(saga=loaded.saga, version=loaded.version, created_at=loaded.created_at)
 
 
-_select_cache: dict[tuple[str, bool, bool], str] = {}
+def _record(tracked: _Tracked) -> None:
+    """Write what ``tracked`` decided: at the unit's flush (with its other sagas), or now."""
+    unit = current()
+    if unit is None:
+        recorder().write(tracked.take_changes())
+        return
+    unit.identity(_Unsaved, lambda: _unsaved_in(unit)).sagas.setdefault(tracked.saga.order_id, tracked)
 
 
-def _select_sql(*, lock: bool, skip_locked: bool) -> str:
-    key = (connection.vendor, lock, skip_locked)
-    sql = _select_cache.get(key)
-    if sql is None:
-        quote = connection.ops.quote_name
-        columns = ", ".join(quote(str(column(SagaInstance, name).column)) for name in _LOADED_FIELDS)
-        sql = (
-            f"SELECT {columns} FROM {quote(SagaInstance._meta.db_table)} "
-            f"WHERE {quote(str(column(SagaInstance, 'order_id').column))} = %s"
-        )
-        # As the ORM does: a backend without row locks (SQLite) locks the whole database instead.
-        if lock and connection.features.has_select_for_update:
-            sql += " FOR UPDATE"
-            if skip_locked and connection.features.has_select_for_update_skip_locked:
-                sql += " SKIP LOCKED"
-        _select_cache[key] = sql
-    return sql
-
-
-_converter_cache: dict[str, list[tuple[int, Any, list[Callable[..., Any]]]]] = {}
-
-
-def _column_converters() -> list[tuple[int, Any, list[Callable[..., Any]]]]:
-    """The backend's and the fields' converters of the loaded columns (as the ORM applies them)."""
-    found = _converter_cache.get(connection.vendor)
-    if found is None:
-        found = []
-        for index, name in enumerate(_LOADED_FIELDS):
-            col = column(SagaInstance, name).get_col(SagaInstance._meta.db_table)
-            converters = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
-            if converters:
-                found.append((index, col, converters))
-        _converter_cache[connection.vendor] = found
-    return found
+def _unsaved_in(unit: UnitOfWork) -> _Unsaved:
+    unsaved = _Unsaved()
+    unit.before_flush(_Unsaved, unsaved.write)
+    return unsaved
 
 
 def _carry_out(
-    row: _Locked,
-    saga: domain.Saga,
+    tracked: _Tracked,
     effects: Sequence[domain.Effect],
     *,
     cause_id: str,
     now: datetime,
-    writes: Sequence[Statement] = (),
-    customer_id: str | None = None,
+    state_before: str,
 ) -> None:
-    """Carry out ``effects`` and store the saga (INSERT it when ``customer_id`` is given).
-
-    ``writes`` (the answer's) go with the saga's own: one statement per table, all of them in one
-    on PostgreSQL.
-    """
+    """Carry out ``effects``: send the commands, change the order, record the saga and its events."""
+    saga = tracked.saga
     records: list[NewEvent] = []
-    transitions: list[tuple[Any, ...]] = []
-    sent: list[tuple[domain.Send, Message]] = []
     changes: list[domain.OrderEffect] = []
     for effect in effects:
         if isinstance(effect, domain.Record):
             records.append(NewEvent(effect.type, effect.data))
             if effect.type == "SagaTransitioned":
-                transitions.append(_transition(saga.order_id, effect.data, cause_id, now))
+                tracked.transitions.append(_transition(saga.order_id, effect.data, cause_id, now))
         elif isinstance(effect, domain.Send):
-            sent.append((effect, _send(saga, effect, cause_id)))
+            tracked.sent(effect, _send(saga, effect, cause_id), now)
         else:
             changes.append(effect)
     if changes:
         # In effect order, with one read of the order and one append for all of them.
         orders_public.change_order(order_id=saga.order_id, changes=changes, cause_id=cause_id)
-    if saga.state in domain.TERMINAL and row.state not in domain.TERMINAL:
-        metrics.observe_saga_end(state=saga.state, seconds=(now - row.created_at).total_seconds())
-    expected_version = row.version
-    new = customer_id is not None
-    statements = list(writes)
-    if customer_id is not None:
-        statements.append(_insert_saga(saga, customer_id, version=len(records), now=now))
-    else:
-        statements.append(_update_saga(row, saga, version=row.version + len(records), now=now))
-    if transitions:
-        statements.append(insert_statement(SagaTransition, _TRANSITION_FIELDS, transitions))
-    later: list[Statement] = []
-    if sent:
-        first, *later = _insert_attempts(saga.order_id, sent, now, new=new)
-        statements.append(first)
-    _execute(statements)
-    for statement in later:
-        _execute([statement])
+    if saga.state in domain.TERMINAL and state_before not in domain.TERMINAL:
+        metrics.observe_saga_end(state=saga.state, seconds=(now - tracked.created_at).total_seconds())
+    expected_version = tracked.version
+    tracked.version += len(records)
+    tracked.updated_at = now
+    _record(tracked)
     if records:
         append(
             context=CONTEXT,
@@ -376,61 +358,6 @@ def _carry_out(
             correlation_id=saga.order_id,
             causation_id=cause_id,
         )
-
-
-def _execute(statements: Sequence[Statement]) -> None:
-    """Run ``statements`` in order; on PostgreSQL as one (the first ones as CTEs of the last).
-
-    The parts of one statement see the same snapshot: none may depend on another's effect.
-    """
-    if len(statements) > 1 and connection.vendor == "postgresql":
-        *first, last = statements
-        sql = "WITH " + ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(first)) + " " + last[0]
-        statements = [(sql, [param for _, params in statements for param in params])]
-    with connection.cursor() as cursor:
-        for sql, params in statements:
-            cursor.execute(sql, params)
-
-
-def _insert_saga(saga: domain.Saga, customer_id: str, *, version: int, now: datetime) -> Statement:
-    values = {name: getattr(saga, name) for name in _SAGA_FIELDS}
-    values.update(
-        order_id=saga.order_id,
-        items=saga.items,
-        amount=Decimal(saga.amount),
-        payment_method=saga.payment_method,
-        payment_token=saga.payment_token,
-        version=version,
-        created_at=now,
-        customer_id=customer_id,
-        updated_at=now,
-    )
-    return insert_statement(SagaInstance, _INSERTED_FIELDS, [[values[name] for name in _INSERTED_FIELDS]])
-
-
-def _update_saga(row: _Locked, saga: domain.Saga, *, version: int, now: datetime) -> Statement:
-    """The UPDATE of what the step changed in the saga row (always its ``updated_at``)."""
-    changed: list[tuple[str, Any]] = [
-        (name, value)
-        for name, old in zip(_SAGA_FIELDS, row.stored, strict=True)
-        if (value := getattr(saga, name)) != old
-    ]
-    changed.append(("updated_at", now))
-    if version != row.version:
-        changed.append(("version", version))
-    quote = connection.ops.quote_name
-    assignments = []
-    params: list[Any] = []
-    for name, value in changed:
-        field = column(SagaInstance, name)
-        assignments.append(f"{quote(str(field.column))} = %s")
-        params.append(field.get_db_prep_save(value, connection))
-    params.append(saga.order_id)
-    sql = (
-        f"UPDATE {quote(SagaInstance._meta.db_table)} SET {', '.join(assignments)} "
-        f"WHERE {quote(str(column(SagaInstance, 'order_id').column))} = %s"
-    )
-    return sql, params
 
 
 def _send(saga: domain.Saga, effect: domain.Send, cause_id: str) -> Message:
@@ -447,83 +374,25 @@ def _send(saga: domain.Saga, effect: domain.Send, cause_id: str) -> Message:
     )
 
 
-def _insert_attempts(
-    order_id: str, sent: Sequence[tuple[domain.Send, Message]], now: datetime, *, new: bool
-) -> list[Statement]:
-    """The INSERTs of the step attempts of the commands just sent, each numbered within its step.
-
-    A new saga has no earlier attempt; otherwise the number is counted in the INSERT itself
-    (the saga row is locked, so no one else adds attempts meanwhile). A step sent twice in one
-    go (the domain never does) goes in a later INSERT, which counts the earlier one.
-    """
-    rounds: list[list[tuple[Any, ...]]] = []
-    for effect, message in sent:
-        index = next((i for i, r in enumerate(rounds) if all(a[1] != effect.step for a in r)), len(rounds))
-        if index == len(rounds):
-            rounds.append([])
-        attempt: int | Expression = (
-            index + 1 if new else Expression(_NEXT_ATTEMPT_SQL, (order_id, effect.step))
-        )
-        error = "" if effect.tracked else "late effect undone after the saga ended"
-        rounds[index].append(
-            (
-                order_id,
-                effect.step,
-                effect.command,
-                attempt,
-                message.message_id,
-                now,
-                SagaStepAttempt.PENDING,
-                None,
-                "",
-                error,
-            )
-        )
-    return [insert_statement(SagaStepAttempt, _ATTEMPT_FIELDS, batch) for batch in rounds]
-
-
-def _transition(order_id: str, data: dict[str, Any], cause_id: str, now: datetime) -> tuple[Any, ...]:
-    return (
-        order_id,
-        now,
-        data["from_state"],
-        data["to_state"],
-        data.get("step"),
-        str(data.get("reason", ""))[:500],
-        cause_id,
+def _transition(order_id: str, data: dict[str, Any], cause_id: str, now: datetime) -> Transition:
+    return Transition(
+        order_id=order_id,
+        at=now,
+        from_state=data["from_state"],
+        to_state=data["to_state"],
+        step=data.get("step"),
+        reason=str(data.get("reason", "")),
+        cause_id=cause_id,
     )
 
 
-_ANSWER_SQL: dict[str, str] = {}
-
-
-def _record_answer(order_id: str, message: Message, now: datetime) -> list[Statement]:
-    """The UPDATE settling the pending attempts of the step ``message`` answers (none if none)."""
+def _settle_answered(tracked: _Tracked, message: Message, now: datetime) -> None:
+    """Settle the pending attempts of the step ``message`` answers (a payment's also settle its wait)."""
     step = domain.ANSWERS.get(message.type)
     if step is None:
-        return []
+        return
     steps = [step, domain.AWAIT_PAYMENT] if step == domain.PAY else [step]
     failed = message.type in ("InventoryReservationFailed", "PaymentFailed")
     error = str(message.data.get("error") or message.data.get("reason") or "") if failed else ""
-    key = f"{connection.vendor}:{len(steps)}"
-    sql = _ANSWER_SQL.get(key)
-    if sql is None:
-        quote = connection.ops.quote_name
-        sql = (
-            f"UPDATE {quote(SagaStepAttempt._meta.db_table)} "
-            f"SET {quote('outcome')} = %s, {quote('answered_at')} = %s, {quote('answer')} = %s, "
-            f"{quote('error')} = %s WHERE {quote('saga_id')} = %s AND {quote('outcome')} = %s "
-            f"AND {quote('step')} IN ({', '.join(['%s'] * len(steps))})"
-        )
-        _ANSWER_SQL[key] = sql
-    answered_at = column(SagaStepAttempt, "answered_at").get_db_prep_save(now, connection)
     outcome = SagaStepAttempt.FAILED if failed else SagaStepAttempt.SUCCEEDED
-    params = [outcome, answered_at, message.type, error[:2000], order_id, SagaStepAttempt.PENDING, *steps]
-    return [(sql, params)]
-
-
-def _time_out_attempts(order_id: str, saga: domain.Saga, now: datetime) -> None:
-    steps = saga.pending if saga.state == domain.COMPENSATING else [saga.step]
-    SagaStepAttempt.objects.filter(saga_id=order_id, step__in=steps, outcome=SagaStepAttempt.PENDING).update(
-        outcome=SagaStepAttempt.TIMED_OUT, answered_at=now, error="no answer before the deadline"
-    )
+    tracked.settle(steps, outcome, now, answer=message.type, error=error[:2000])

@@ -1,9 +1,17 @@
 """The saga listens to the answers of inventory and payments (idempotent through the inbox)."""
 
+from collections.abc import Sequence
+
 from eventstore.messages import Message
-from eventstore.registry import handles
+from eventstore.registry import handles, prepares
 
 from . import domain, handlers
+
+
+@prepares("sagas")
+def lock_batch_sagas(messages: Sequence[Message]) -> None:
+    """Load and lock the sagas of a whole batch at once, before its answers are handled."""
+    handlers.lock_sagas([handlers.order_of(message) for message in messages])
 
 
 @handles("sagas", events=tuple(domain.ANSWERS))
