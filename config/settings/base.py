@@ -47,6 +47,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First and last: HTTP rate, latency and errors (django_http_* metrics) see every response.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # A database connection the server closed between requests is dropped before use.
+    "config.connections.ClosedConnectionMiddleware",
     "config.logging.RequestLogContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Oversized bodies and NUL in the URL are refused before anything reads them.
@@ -100,7 +102,9 @@ if DATABASE_URL:
         }
     )
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # No SELECT 1 before each request: config.connections.ClosedConnectionMiddleware drops a
+    # connection the server has closed without a round trip; consumers handle outages.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     if env("DATABASE_SSLMODE", default=""):
         DATABASES["default"]["OPTIONS"]["sslmode"] = env("DATABASE_SSLMODE")
 else:
