@@ -573,7 +573,7 @@ def postgres_settings(cfg: Config) -> dict[str, str]:
     """The settings in force for the bench database (its per-database overrides included)."""
     with psycopg.connect(conninfo(cfg.database_url)) as db:
         rows = db.execute(
-            "SELECT name, setting || COALESCE(unit, '') FROM pg_settings WHERE name = ANY(%s)",
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
             [list(PG_SETTINGS)],
         ).fetchall()
     found: dict[str, str] = dict(rows)

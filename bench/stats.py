@@ -114,8 +114,9 @@ def rss_kib(status_text: str) -> int | None:
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
-    """``numerator / denominator`` to two decimals; None when either is missing or zero."""
-    if not numerator or not denominator:
+    """``numerator / denominator`` to two decimals; None when either is missing or the
+    denominator is zero (a zero numerator is a ratio of 0: nothing completed is a figure)."""
+    if numerator is None or not denominator:
         return None
     return round(numerator / denominator, 2)
 
@@ -323,8 +324,10 @@ def _shape_table(result: dict[str, Any]) -> list[str]:
 
 
 def _shape_section(name: str, result: dict[str, Any], ratios: dict[str, Any]) -> list[str]:
+    products = result.get("products")
+    counted = f"{_fmt(products)} product{'' if products == 1 else 's'}"
     lines = [
-        f"## Shape `{name}` ({_fmt(result.get('products'))} products): {SHAPES.get(name, name)}",
+        f"## Shape `{name}` ({counted}): {SHAPES.get(name, name)}",
         "",
         *_shape_table(result),
     ]
@@ -365,7 +368,8 @@ def _shape_section(name: str, result: dict[str, Any], ratios: dict[str, Any]) ->
             f"meanwhile): statements {_fmt(cost.get('statements'))}, commits {_fmt(cost.get('commits'))}, "
             f"rows written {_fmt(cost.get('rows_written'))} (inserted {_fmt(cost.get('rows_inserted'))}, "
             f"updated {_fmt(cost.get('rows_updated'))}, deleted {_fmt(cost.get('rows_deleted'))}), "
-            f"table scans {_fmt(cost.get('table_scans'))}. Rows written by table: {by_table or 'n/a'}.",
+            f"table scans (sequential + index) {_fmt(cost.get('table_scans'))}. "
+            f"Rows written by table: {by_table or 'n/a'}.",
         ]
     memory = result.get("memory") or []
     if memory:

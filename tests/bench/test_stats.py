@@ -111,6 +111,7 @@ def test_rss_ratio_and_buckets() -> None:
     assert stats.ratio(500.0, 2000.0) == 0.25
     assert stats.ratio(500.0, 0) is None
     assert stats.ratio(None, 10.0) is None
+    assert stats.ratio(0.0, 10.0) == 0.0  # nothing completed in the window is a figure, not n/a
     assert stats.per_second_buckets([10.1, 10.9, 12.0, 12.5, 12.7]) == [2, 0, 3]
     assert stats.per_second_buckets([]) == []
 
