@@ -181,7 +181,7 @@ def _catch_up_statements() -> list[str]:
     with CaptureQueriesContext(connection) as captured:
         catch_up("orders")
         catch_up("payments")
-    return [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))]
 
 
 def test_a_catch_up_with_no_gap_costs_the_same_few_statements_for_any_number_of_orders() -> None:
@@ -192,6 +192,7 @@ def test_a_catch_up_with_no_gap_costs_the_same_few_statements_for_any_number_of_
     _live_orders(30)
     many = _catch_up_statements()
 
-    # Per projection: its lock, its state row, one look for gaps, the checkpoint saved.
+    # Per projection: its lock (PostgreSQL), its state row, one look for gaps (SQLite: the
+    # events, then their cursors), the checkpoint saved.
     assert len(few) == len(many) <= 8, "\n".join([*few, "--", *many])
     assert not any("event_stream_cursor" in sql and "INSERT" in sql for sql in many)
