@@ -583,15 +583,16 @@ def postgres_settings(cfg: Config) -> dict[str, str]:
 def db_counters(cfg: Config) -> dict[str, Any]:
     """PostgreSQL's cumulative counters of the bench database, as of now.
 
-    Commits and rows from ``pg_stat_database``; rows written and scans per table from
+    Commits, rows and the time backends spent running statements (``active_time``) from
+    ``pg_stat_database``; rows written and scans per table from
     ``pg_stat_user_tables``; statements from ``pg_stat_statements`` when it is loaded.
     """
     with psycopg.connect(conninfo(cfg.database_url), autocommit=True) as db:
         db.execute("SELECT pg_stat_clear_snapshot()")
-        (commits, rollbacks, inserted, updated, deleted) = db.execute(
-            "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted "
+        (commits, rollbacks, inserted, updated, deleted, active_ms) = db.execute(
+            "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted, active_time "
             "FROM pg_stat_database WHERE datname = current_database()"
-        ).fetchone() or (0, 0, 0, 0, 0)
+        ).fetchone() or (0, 0, 0, 0, 0, 0.0)
         tables = {
             name: {"written": int(written), "scans": int(scans)}
             for name, written, scans in db.execute(
@@ -614,6 +615,7 @@ def db_counters(cfg: Config) -> dict[str, Any]:
         "inserted": int(inserted),
         "updated": int(updated),
         "deleted": int(deleted),
+        "active_ms": float(active_ms or 0.0),
         "statements": statements,
         "tables": tables,
     }

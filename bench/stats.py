@@ -202,13 +202,20 @@ def per_order_costs(
         for name, counts in after["tables"].items()
     }
     scans = sum(t["scans"] for t in tables.values())
+    active_ms = float(after.get("active_ms", 0.0)) - float(before.get("active_ms", 0.0))
     busiest = sorted(
         ((name, t["written"]) for name, t in tables.items() if t["written"] > 0),
         key=lambda item: (-item[1], item[0]),
     )[:top]
     return {
         "completed_orders": completed,
-        "totals": {**delta, "rows_written": written, "scans": scans, "statements": statements},
+        "totals": {
+            **delta,
+            "rows_written": written,
+            "scans": scans,
+            "statements": statements,
+            "active_ms": round(active_ms, 1),
+        },
         "commits": per(delta["commits"]),
         "rows_inserted": per(delta["inserted"]),
         "rows_updated": per(delta["updated"]),
@@ -216,6 +223,7 @@ def per_order_costs(
         "rows_written": per(written),
         "table_scans": per(scans),
         "statements": per(statements),
+        "postgres_active_ms": per(active_ms),
         "rows_written_by_table": {name: per(count) for name, count in busiest},
     }
 
@@ -368,7 +376,8 @@ def _shape_section(name: str, result: dict[str, Any], ratios: dict[str, Any]) ->
             f"meanwhile): statements {_fmt(cost.get('statements'))}, commits {_fmt(cost.get('commits'))}, "
             f"rows written {_fmt(cost.get('rows_written'))} (inserted {_fmt(cost.get('rows_inserted'))}, "
             f"updated {_fmt(cost.get('rows_updated'))}, deleted {_fmt(cost.get('rows_deleted'))}), "
-            f"table scans (sequential + index) {_fmt(cost.get('table_scans'))}. "
+            f"table scans (sequential + index) {_fmt(cost.get('table_scans'))}, "
+            f"PostgreSQL busy running statements {_fmt(cost.get('postgres_active_ms'), ' ms')}. "
             f"Rows written by table: {by_table or 'n/a'}.",
         ]
     memory = result.get("memory") or []

@@ -218,9 +218,16 @@ def test_durability_problems() -> None:
 
 
 def _counters(
-    commits: int, ins: int, upd: int, dele: int, tables: dict, statements: int | None = None
+    commits: int,
+    ins: int,
+    upd: int,
+    dele: int,
+    tables: dict,
+    statements: int | None = None,
+    active: float = 0.0,
 ) -> dict:
     return {
+        "active_ms": active,
         "commits": commits,
         "inserted": ins,
         "updated": upd,
@@ -231,7 +238,8 @@ def _counters(
 
 
 def test_per_order_costs_are_counter_deltas_over_completed_orders() -> None:
-    before = _counters(100, 1000, 500, 10, {"outbox": {"written": 900, "scans": 40}}, statements=5000)
+    outbox = {"outbox": {"written": 900, "scans": 40}}
+    before = _counters(100, 1000, 500, 10, outbox, statements=5000, active=50.0)
     after = _counters(
         800,
         6000,
@@ -239,6 +247,7 @@ def test_per_order_costs_are_counter_deltas_over_completed_orders() -> None:
         110,
         {"outbox": {"written": 3900, "scans": 140}, "event_store": {"written": 1000, "scans": 0}},
         statements=12000,
+        active=400.0,
     )
     cost = stats.per_order_costs(before, after, 100)
     assert cost["commits"] == 7.0
@@ -246,6 +255,7 @@ def test_per_order_costs_are_counter_deltas_over_completed_orders() -> None:
     assert cost["rows_written"] == 71.0
     assert cost["table_scans"] == 1.0
     assert cost["statements"] == 70.0
+    assert cost["postgres_active_ms"] == 3.5
     assert cost["rows_written_by_table"] == {"outbox": 30.0, "event_store": 10.0}
     assert cost["totals"]["rows_written"] == 7100
     # Without pg_stat_statements there is no statement count; without orders, no per-order figure.
