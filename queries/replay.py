@@ -150,12 +150,13 @@ def _find_gaps_by_id(consumer: str, types: list[str], position: Position, *, lim
     )
     if not looked:
         return _Gaps(0, position, [])
-    streams = {aggregate_id for _, aggregate_id, _ in looked}
-    applied = dict(
-        StreamCursor.objects.filter(consumer=consumer, aggregate_id__in=streams).values_list(
-            "aggregate_id", "version"
+    streams = sorted({aggregate_id for _, aggregate_id, _ in looked})
+    applied: dict[str, int] = {}
+    for start in range(0, len(streams), 500):  # some SQLite builds allow 999 parameters
+        cursors = StreamCursor.objects.filter(
+            consumer=consumer, aggregate_id__in=streams[start : start + 500]
         )
-    )
+        applied.update(cursors.values_list("aggregate_id", "version"))
     gaps = [event_id for event_id, stream, version in looked if version > applied.get(stream, 0)][:limit]
     end = Position(0, gaps[-1] if len(gaps) >= limit else looked[-1][0])
     return _Gaps(len(looked), end, gaps)
