@@ -377,7 +377,8 @@ def _shape_section(name: str, result: dict[str, Any], ratios: dict[str, Any]) ->
             f"rows written {_fmt(cost.get('rows_written'))} (inserted {_fmt(cost.get('rows_inserted'))}, "
             f"updated {_fmt(cost.get('rows_updated'))}, deleted {_fmt(cost.get('rows_deleted'))}), "
             f"table scans (sequential + index) {_fmt(cost.get('table_scans'))}, "
-            f"PostgreSQL busy running statements {_fmt(cost.get('postgres_active_ms'), ' ms')}. "
+            f"time in statements {_fmt(cost.get('postgres_active_ms'), ' ms')} (summed over "
+            "PostgreSQL sessions, lock and commit waits included). "
             f"Rows written by table: {by_table or 'n/a'}.",
         ]
     memory = result.get("memory") or []
