@@ -1,22 +1,33 @@
-"""``make bench``: the throughput benchmark of issue 7, from a fresh clone to a report.
+"""``make bench``: the throughput benchmark (issues 7 and 11), from a fresh clone to a report.
 
 Steps: ensure the local services; drop and recreate a dedicated database and RabbitMQ vhost
 (their names must contain "bench"); migrate, declare the topology, seed the demo users and give
 the demo products huge stock; start the stack (deploy/run_stack.py) with throttling off; get a
-token; then
+token; record the PostgreSQL settings in force (the bench changes none; a run with
+``synchronous_commit`` or ``fsync`` off fails); then, for each **load shape** of
+``BENCH_SHAPES`` (``spread,hot``):
+
+- **spread**: every order for one of the 20 demo products, in turn;
+- **hot**: every order for the same product (a flash sale: one stock row for every order).
 
 1. **accepted**: wrk drives ``POST /api/orders`` at fixed concurrency (``BENCH_CONNECTIONS``,
    64) for ``BENCH_SECONDS`` (30): orders/s answered 2xx, P50/P95/P99, every non-2xx an error;
    resident memory and CPU of each stack process are sampled meanwhile; then the run drains
    and every order it created must reach a terminal saga state (lost/stuck check);
-2. **end to end, paced**: wrk with a think time per connection offers about
-   ``BENCH_E2E_RATE`` orders/s (500) for ``BENCH_E2E_SECONDS`` (= BENCH_SECONDS): completed
-   orders/s and 202→COMPLETED times (OrderCreated → OrderCompleted event timestamps);
-3. the stack is stopped; **pgbench** runs the create-order transaction
-   (bench/pgbench_create_order.sql) on a scratch copy of the event and outbox tables, and the
-   **eventsourcing peer** (bench/peer_eventsourcing.py) saves aggregates in-process, each for
-   ``BENCH_SECONDS``; the ratios are printed;
-4. JSON and Markdown go to bench/results/ (timestamped, plus latest.json / latest.md).
+2. **end to end, sustained**: wrk with a think time per connection offers about
+   ``BENCH_E2E_RATE`` orders/s (500) for ``BENCH_E2E_SECONDS`` (60 in a full run; equal to
+   ``BENCH_SECONDS`` when that is below 30, for a quick run), then drains: completed orders/s
+   inside the load window and 202→COMPLETED times (OrderCreated → OrderCompleted timestamps);
+3. the shape's **cost per completed order** from PostgreSQL's own counters (``pg_stat_database``
+   and ``pg_stat_user_tables`` deltas over the shape: commits, rows inserted/updated/deleted,
+   table scans, and statements when ``pg_stat_statements`` is loaded);
+4. ``manage.py audit_money`` on every order so far: a discrepancy fails the run (exit 1).
+
+Then the stack is stopped; **pgbench** runs the create-order transaction
+(bench/pgbench_create_order.sql) on a scratch copy of the schema, and the **eventsourcing
+peer** (bench/peer_eventsourcing.py) saves aggregates in-process, each for ``BENCH_SECONDS``;
+the ratios are printed. JSON and Markdown go to bench/results/ (timestamped, plus latest.json /
+latest.md).
 
 Orders of a phase are told apart by their payment token (``tok_bench_<phase>_…``), which the
 saga row keeps: "lost" compares wrk's 2xx count with the saga rows of that phase.
@@ -76,7 +87,8 @@ class Config:
         self.seconds = env_float("BENCH_SECONDS", 30)
         self.connections = env_int("BENCH_CONNECTIONS", 64)
         self.wrk_threads = env_int("BENCH_WRK_THREADS", 2)
-        self.e2e_seconds = env_float("BENCH_E2E_SECONDS", self.seconds)
+        self.e2e_seconds = env_float("BENCH_E2E_SECONDS", stats.default_e2e_seconds(self.seconds))
+        self.shapes = stats.parse_shapes(os.environ.get("BENCH_SHAPES") or "spread,hot")
         self.e2e_rate = env_float("BENCH_E2E_RATE", 500)
         self.e2e_connections = env_int("BENCH_E2E_CONNECTIONS", 32)
         self.pgbench_clients = [int(c) for c in (os.environ.get("BENCH_PGBENCH_CLIENTS") or "16").split(",")]
@@ -237,14 +249,21 @@ def token(cfg: Config) -> str:
 
 
 def wrk(
-    cfg: Config, *, phase: str, seconds: float, connections: int, access: str, delay_ms: float = 0
+    cfg: Config,
+    *,
+    phase: str,
+    seconds: float,
+    connections: int,
+    access: str,
+    delay_ms: float = 0,
+    shape: str = "spread",
 ) -> dict[str, Any]:
     """One wrk run of bench/create_order.lua; the parsed summary."""
     env = dict(os.environ)
     env.update(
         {
             "BENCH_TOKEN": access,
-            "BENCH_PRODUCTS": ",".join(PRODUCTS),
+            "BENCH_PRODUCTS": ",".join(stats.shape_products(shape, PRODUCTS)),
             "BENCH_PHASE": phase,
             "BENCH_DELAY_MS": f"{delay_ms:.3f}",
         }
@@ -530,6 +549,177 @@ def peer(cfg: Config) -> dict[str, Any]:
 # --- The run ---------------------------------------------------------------------------------------
 
 
+# --- PostgreSQL: its settings and its counters ---------------------------------------------------
+
+PG_SETTINGS = (
+    "server_version",
+    "synchronous_commit",
+    "fsync",
+    "full_page_writes",
+    "wal_level",
+    "commit_delay",
+    "wal_writer_delay",
+    "shared_buffers",
+    "work_mem",
+    "max_connections",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "jit",
+    "shared_preload_libraries",
+)
+
+
+def postgres_settings(cfg: Config) -> dict[str, str]:
+    """The settings in force for the bench database (its per-database overrides included)."""
+    with psycopg.connect(conninfo(cfg.database_url)) as db:
+        rows = db.execute(
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
+            [list(PG_SETTINGS)],
+        ).fetchall()
+    found: dict[str, str] = dict(rows)
+    return {name: found.get(name, "n/a") for name in PG_SETTINGS}
+
+
+def db_counters(cfg: Config) -> dict[str, Any]:
+    """PostgreSQL's cumulative counters of the bench database, as of now.
+
+    Commits, rows and the time backends spent running statements (``active_time``) from
+    ``pg_stat_database``; rows written and scans per table from
+    ``pg_stat_user_tables``; statements from ``pg_stat_statements`` when it is loaded.
+    """
+    with psycopg.connect(conninfo(cfg.database_url), autocommit=True) as db:
+        db.execute("SELECT pg_stat_clear_snapshot()")
+        (commits, rollbacks, inserted, updated, deleted, active_ms) = db.execute(
+            "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted, active_time "
+            "FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone() or (0, 0, 0, 0, 0, 0.0)
+        tables = {
+            name: {"written": int(written), "scans": int(scans)}
+            for name, written, scans in db.execute(
+                "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del, "
+                "COALESCE(seq_scan, 0) + COALESCE(idx_scan, 0) FROM pg_stat_user_tables"
+            ).fetchall()
+        }
+        statements = None
+        if db.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone():
+            try:
+                row = db.execute(
+                    "SELECT sum(calls) FROM pg_stat_statements "
+                    "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                ).fetchone()
+                statements = int(row[0] or 0) if row else None
+            except psycopg.Error:  # the extension exists but the library is not preloaded
+                statements = None
+    return {
+        "commits": int(commits) + int(rollbacks),
+        "inserted": int(inserted),
+        "updated": int(updated),
+        "deleted": int(deleted),
+        "active_ms": float(active_ms or 0.0),
+        "statements": statements,
+        "tables": tables,
+    }
+
+
+def settled_counters(cfg: Config, *, quiet_seconds: float = 1.0, max_seconds: float = 12.0) -> dict[str, Any]:
+    """The counters once the rows written stop moving: backends report theirs within ~10 s."""
+    deadline = time.monotonic() + max_seconds
+    last = db_counters(cfg)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_seconds)
+        now = db_counters(cfg)
+        if stats.rows_written(now) == stats.rows_written(last):
+            return now
+        last = now
+    return last
+
+
+def ensure_postgres(cfg: Config) -> None:
+    """pg_stat_statements, when the server preloads it (its counts are then in the report)."""
+    with psycopg.connect(conninfo(cfg.database_url), autocommit=True) as db:
+        preload = db.execute("SHOW shared_preload_libraries").fetchone()
+        if preload and "pg_stat_statements" in str(preload[0]):
+            db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+
+# --- One load shape ---------------------------------------------------------------------------------
+
+
+def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, Any]:
+    """The accepted and sustained end-to-end phases of one shape, its cost per order, its audit."""
+    assert stack.process is not None
+    result: dict[str, Any] = {"shape": shape, "products": len(stats.shape_products(shape, PRODUCTS))}
+    counters_before = db_counters(cfg)
+    shape_started = time.time()
+
+    phase = f"{shape}-accepted"
+    log(f"[{shape}] accepted: {cfg.connections} connections for {cfg.seconds:.0f} s")
+    samples: dict[str, list[dict[str, Any]]] = {}
+
+    def sample() -> None:
+        samples["before"] = stack_processes(stack.process.pid)  # type: ignore[union-attr]
+        time.sleep(cfg.seconds / 2)
+        samples["middle"] = stack_processes(stack.process.pid)  # type: ignore[union-attr]
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    window_start = time.time()
+    sampler.start()
+    accepted = wrk(
+        cfg, phase=phase, seconds=cfg.seconds, connections=cfg.connections, access=access, shape=shape
+    )
+    window_end = time.time()
+    sampler.join()
+    after = stack_processes(stack.process.pid)
+    result["accepted"] = accepted
+    result["memory"] = [{k: p[k] for k in ("name", "pid", "rss_kib")} for p in samples["middle"]]
+    result["cpu_during_accepted"] = cpu_shares(samples["before"], after, window_end - window_start)
+    log(f"[{shape}] accepted {accepted['ok_per_second']}/s, P95 {accepted['latency_ms']['p95']} ms; draining")
+    snapshot, drain_s = drain(cfg, phase)
+    result["end_to_end_burst"] = {
+        "description": f"closed loop, {cfg.connections} connections, then drained",
+        **end_to_end(snapshot, accepted, (window_start, window_end), drain_s),
+    }
+
+    phase = f"{shape}-e2e"
+    delay_ms = 1000.0 * cfg.e2e_connections / cfg.e2e_rate
+    log(
+        f"[{shape}] end to end: ~{cfg.e2e_rate:.0f}/s offered for {cfg.e2e_seconds:.0f} s "
+        f"({cfg.e2e_connections} connections, {delay_ms:.0f} ms think time)"
+    )
+    window_start = time.time()
+    paced = wrk(
+        cfg,
+        phase=phase,
+        seconds=cfg.e2e_seconds,
+        connections=cfg.e2e_connections,
+        access=access,
+        delay_ms=delay_ms,
+        shape=shape,
+    )
+    window_end = time.time()
+    snapshot, drain_s = drain(cfg, phase)
+    result["end_to_end"] = {
+        "description": (
+            f"sustained {cfg.e2e_seconds:.0f} s at ~{cfg.e2e_rate:.0f}/s offered, "
+            f"{cfg.e2e_connections} connections, then drained"
+        ),
+        "paced_request_latency_ms": paced["latency_ms"],
+        "errors": paced["errors"],
+        **end_to_end(snapshot, paced, (window_start, window_end), drain_s),
+    }
+
+    counters_after = settled_counters(cfg)
+    completed = result["end_to_end_burst"]["completed"] + result["end_to_end"]["completed"]
+    result["per_order"] = stats.per_order_costs(counters_before, counters_after, completed)
+    result["seconds"] = round(time.time() - shape_started, 1)
+    log(f"[{shape}] money audit (manage.py audit_money) on every order so far")
+    result["audit"] = money_audit(cfg)
+    return result
+
+
+# --- The run ---------------------------------------------------------------------------------------
+
+
 def main() -> int:
     cfg = Config()
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -549,11 +739,17 @@ def main() -> int:
             "web_threads": cfg.web_threads,
             "database": cfg.database,
             "vhost": cfg.vhost,
+            "shapes": cfg.shapes,
         },
+        "shapes": {},
         "notes": [],
     }
     log(f"preparing {cfg.database} / vhost {cfg.vhost}")
     prepare(cfg)
+    ensure_postgres(cfg)
+    report["postgres"] = postgres_settings(cfg)
+    durable = stats.durability_problems(report["postgres"])
+    report["notes"].extend(durable)
     stack = Stack(cfg)
     log("starting the stack")
     stack.start()
@@ -563,57 +759,8 @@ def main() -> int:
         warm = wrk(cfg, phase="warmup", seconds=3, connections=8, access=access)
         drain(cfg, "warmup")
         report["warmup"] = {"ok": warm["ok"], "errors": warm["errors"]}
-
-        log(f"accepted: {cfg.connections} connections for {cfg.seconds:.0f} s")
-        assert stack.process is not None
-        samples: dict[str, list[dict[str, Any]]] = {}
-
-        def sample() -> None:
-            samples["before"] = stack_processes(stack.process.pid)  # type: ignore[union-attr]
-            time.sleep(cfg.seconds / 2)
-            samples["middle"] = stack_processes(stack.process.pid)  # type: ignore[union-attr]
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        window_start = time.time()
-        sampler.start()
-        accepted = wrk(cfg, phase="accepted", seconds=cfg.seconds, connections=cfg.connections, access=access)
-        window_end = time.time()
-        sampler.join()
-        after = stack_processes(stack.process.pid)
-        report["accepted"] = accepted
-        report["memory"] = [{k: p[k] for k in ("name", "pid", "rss_kib")} for p in samples["middle"]]
-        report["cpu_during_accepted"] = cpu_shares(samples["before"], after, window_end - window_start)
-        log(f"accepted {accepted['ok_per_second']}/s, P95 {accepted['latency_ms']['p95']} ms; draining")
-        snapshot, drain_s = drain(cfg, "accepted")
-        report["end_to_end_burst"] = {
-            "description": f"closed loop, {cfg.connections} connections, then drained",
-            **end_to_end(snapshot, accepted, (window_start, window_end), drain_s),
-        }
-
-        delay_ms = 1000.0 * cfg.e2e_connections / cfg.e2e_rate
-        log(
-            f"end to end: ~{cfg.e2e_rate:.0f}/s offered ({cfg.e2e_connections} connections, "
-            f"{delay_ms:.0f} ms think time)"
-        )
-        window_start = time.time()
-        paced = wrk(
-            cfg,
-            phase="e2e",
-            seconds=cfg.e2e_seconds,
-            connections=cfg.e2e_connections,
-            access=access,
-            delay_ms=delay_ms,
-        )
-        window_end = time.time()
-        snapshot, drain_s = drain(cfg, "e2e")
-        report["end_to_end"] = {
-            "description": f"paced to ~{cfg.e2e_rate:.0f}/s offered, {cfg.e2e_connections} connections",
-            "paced_request_latency_ms": paced["latency_ms"],
-            "errors": paced["errors"],
-            **end_to_end(snapshot, paced, (window_start, window_end), drain_s),
-        }
-        log("money audit (manage.py audit_money) on every order of the run")
-        report["audit"] = money_audit(cfg)
+        for shape in cfg.shapes:
+            report["shapes"][shape] = run_shape(cfg, stack, access, shape)
     finally:
         log("stopping the stack")
         code = stack.stop()
@@ -627,16 +774,15 @@ def main() -> int:
             detail = getattr(exc, "stderr", None) or ""
             report[key] = {"error": f"{exc} {detail}".strip()}
             report["notes"].append(f"{key} failed: {report[key]['error'][:300]}")
-    accepted_rate = report["accepted"]["ok_per_second"]
-    report["ratios"] = {
-        "accepted_over_pgbench": stats.ratio(accepted_rate, report["pgbench"].get("tps")),
-        "accepted_over_peer": stats.ratio(accepted_rate, report["peer"].get("per_second")),
-    }
+    report["ratios"] = stats.shape_ratios(
+        report["shapes"], report["pgbench"].get("tps"), report["peer"].get("per_second")
+    )
     if os.getloadavg()[0] > (os.cpu_count() or 1):
         report["notes"].append("The machine was loaded by other work during the run: figures are noisy.")
     write_report(report)
-    # The run is only good if money and stock are right after it.
-    return 0 if (report.get("audit") or {}).get("ok") else 1
+    # The run is only good if money and stock are right after every shape, durability on.
+    audits_ok = all((result.get("audit") or {}).get("ok") for result in report["shapes"].values())
+    return 0 if audits_ok and report["shapes"] and not durable else 1
 
 
 def money_audit(cfg: Config) -> dict[str, Any]:

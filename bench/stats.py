@@ -114,8 +114,9 @@ def rss_kib(status_text: str) -> int | None:
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
-    """``numerator / denominator`` to two decimals; None when either is missing or zero."""
-    if not numerator or not denominator:
+    """``numerator / denominator`` to two decimals; None when either is missing or the
+    denominator is zero (a zero numerator is a ratio of 0: nothing completed is a figure)."""
+    if numerator is None or not denominator:
         return None
     return round(numerator / denominator, 2)
 
@@ -129,6 +130,123 @@ def per_second_buckets(epoch_seconds: Sequence[float]) -> list[int]:
     for value in epoch_seconds:
         counts[math.floor(value) - start] += 1
     return counts
+
+
+SHAPES = {
+    "spread": "orders spread over the demo products in turn",
+    "hot": "every order for one hot product (a flash sale)",
+}
+FULL_RUN_SECONDS = 30
+FULL_RUN_E2E_SECONDS = 60.0
+DURABLE_SYNCHRONOUS_COMMIT = ("on", "remote_write", "remote_apply", "local")
+
+
+def parse_shapes(text: str) -> list[str]:
+    """``BENCH_SHAPES`` (comma-separated) as a list of known shapes, in the order given."""
+    shapes = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [shape for shape in shapes if shape not in SHAPES]
+    if unknown or not shapes:
+        raise ValueError(f"unknown load shape(s) {unknown or text!r}: choose from {', '.join(SHAPES)}")
+    return list(dict.fromkeys(shapes))
+
+
+def shape_products(shape: str, products: Sequence[str]) -> list[str]:
+    """The products the orders of a shape are for (the Lua script takes them in turn)."""
+    if shape == "hot":
+        return [products[0]]
+    if shape == "spread":
+        return list(products)
+    raise ValueError(f"unknown load shape {shape!r}")
+
+
+def default_e2e_seconds(seconds: float) -> float:
+    """The sustained end-to-end phase: 60 s in a full run, as short as the others in a quick one."""
+    return FULL_RUN_E2E_SECONDS if seconds >= FULL_RUN_SECONDS else seconds
+
+
+def durability_problems(settings: dict[str, str]) -> list[str]:
+    """Why these PostgreSQL settings would make the figures meaningless (empty when durable)."""
+    problems = []
+    if settings.get("synchronous_commit") not in DURABLE_SYNCHRONOUS_COMMIT:
+        problems.append(f"synchronous_commit is {settings.get('synchronous_commit')!r}: it must stay on")
+    if settings.get("fsync") != "on":
+        problems.append(f"fsync is {settings.get('fsync')!r}: it must stay on")
+    return problems
+
+
+def rows_written(counters: dict[str, Any]) -> int:
+    """Rows inserted, updated and deleted in a ``db_counters`` snapshot."""
+    return int(counters["inserted"]) + int(counters["updated"]) + int(counters["deleted"])
+
+
+def per_order_costs(
+    before: dict[str, Any], after: dict[str, Any], completed: int, *, top: int = 8
+) -> dict[str, Any]:
+    """What the database did per completed order between two ``db_counters`` snapshots.
+
+    Everything the stack did in between counts (background tasks too): that is the cost of an
+    order at this rate. Statements are None unless both snapshots have them.
+    """
+
+    def per(value: float | None) -> float | None:
+        return None if value is None or completed <= 0 else round(value / completed, 2)
+
+    delta = {key: int(after[key]) - int(before[key]) for key in ("commits", "inserted", "updated", "deleted")}
+    written = rows_written(after) - rows_written(before)
+    statements = None
+    if before.get("statements") is not None and after.get("statements") is not None:
+        statements = int(after["statements"]) - int(before["statements"])
+    empty = {"written": 0, "scans": 0}
+    tables = {
+        name: {key: counts[key] - before["tables"].get(name, empty)[key] for key in ("written", "scans")}
+        for name, counts in after["tables"].items()
+    }
+    scans = sum(t["scans"] for t in tables.values())
+    active_ms = float(after.get("active_ms", 0.0)) - float(before.get("active_ms", 0.0))
+    busiest = sorted(
+        ((name, t["written"]) for name, t in tables.items() if t["written"] > 0),
+        key=lambda item: (-item[1], item[0]),
+    )[:top]
+    return {
+        "completed_orders": completed,
+        "totals": {
+            **delta,
+            "rows_written": written,
+            "scans": scans,
+            "statements": statements,
+            "active_ms": round(active_ms, 1),
+        },
+        "commits": per(delta["commits"]),
+        "rows_inserted": per(delta["inserted"]),
+        "rows_updated": per(delta["updated"]),
+        "rows_deleted": per(delta["deleted"]),
+        "rows_written": per(written),
+        "table_scans": per(scans),
+        "statements": per(statements),
+        "postgres_active_ms": per(active_ms),
+        "rows_written_by_table": {name: per(count) for name, count in busiest},
+    }
+
+
+def shape_ratios(
+    shapes: dict[str, dict[str, Any]], pgbench_tps: float | None, peer_per_second: float | None
+) -> dict[str, Any]:
+    """Each shape's accepted and completed rates over pgbench (and the peer); hot over spread."""
+    ratios: dict[str, Any] = {}
+    for name, result in shapes.items():
+        accepted = (result.get("accepted") or {}).get("ok_per_second")
+        completed = (result.get("end_to_end") or {}).get("completed_per_second_in_window")
+        ratios[name] = {
+            "accepted_over_pgbench": ratio(accepted, pgbench_tps),
+            "completed_over_pgbench": ratio(completed, pgbench_tps),
+            "accepted_over_peer": ratio(accepted, peer_per_second),
+        }
+    if "hot" in shapes and "spread" in shapes:
+        ratios["hot_over_spread_completed"] = ratio(
+            (shapes["hot"].get("end_to_end") or {}).get("completed_per_second_in_window"),
+            (shapes["spread"].get("end_to_end") or {}).get("completed_per_second_in_window"),
+        )
+    return ratios
 
 
 def _fmt(value: Any, suffix: str = "") -> str:
@@ -145,59 +263,165 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _latencies(summary: dict[str, Any]) -> list[str]:
+    return [_fmt(summary.get(key)) for key in ("p50", "p95", "p99", "max")]
+
+
+def _shape_table(result: dict[str, Any]) -> list[str]:
+    """One table per shape: the accepted phase, then end to end after it and sustained."""
+    header = (
+        "phase",
+        "offered /s",
+        "2xx /s",
+        "completed /s (load window)",
+        "latency of",
+        "P50 ms",
+        "P95 ms",
+        "P99 ms",
+        "max ms",
+        "errors (non-2xx + socket)",
+        "created",
+        "completed",
+        "lost or stuck",
+    )
+    acc = result.get("accepted") or {}
+    lines = [
+        _row(header),
+        _row(["---"] * len(header)),
+        _row(
+            [
+                "accepted (closed loop)",
+                "",
+                _fmt(acc.get("ok_per_second")),
+                "",
+                "request → 202",
+                *_latencies(acc.get("latency_ms") or {}),
+                _fmt(acc.get("errors")),
+                "",
+                "",
+                "",
+            ]
+        ),
+    ]
+    phases = (("end_to_end_burst", "end to end, the accepted burst"), ("end_to_end", "end to end, sustained"))
+    for key, title in phases:
+        e2e = result.get(key)
+        if not e2e:
+            continue
+        lines.append(
+            _row(
+                [
+                    title,
+                    _fmt(e2e.get("offered_per_second")),
+                    "",
+                    _fmt(e2e.get("completed_per_second_in_window")),
+                    "202 → COMPLETED",
+                    *_latencies(e2e.get("created_to_completed_ms") or {}),
+                    _fmt(e2e["errors"]) if "errors" in e2e else "",
+                    _fmt(e2e.get("created")),
+                    _fmt(e2e.get("completed")),
+                    f"**{_fmt(e2e.get('lost_or_stuck'))}**",
+                ]
+            )
+        )
+    return lines
+
+
+def _shape_section(name: str, result: dict[str, Any], ratios: dict[str, Any]) -> list[str]:
+    products = result.get("products")
+    counted = f"{_fmt(products)} product{'' if products == 1 else 's'}"
+    lines = [
+        f"## Shape `{name}` ({counted}): {SHAPES.get(name, name)}",
+        "",
+        *_shape_table(result),
+    ]
+    acc = result.get("accepted") or {}
+    if acc.get("statuses"):
+        lines += ["", "Status codes: " + ", ".join(f"{k}: {v}" for k, v in sorted(acc["statuses"].items()))]
+    notes = []
+    for key, title in (("end_to_end_burst", "After the burst"), ("end_to_end", "sustained")):
+        e2e = result.get(key) or {}
+        if e2e:
+            notes.append(
+                f"{title}: drained in {_fmt(e2e.get('drain_seconds'), ' s')}, "
+                f"{_fmt(e2e.get('other_terminal'))} other terminal, "
+                f"{_fmt(e2e.get('not_terminal'))} not terminal, "
+                f"read model behind by {_fmt(e2e.get('read_model_behind'))}"
+            )
+    if notes:
+        lines += [
+            "",
+            "; ".join(notes) + ". Created can exceed the 2xx count by the requests in flight "
+            "when wrk stopped.",
+        ]
+    mine = ratios.get(name) or {}
+    lines += [
+        "",
+        f"Ratios: accepted / pgbench **{_ratio(mine.get('accepted_over_pgbench'))}** (target ≥ 0.4), "
+        f"completed / pgbench **{_ratio(mine.get('completed_over_pgbench'))}** (floor ≥ 0.1), "
+        f"accepted / peer {_ratio(mine.get('accepted_over_peer'))}.",
+    ]
+    cost = result.get("per_order") or {}
+    if cost:
+        by_table = ", ".join(
+            f"{table} {_fmt(n)}" for table, n in (cost.get("rows_written_by_table") or {}).items()
+        )
+        lines += [
+            "",
+            f"Per completed order ({_fmt(cost.get('completed_orders'))} orders, everything the stack did "
+            f"meanwhile): statements {_fmt(cost.get('statements'))}, commits {_fmt(cost.get('commits'))}, "
+            f"rows written {_fmt(cost.get('rows_written'))} (inserted {_fmt(cost.get('rows_inserted'))}, "
+            f"updated {_fmt(cost.get('rows_updated'))}, deleted {_fmt(cost.get('rows_deleted'))}), "
+            f"table scans (sequential + index) {_fmt(cost.get('table_scans'))}, "
+            f"time in statements {_fmt(cost.get('postgres_active_ms'), ' ms')} (summed over "
+            "PostgreSQL sessions, lock and commit waits included). "
+            f"Rows written by table: {by_table or 'n/a'}.",
+        ]
+    memory = result.get("memory") or []
+    if memory:
+        total = sum(p["rss_kib"] for p in memory) / 1024
+        lines += ["", f"Whole stack resident memory mid-accepted: **{total:,.1f} MiB**."]
+    audit = result.get("audit")
+    if audit:
+        verdict = "clean" if audit.get("ok") else f"**{audit.get('discrepancies', 'n/a')} discrepancies**"
+        kinds = ", ".join(f"{k}: {v}" for k, v in sorted((audit.get("by_kind") or {}).items()))
+        lines += [
+            "",
+            f"Money audit after the shape (`manage.py audit_money`): {verdict} "
+            f"(exit {audit.get('exit_code')}){'; ' + kinds if kinds else ''}.",
+        ]
+    return [*lines, ""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The human report of one run (the same figures as the JSON)."""
     cfg = report["config"]
-    acc = report.get("accepted") or {}
+    shapes = report.get("shapes") or {}
+    ratios = report.get("ratios") or {}
     lines = [
         f"# Benchmark {report['started_at']}",
         "",
         f"Machine: {cfg['cpus']} CPUs, load average at start {cfg['load_average']}. "
         f"gunicorn {cfg['web_workers']} workers x {cfg['web_threads']} threads; "
-        f"wrk {cfg['connections']} connections, {cfg['seconds']} s per phase.",
+        f"wrk {cfg['connections']} connections for {cfg['seconds']} s (accepted), "
+        f"{cfg.get('e2e_connections', 'n/a')} connections paced to ~{cfg.get('e2e_rate', 'n/a')}/s for "
+        f"{cfg.get('e2e_seconds', 'n/a')} s (end to end, sustained).",
         "",
-        "## Accepted (POST /api/orders, 202)",
-        "",
-        "| orders/s | P50 ms | P95 ms | P99 ms | max ms | 2xx | errors (non-2xx + socket) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    lat = acc.get("latency_ms", {})
-    lines.append(
-        f"| {_fmt(acc.get('ok_per_second'))} | {_fmt(lat.get('p50'))} | {_fmt(lat.get('p95'))} | "
-        f"{_fmt(lat.get('p99'))} | {_fmt(lat.get('max'))} | {_fmt(acc.get('ok'))} | "
-        f"{_fmt(acc.get('errors'))} |"
-    )
-    if acc.get("statuses"):
-        lines += ["", "Status codes: " + ", ".join(f"{k}: {v}" for k, v in sorted(acc["statuses"].items()))]
-    for key, title in (("end_to_end_burst", "after the accepted phase"), ("end_to_end", "paced run")):
-        e2e = report.get(key)
-        if not e2e:
-            continue
-        e2e_lat = e2e.get("created_to_completed_ms", {})
+    for name, result in shapes.items():
+        lines += _shape_section(name, result, ratios)
+    if ratios.get("hot_over_spread_completed") is not None:
         lines += [
+            f"Hot / spread completed rate: **{_ratio(ratios['hot_over_spread_completed'])}** (target ≥ 0.5).",
             "",
-            f"## End to end, {title} ({e2e.get('description', '')})",
-            "",
-            "| offered orders/s | completed orders/s (load window) | completed orders/s (overall) | "
-            "202→COMPLETED P50 ms | P95 ms | P99 ms | max ms | created | completed | other terminal | "
-            "not terminal |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-            f"| {_fmt(e2e.get('offered_per_second'))} | {_fmt(e2e.get('completed_per_second_in_window'))} | "
-            f"{_fmt(e2e.get('completed_per_second_overall'))} | {_fmt(e2e_lat.get('p50'))} | "
-            f"{_fmt(e2e_lat.get('p95'))} | {_fmt(e2e_lat.get('p99'))} | {_fmt(e2e_lat.get('max'))} | "
-            f"{_fmt(e2e.get('created'))} | {_fmt(e2e.get('completed'))} | "
-            f"{_fmt(e2e.get('other_terminal'))} | {_fmt(e2e.get('not_terminal'))} |",
-            "",
-            f"Lost or stuck orders: **{e2e.get('lost_or_stuck')}** "
-            f"(drain took {_fmt(e2e.get('drain_seconds'), ' s')}); completed orders the read model "
-            f"does not show yet: {_fmt(e2e.get('read_model_behind'))}. Created can exceed the 2xx "
-            "count by up to the connections in flight when wrk stopped.",
         ]
     pg = report.get("pgbench") or {}
     peer = report.get("peer") or {}
-    ratios = report.get("ratios") or {}
     lines += [
-        "",
         "## Peers (same run)",
         "",
         "| what | per second | notes |",
@@ -208,26 +432,25 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{_fmt(peer.get('per_second'))} | in-process, 1 thread, P95 "
         f"{_fmt((peer.get('latency_ms') or {}).get('p95'), ' ms')} |",
         "",
-        f"Ratios: accepted / pgbench = **{_ratio(ratios.get('accepted_over_pgbench'))}** (target ≥ 0.4); "
-        f"accepted / peer = **{_ratio(ratios.get('accepted_over_peer'))}** (target ≥ 2).",
-        "",
-        "## Resident memory at steady state (during the accepted phase)",
-        "",
-        "| process | pid | RSS MiB |",
-        "| --- | --- | --- |",
     ]
-    for proc in report.get("memory", []):
-        lines.append(f"| {proc['name']} | {proc['pid']} | {proc['rss_kib'] / 1024:.1f} |")
-    total = sum(p["rss_kib"] for p in report.get("memory", []))
-    lines += [f"| **total** | | {total / 1024:.1f} |", ""]
-    audit = report.get("audit")
-    if audit:
-        verdict = "clean" if audit.get("ok") else f"**{audit.get('discrepancies', 'n/a')} discrepancies**"
-        kinds = ", ".join(f"{k}: {v}" for k, v in sorted((audit.get("by_kind") or {}).items()))
+    first: dict[str, Any] = next(iter(shapes.values()), {})
+    if first.get("memory"):
         lines += [
-            "## Money audit after the run (`manage.py audit_money`)",
+            f"## Resident memory at steady state (mid-accepted, shape `{next(iter(shapes))}`)",
             "",
-            f"{verdict} (exit {audit.get('exit_code')}){'; ' + kinds if kinds else ''}.",
+            "| process | pid | RSS MiB |",
+            "| --- | --- | --- |",
+        ]
+        for proc in first["memory"]:
+            lines.append(f"| {proc['name']} | {proc['pid']} | {proc['rss_kib'] / 1024:.1f} |")
+        total = sum(p["rss_kib"] for p in first["memory"])
+        lines += [f"| **total** | | {total / 1024:.1f} |", ""]
+    settings = report.get("postgres") or {}
+    if settings:
+        lines += [
+            "## PostgreSQL settings in force (the bench changes none)",
+            "",
+            " · ".join(f"`{name}` = {value or '(empty)'}" for name, value in settings.items()),
             "",
         ]
     if report.get("notes"):

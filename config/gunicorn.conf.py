@@ -15,7 +15,8 @@ bind = f"{os.environ.get('WEB_HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 graceful_timeout = 15
-accesslog = "-"
+# One line per request only when asked for (WEB_ACCESS_LOG=1): off the hot path by default.
+accesslog = "-" if os.environ.get("WEB_ACCESS_LOG", "") == "1" else None
 # The app is loaded in each worker (no preload): Django connections and OTel state are per worker.
 preload_app = False
 

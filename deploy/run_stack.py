@@ -31,6 +31,15 @@ class ProcessSpec:
     argv: list[str]
 
 
+def access_log_wanted() -> bool:
+    """Whether gunicorn writes a line per request (``WEB_ACCESS_LOG=1``).
+
+    Off by default: every line is formatted in the worker, then read, prefixed and printed
+    again by this supervisor, on the path of every order; errors are logged either way.
+    """
+    return os.environ.get("WEB_ACCESS_LOG", "") == "1"
+
+
 def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
     """The processes of the stack mode (README "Run modes"), one of each."""
     bin_dir = Path(python).parent
@@ -45,7 +54,7 @@ def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
                 f"--bind={host}:{port}",
                 f"--workers={os.environ.get('WEB_CONCURRENCY', '2')}",
                 f"--threads={os.environ.get('WEB_THREADS', '4')}",
-                "--access-logfile=-",
+                *(["--access-logfile=-"] if access_log_wanted() else []),
                 "--graceful-timeout=15",
             ],
         ),

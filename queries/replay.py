@@ -4,6 +4,10 @@ Positions come from ``eventstore.reader``, which on PostgreSQL only returns rows
 transaction is older than every running one, in ``(tx, id)`` order: a late-committing event
 is read when it commits, never skipped (README "Architecture").
 
+**Catch-up** is the safety net behind the bus, so it only fills gaps: it looks past its
+checkpoint under the same rule, in one statement keeps the events beyond their stream's cursor
+(the ones the live projector has not applied), and loads and applies only those.
+
 **Rebuild** writes generation N+1 beside the live generation N while the API keeps reading N:
 
 1. replay every stored event into N+1 by position, a batch per transaction (no lock held);
@@ -29,9 +33,10 @@ from django.db import connection, transaction
 from django.db.models import Min, QuerySet
 from django.utils import timezone
 
+from eventstore.messages import Message
 from eventstore.models import StoredEvent, StreamCursor
 from eventstore.reader import Position, read_after
-from eventstore.store import load_stream
+from eventstore.store import load_stream, stored_to_message
 
 from . import cache
 from .models import ProjectionState
@@ -47,31 +52,122 @@ from .projections import (
 logger = logging.getLogger(__name__)
 
 BATCH = 500
+SCAN = 20_000  # events one catch-up statement looks at
 Progress = Callable[[int, int], None]
 
 
-def catch_up(name: str, *, limit: int = BATCH, max_batches: int = 1000) -> int:
-    """Apply to the live generation every event after the checkpoint; returns how many were read.
+def catch_up(name: str, *, limit: int = BATCH, scan: int = SCAN, max_batches: int = 1000) -> int:
+    """Apply to the live generation the events after the checkpoint that it has not applied yet.
 
-    Idempotent with the bus (the stream cursors skip what was applied already).
+    The bus applies almost every event before this runs, so catch-up only fills gaps: one
+    statement looks at up to ``scan`` events after the checkpoint and keeps those beyond their
+    stream's cursor (at most ``limit``); only they are loaded and applied, and the checkpoint
+    moves past everything looked at. A run with nothing to fill costs the same few statements
+    however many orders arrived since the last one. Returns how many events it applied
+    (a gap the bus fills meanwhile is skipped by the stream cursor, and not counted).
     """
     projection = PROJECTIONS[name]
-    read = 0
+    applied = 0
     for _ in range(max_batches):
         with transaction.atomic():
             hold_live_lock(projection)
-            state = ProjectionState.objects.select_for_update().get(pk=state_of(projection).pk)
-            position = Position.parse(state.position)
-            batch = read_after(position, limit=limit, event_types=projection.event_types)
-            for position, message in batch:
-                apply_event(projection, state.generation, message)
-                state.position = str(position)
+            state, _ = ProjectionState.objects.select_for_update().get_or_create(name=projection.name)
+            found = _find_gaps(
+                projection,
+                state.generation,
+                Position.parse(state.position),
+                limit=limit,
+                scan=scan,
+            )
+            for message in _load_events(found.gaps):
+                applied += apply_event(projection, state.generation, message)
+            state.position = str(found.end)
             state.caught_up_at = timezone.now()
             state.save(update_fields=["position", "caught_up_at"])
-        read += len(batch)
-        if len(batch) < limit:
+        if len(found.gaps) < limit and found.scanned < scan:
             break
-    return read
+    return applied
+
+
+@dataclass(frozen=True, slots=True)
+class _Gaps:
+    """What one look past the checkpoint found."""
+
+    scanned: int  # events of the projection's types looked at (at most ``scan``)
+    end: Position  # the new checkpoint: nothing up to it is left unapplied
+    gaps: list[int]  # ids of the events beyond their stream's cursor, in position order
+
+
+def _find_gaps(
+    projection: Projection, generation: int, position: Position, *, limit: int, scan: int
+) -> _Gaps:
+    """The events after ``position`` the generation has not applied, found in one statement.
+
+    PostgreSQL: only events safe to read now (``eventstore.reader``: older than every running
+    transaction, in ``(tx, id)`` order), so a late-committing event stays ahead of the
+    checkpoint until it commits. When ``limit`` gaps are found the checkpoint stops at the last
+    of them (what lies after it is looked at again by the next batch).
+    """
+    consumer = projection.consumer(generation)
+    types = sorted(projection.event_types)
+    if connection.vendor != "postgresql":
+        return _find_gaps_by_id(consumer, types, position, limit=limit, scan=scan)
+    events, cursors = StoredEvent._meta.db_table, StreamCursor._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH safe AS MATERIALIZED ("
+            f"  SELECT id, tx, aggregate_id, version FROM {events} "
+            "   WHERE (tx, id) > (%s::text::xid8, %s) "
+            "   AND tx < pg_snapshot_xmin(pg_current_snapshot()) AND event_type = ANY(%s) "
+            "   ORDER BY tx, id LIMIT %s"
+            "), gaps AS ("
+            "  SELECT s.id, s.tx FROM safe s "
+            f"  LEFT JOIN {cursors} c ON c.consumer = %s AND c.aggregate_id = s.aggregate_id "
+            "   WHERE s.version > COALESCE(c.version, 0) ORDER BY s.tx, s.id LIMIT %s"
+            ") "
+            "SELECT (SELECT count(*) FROM safe), head.tx::text::bigint, head.id, "
+            "ARRAY(SELECT id FROM gaps ORDER BY tx, id), "
+            "ARRAY(SELECT tx::text::bigint FROM gaps ORDER BY tx, id) "
+            "FROM (SELECT tx, id FROM safe ORDER BY tx DESC, id DESC LIMIT 1) head",
+            [str(position.tx), position.id, types, scan, consumer, limit],
+        )
+        row = cursor.fetchone()
+    if row is None:  # nothing safe to read after the checkpoint
+        return _Gaps(0, position, [])
+    scanned, head_tx, head_id, gap_ids, gap_txs = row
+    end = Position(int(head_tx), int(head_id))
+    if len(gap_ids) >= limit:
+        end = Position(int(gap_txs[-1]), int(gap_ids[-1]))
+    return _Gaps(int(scanned), end, [int(i) for i in gap_ids])
+
+
+def _find_gaps_by_id(consumer: str, types: list[str], position: Position, *, limit: int, scan: int) -> _Gaps:
+    """SQLite: one writer commits in id order, so ``id`` alone is the position."""
+    looked = list(
+        StoredEvent.objects.filter(id__gt=position.id, event_type__in=types)
+        .order_by("id")
+        .values_list("id", "aggregate_id", "version")[:scan]
+    )
+    if not looked:
+        return _Gaps(0, position, [])
+    streams = sorted({aggregate_id for _, aggregate_id, _ in looked})
+    applied: dict[str, int] = {}
+    for start in range(0, len(streams), 500):  # some SQLite builds allow 999 parameters
+        cursors = StreamCursor.objects.filter(
+            consumer=consumer, aggregate_id__in=streams[start : start + 500]
+        )
+        applied.update(cursors.values_list("aggregate_id", "version"))
+    gaps = [event_id for event_id, stream, version in looked if version > applied.get(stream, 0)][:limit]
+    end = Position(0, gaps[-1] if len(gaps) >= limit else looked[-1][0])
+    return _Gaps(len(looked), end, gaps)
+
+
+def _load_events(ids: list[int]) -> list[Message]:
+    """The events with these ids as messages, in the order given."""
+    if not ids:
+        return []
+    rows = StoredEvent.objects.in_bulk(ids)
+    return [stored_to_message(rows[event_id]) for event_id in ids]
 
 
 def _replay(

@@ -18,5 +18,5 @@ def refresh_analytics() -> str | None:
 
 @shared_task(name="queries.tasks.catch_up_projections", acks_late=True)
 def catch_up_projections() -> dict[str, int]:
-    """Apply any event the bus has not delivered yet, by position; returns events read per projection."""
+    """Apply any event the bus has not applied, by position; returns events applied per projection."""
     return {name: catch_up(name) for name in PROJECTIONS}

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -91,3 +93,30 @@ def test_stack_consumers_layout_gives_one_process_per_group() -> None:
         ("consumers-2", ["sagas", "queries"]),
         ("consumers-3", ["--all"]),
     ]
+
+
+def test_the_web_access_log_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line per request is written only with WEB_ACCESS_LOG=1 (issue 11: off the hot path)."""
+    import runpy
+
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        from run_stack import stack_processes
+    finally:
+        sys.path.remove(str(ROOT / "deploy"))
+
+    def web_argv() -> list[str]:
+        [web] = [
+            spec for spec in stack_processes(python=sys.executable, host="h", port="1") if spec.name == "web"
+        ]
+        return web.argv
+
+    def conf_accesslog() -> object:
+        return runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))["accesslog"]
+
+    monkeypatch.delenv("WEB_ACCESS_LOG", raising=False)
+    assert not any("access-log" in arg for arg in web_argv())
+    assert conf_accesslog() is None
+    monkeypatch.setenv("WEB_ACCESS_LOG", "1")
+    assert "--access-logfile=-" in web_argv()
+    assert conf_accesslog() == "-"

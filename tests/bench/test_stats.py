@@ -111,6 +111,7 @@ def test_rss_ratio_and_buckets() -> None:
     assert stats.ratio(500.0, 2000.0) == 0.25
     assert stats.ratio(500.0, 0) is None
     assert stats.ratio(None, 10.0) is None
+    assert stats.ratio(0.0, 10.0) == 0.0  # nothing completed in the window is a figure, not n/a
     assert stats.per_second_buckets([10.1, 10.9, 12.0, 12.5, 12.7]) == [2, 0, 3]
     assert stats.per_second_buckets([]) == []
 
@@ -126,7 +127,34 @@ def test_process_names_of_the_stack() -> None:
     assert process_name("/x/python manage.py relay_outbox", "s") == "relay"
 
 
-def test_render_markdown_shows_the_figures() -> None:
+def _shape_result(rate: float, completed_rate: float) -> dict:
+    return {
+        "products": 20,
+        "accepted": {
+            "ok_per_second": rate,
+            "ok": 1607,
+            "errors": 0,
+            "statuses": {202: 1607},
+            "latency_ms": {"p50": 150.0, "p95": 300.0, "p99": 450.0, "max": 900.0},
+        },
+        "end_to_end": {
+            "offered_per_second": 100.0,
+            "completed_per_second_in_window": completed_rate,
+            "errors": 0,
+            "created": 500,
+            "completed": 500,
+            "not_terminal": 0,
+            "lost_or_stuck": 0,
+            "created_to_completed_ms": {"p50": 400.0, "p95": 800.0},
+        },
+        "per_order": {"completed_orders": 500, "commits": 7.0, "rows_written": 93.0, "statements": None},
+        "memory": [{"name": "web worker", "pid": 7, "rss_kib": 102400}],
+        "audit": {"ok": True, "exit_code": 0},
+    }
+
+
+def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
+    shapes = {"spread": _shape_result(321.5, 99.0), "hot": _shape_result(200.0, 49.5)}
     report = {
         "started_at": "2025-01-01T00:00:00Z",
         "config": {
@@ -137,33 +165,118 @@ def test_render_markdown_shows_the_figures() -> None:
             "connections": 64,
             "seconds": 5.0,
         },
-        "accepted": {
-            "ok_per_second": 321.5,
-            "ok": 1607,
-            "errors": 0,
-            "statuses": {202: 1607},
-            "latency_ms": {"p50": 150.0, "p95": 300.0, "p99": 450.0, "max": 900.0},
-        },
-        "end_to_end": {
-            "description": "paced",
-            "offered_per_second": 100.0,
-            "created": 500,
-            "completed": 500,
-            "not_terminal": 0,
-            "lost_or_stuck": 0,
-            "created_to_completed_ms": {"p95": 800.0},
-        },
+        "shapes": shapes,
         "pgbench": {"tps": 2400.0, "clients": 16},
         "peer": {"per_second": 450.0, "version": "9.5.6", "latency_ms": {"p95": 4.0}},
-        "ratios": {"accepted_over_pgbench": 0.13, "accepted_over_peer": 0.71},
-        "memory": [{"name": "web worker", "pid": 7, "rss_kib": 102400}],
+        "ratios": stats.shape_ratios(shapes, 2400.0, 450.0),
+        "postgres": {"synchronous_commit": "on", "fsync": "on"},
     }
     text = stats.render_markdown(report)
-    assert "| 321.5 | 150.0 | 300.0 | 450.0 | 900.0 | 1,607 | 0 |" in text
-    assert "accepted / pgbench = **0.13**" in text
-    assert "accepted / peer = **0.71**" in text
+    assert "## Shape `spread`" in text and "## Shape `hot`" in text
+    assert text.count("| phase | offered /s |") == 2
+    assert (
+        "| accepted (closed loop) |  | 321.5 |  | request → 202 | 150.0 | 300.0 | 450.0 | 900.0 | 0 |" in text
+    )
+    assert (
+        "| end to end, sustained | 100.0 |  | 99.0 | 202 → COMPLETED | 400.0 | 800.0 | n/a | n/a | 0 |"
+        in text
+    )
+    assert "accepted / pgbench **0.13**" in text
+    assert "completed / pgbench **0.04**" in text
+    assert "Hot / spread completed rate: **0.50**" in text
+    assert "statements n/a, commits 7.0, rows written 93.0" in text
     assert "| web worker | 7 | 100.0 |" in text
-    assert "Lost or stuck orders: **0**" in text
+    assert "`synchronous_commit` = on" in text
+    assert "Money audit after the shape (`manage.py audit_money`): clean" in text
+
+
+def test_shapes_and_their_products() -> None:
+    products = ["SKU-0001", "SKU-0002", "SKU-0003"]
+    assert stats.parse_shapes("spread,hot") == ["spread", "hot"]
+    assert stats.parse_shapes(" hot , hot ") == ["hot"]
+    with pytest.raises(ValueError):
+        stats.parse_shapes("spread,flash")
+    with pytest.raises(ValueError):
+        stats.parse_shapes(" , ")
+    assert stats.shape_products("spread", products) == products
+    assert stats.shape_products("hot", products) == ["SKU-0001"]
+    with pytest.raises(ValueError):
+        stats.shape_products("cold", products)
+
+
+def test_the_sustained_phase_is_a_minute_in_a_full_run_and_short_in_a_quick_one() -> None:
+    assert stats.default_e2e_seconds(30) == 60.0
+    assert stats.default_e2e_seconds(45) == 60.0
+    assert stats.default_e2e_seconds(5) == 5
+
+
+def test_durability_problems() -> None:
+    assert stats.durability_problems({"synchronous_commit": "on", "fsync": "on"}) == []
+    assert stats.durability_problems({"synchronous_commit": "remote_apply", "fsync": "on"}) == []
+    problems = stats.durability_problems({"synchronous_commit": "off", "fsync": "off"})
+    assert len(problems) == 2 and "synchronous_commit" in problems[0] and "fsync" in problems[1]
+
+
+def _counters(
+    commits: int,
+    ins: int,
+    upd: int,
+    dele: int,
+    tables: dict,
+    statements: int | None = None,
+    active: float = 0.0,
+) -> dict:
+    return {
+        "active_ms": active,
+        "commits": commits,
+        "inserted": ins,
+        "updated": upd,
+        "deleted": dele,
+        "statements": statements,
+        "tables": tables,
+    }
+
+
+def test_per_order_costs_are_counter_deltas_over_completed_orders() -> None:
+    outbox = {"outbox": {"written": 900, "scans": 40}}
+    before = _counters(100, 1000, 500, 10, outbox, statements=5000, active=50.0)
+    after = _counters(
+        800,
+        6000,
+        2500,
+        110,
+        {"outbox": {"written": 3900, "scans": 140}, "event_store": {"written": 1000, "scans": 0}},
+        statements=12000,
+        active=400.0,
+    )
+    cost = stats.per_order_costs(before, after, 100)
+    assert cost["commits"] == 7.0
+    assert (cost["rows_inserted"], cost["rows_updated"], cost["rows_deleted"]) == (50.0, 20.0, 1.0)
+    assert cost["rows_written"] == 71.0
+    assert cost["table_scans"] == 1.0
+    assert cost["statements"] == 70.0
+    assert cost["postgres_active_ms"] == 3.5
+    assert cost["rows_written_by_table"] == {"outbox": 30.0, "event_store": 10.0}
+    assert cost["totals"]["rows_written"] == 7100
+    # Without pg_stat_statements there is no statement count; without orders, no per-order figure.
+    assert (
+        stats.per_order_costs(_counters(0, 0, 0, 0, {}), _counters(1, 1, 0, 0, {}), 1)["statements"] is None
+    )
+    assert stats.per_order_costs(before, after, 0)["commits"] is None
+
+
+def test_shape_ratios() -> None:
+    ratios = stats.shape_ratios(
+        {"spread": _shape_result(1000.0, 500.0), "hot": _shape_result(800.0, 300.0)}, 2000.0, 500.0
+    )
+    assert ratios["spread"] == {
+        "accepted_over_pgbench": 0.5,
+        "completed_over_pgbench": 0.25,
+        "accepted_over_peer": 2.0,
+    }
+    assert ratios["hot"]["completed_over_pgbench"] == 0.15
+    assert ratios["hot_over_spread_completed"] == 0.6
+    assert "hot_over_spread_completed" not in stats.shape_ratios({"hot": _shape_result(1.0, 1.0)}, None, None)
 
 
 def test_end_to_end_counts_lost_stuck_and_latency() -> None:

@@ -126,3 +126,13 @@ def test_analytics_is_admin_only_and_validates_dates(admin_client, alice_client)
         assert response.status_code == 400, (query, response.content)
         assert response["Content-Type"] == "application/problem+json"
     assert admin_client.get("/api/orders/analytics?from=2026-01-01&to=2026-01-31").status_code == 200
+
+
+def test_the_views_are_refreshed_once_a_minute_and_a_late_refresh_is_dropped() -> None:
+    """A refresh recomputes every stored order: not every few seconds (issue 11, step 5)."""
+    from django.conf import settings
+
+    entry = settings.CELERY_BEAT_SCHEDULE["queries-refresh-analytics"]
+    assert entry["task"] == "queries.tasks.refresh_analytics"
+    assert entry["schedule"] == settings.ANALYTICS_REFRESH_SECONDS == 60.0
+    assert 0 < entry["options"]["expires"] < entry["schedule"]

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from eventstore.reader import Position
 from eventstore.store import NewEvent, append
@@ -100,3 +101,98 @@ def test_lag_counts_unapplied_events_and_their_age() -> None:
 
     deliver(load_stream(order_id)[0])
     assert OrderReadModel.objects.filter(order_id=order_id).count() == 1
+
+
+def _append(order_id: str, version: int, event_type: str, data: dict) -> None:
+    append(
+        context="orders",
+        aggregate_type="order",
+        aggregate_id=order_id,
+        expected_version=version - 1,
+        events=[NewEvent(event_type, {"order_id": order_id, **data})],
+        correlation_id=order_id,
+    )
+
+
+def _live_orders(count: int) -> list[str]:
+    """Orders stored and applied by the live projector (delivered as the bus does)."""
+    from eventstore.store import load_stream
+
+    from .conftest import deliver
+
+    order_ids = [str(uuid.uuid4()) for _ in range(count)]
+    for order_id in order_ids:
+        with transaction.atomic():
+            _append_created(order_id, "carol")
+            _append(order_id, 2, "OrderStatusUpdated", {"status": "STOCK_RESERVED"})
+        deliver(*load_stream(order_id))
+    return order_ids
+
+
+def _status(order_id: str) -> str:
+    return OrderReadModel.objects.get(order_id=order_id).status
+
+
+def _settled() -> None:
+    """Every event stored so far is behind the checkpoint (other sessions may hold the horizon)."""
+    for name in ("orders", "payments"):
+        wait_until(lambda n=name: catch_up(n) >= 0 and lag(n).checkpoint_events == 0, timeout=60)
+
+
+def test_catch_up_fills_only_the_gaps_the_live_projector_left() -> None:
+    applied_live = _live_orders(3)
+    missed = str(uuid.uuid4())
+    with transaction.atomic():
+        _append_created(missed, "dave")  # never delivered: a whole stream missing
+        _append(applied_live[1], 3, "OrderCompleted", {})  # never delivered: the end of a stream
+
+    applied: list[int] = []
+    wait_until(lambda: applied.append(catch_up("orders")) is None and _projected(missed), timeout=60)
+    _settled()
+
+    assert sum(applied) == 2  # the two gaps, not the eight events the bus had applied
+    assert _status(missed) == "PENDING"
+    assert _status(applied_live[1]) == "COMPLETED"
+    assert {_status(applied_live[0]), _status(applied_live[2])} == {"STOCK_RESERVED"}
+    assert lag("orders").events == 0
+    assert catch_up("orders") == 0
+
+
+def test_catch_up_in_small_batches_stops_its_checkpoint_at_the_last_gap_it_filled() -> None:
+    _settled()
+    order_ids = _live_orders(2)
+    missed = [str(uuid.uuid4()) for _ in range(3)]
+    with transaction.atomic():
+        for order_id in missed:
+            _append_created(order_id, "erin")
+        _append(order_ids[0], 3, "OrderCancelled", {})
+
+    # One gap per batch: each batch's checkpoint must not move past a gap it has not looked at.
+    wait_until(
+        lambda: catch_up("orders", limit=1, scan=2) >= 0 and all(_projected(o) for o in missed),
+        timeout=60,
+    )
+    _settled()
+    assert _status(order_ids[0]) == "CANCELLED"
+    assert lag("orders").events == 0
+
+
+def _catch_up_statements() -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        catch_up("orders")
+        catch_up("payments")
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))]
+
+
+def test_a_catch_up_with_no_gap_costs_the_same_few_statements_for_any_number_of_orders() -> None:
+    _live_orders(1)
+    _settled()
+    _live_orders(3)
+    few = _catch_up_statements()
+    _live_orders(30)
+    many = _catch_up_statements()
+
+    # Per projection: its lock (PostgreSQL), its state row, one look for gaps (SQLite: the
+    # events, then their cursors), the checkpoint saved.
+    assert len(few) == len(many) <= 8, "\n".join([*few, "--", *many])
+    assert not any("event_stream_cursor" in sql and "INSERT" in sql for sql in many)
