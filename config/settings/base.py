@@ -282,7 +282,7 @@ RELAY_MAX_ATTEMPTS = env.int("RELAY_MAX_ATTEMPTS", default=10)
 # of its own process (eventstore/publish_after_commit.py); the relay then only sweeps what that
 # left behind. On by default in the stack mode (an AMQP broker and a database URL), never in the
 # embedded mode, whose in-process dispatcher is the delivery.
-OUTBOX_PUBLISH_ON_COMMIT = env.bool(
+OUTBOX_PUBLISH_ON_COMMIT = not EMBEDDED and env.bool(
     "OUTBOX_PUBLISH_ON_COMMIT",
     default=bool(DATABASE_URL) and BROKER_URL.startswith(("amqp://", "amqps://")),
 )

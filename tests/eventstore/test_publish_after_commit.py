@@ -6,6 +6,7 @@ them; the relay only sweeps what that left behind (rows older than ``RELAY_MIN_A
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -234,3 +235,19 @@ def test_an_order_completes_over_rabbitmq_with_no_relay_at_all(after_commit: Sta
         timeout=10,
         message="outbox empty",
     )
+
+
+def test_a_forked_child_does_not_inherit_the_parents_publisher(after_commit: Stack) -> None:
+    # given this process's publisher running (gunicorn's and Celery's masters fork workers)
+    publish_after_commit.start()
+    parents = publish_after_commit._current
+    assert parents is not None
+
+    # when the process forks, then the child holds no publisher (its first hand-off starts one)
+    # and the parent keeps its own
+    child = os.fork()
+    if child == 0:
+        os._exit(0 if publish_after_commit._current is None else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert publish_after_commit._current is parents
