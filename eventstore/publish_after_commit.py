@@ -19,6 +19,7 @@ an entry point may call :func:`start` to open the broker connection before the f
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -40,7 +41,7 @@ Committed = Sequence[tuple[int, Message]]
 """One transaction's outbox rows: each row's id and the message it carries."""
 
 IDLE_SECONDS = 1.0  # how long the thread waits for work before it tidies its DB connection
-BROKER_AWAY_PAUSE_SECONDS = 1.0  # after a failed connect, hand-offs are dropped this long
+BACK_OFF_SECONDS = 1.0  # after a failure, hand-offs are left to the relay this long
 DROP_LOG_EVERY_SECONDS = 10.0
 
 
@@ -75,7 +76,7 @@ def stop(timeout: float = 5.0) -> None:
 
 
 def wait_idle(timeout: float) -> bool:
-    """Wait until every row handed off so far was published or given up (tests, shutdown)."""
+    """Wait until every row handed off so far was published or left to the relay (tests)."""
     lane = _current
     return lane is None or lane.wait_idle(timeout)
 
@@ -156,13 +157,13 @@ class _Lane:
             self._busy = bool(taken)
             return taken
 
-    def _broker_away(self) -> None:
+    def _back_off(self) -> None:
         """Drop what is queued and refuse hand-offs for a moment: the relay sweeps those rows."""
         with self._changed:
             self._note_dropped(self._queued_rows)
             self._queued.clear()
             self._queued_rows = 0
-            self._paused_until = time.monotonic() + BROKER_AWAY_PAUSE_SECONDS
+            self._paused_until = time.monotonic() + BACK_OFF_SECONDS
 
     def _note_dropped(self, count: int) -> None:
         self._dropped += count
@@ -177,16 +178,19 @@ class _Lane:
         publisher = ConfirmingPublisher(broker_connection())
         try:
             while not self._stopping:
-                rows = self._take()
-                if not rows:
-                    close_old_connections()  # CONN_MAX_AGE and broken connections, while idle
-                    continue
                 try:
-                    publish_committed(publisher, rows)
+                    rows = self._take()
+                    if rows:
+                        publish_committed(publisher, rows)
+                    else:
+                        close_old_connections()  # CONN_MAX_AGE and broken connections, while idle
                 except Exception:
+                    # The broker or the database is away: nothing is lost (the rows are committed),
+                    # the relay publishes them; this thread stays for the next commits.
                     logger.exception("publish after commit failed; the relay will publish these rows")
-                    close_old_connections()
-                    self._broker_away()
+                    with contextlib.suppress(Exception):
+                        close_old_connections()
+                    self._back_off()
         finally:
             with self._changed:
                 self._busy = False
