@@ -1,5 +1,11 @@
 """The outbox relay: claim pending rows, publish them with confirms, mark them sent.
 
+In the stack mode the process that commits outbox rows publishes them itself right after the
+commit (``eventstore.publish_after_commit``), claiming them the same way: the relay is the
+safety net that sweeps what was left behind — unclaimed rows older than
+``RELAY_MIN_AGE_SECONDS`` and claims that expired — every ``RELAY_IDLE_POLL_SECONDS`` while
+idle. Its bookkeeping statements are not traced: an idle sweep would be a root span per poll.
+
 The claim is one statement (``FOR UPDATE SKIP LOCKED``, so several relays share the work), and
 no row lock is held while talking to the broker. A relay that dies after
 publishing but before marking loses nothing: the claim expires, the rows are published
@@ -27,6 +33,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from config import metrics
 
@@ -34,11 +41,10 @@ from . import tracing
 from .deadletters import record_dead_letter
 from .models import OutboxMessage
 from .publisher import CONFIRM_TIMEOUT_SECONDS, ConfirmingPublisher, Envelope, is_unroutable
-from .sql import column, prepared
+from .sql import column, prepared, table_name
 
 logger = logging.getLogger(__name__)
 
-IDLE_POLL_SECONDS = 0.05
 MAX_FAILURE_BACKOFF_SECONDS = 30.0
 DEAD_LETTER_CONSUMER = "relay"
 
@@ -60,22 +66,27 @@ class PassResult:
 def claim_batch(*, batch_size: int) -> list[OutboxMessage]:
     """Claim up to ``batch_size`` due rows in id order, with one statement (its own transaction).
 
+    Due: never claimed and older than ``RELAY_MIN_AGE_SECONDS`` (younger ones are being
+    published by the process that committed them), or claimed by someone whose lease expired.
     The rows are locked only for that statement (``SKIP LOCKED`` lets another relay claim
     others); the claim itself is a lease: ``claimed_until`` keeps them from being claimed again
     while they are published, and lets another relay take them over if this one dies.
     """
     now = timezone.now()
     lease_end = now + timedelta(seconds=settings.RELAY_CLAIM_SECONDS)
+    born_before = now - timedelta(seconds=settings.RELAY_MIN_AGE_SECONDS)
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    table = OutboxMessage._meta.db_table
-    with connection.cursor() as cursor:  # autocommit: the statement is its own transaction
+    table = table_name(OutboxMessage)
+    with suppress_instrumentation(), connection.cursor() as cursor:  # autocommit: its own transaction
         cursor.execute(
             f"UPDATE {table} SET claimed_until = %s, attempts = attempts + 1 "
             f"WHERE id IN (SELECT id FROM {table} WHERE sent_at IS NULL "
-            f"AND (claimed_until IS NULL OR claimed_until <= %s) ORDER BY id LIMIT %s{skip_locked}) "
+            f"AND ((claimed_until IS NULL AND created_at <= %s) OR claimed_until <= %s) "
+            f"ORDER BY id LIMIT %s{skip_locked}) "
             f"RETURNING {', '.join(_CLAIMED_COLUMNS)}",
             [
                 prepared(OutboxMessage, "claimed_until", lease_end),
+                prepared(OutboxMessage, "created_at", born_before),
                 prepared(OutboxMessage, "claimed_until", now),
                 batch_size,
             ],
@@ -83,6 +94,48 @@ def claim_batch(*, batch_size: int) -> list[OutboxMessage]:
         fetched = cursor.fetchall()
     rows = [OutboxMessage(**dict(zip(_CLAIMED_COLUMNS, _from_db(values), strict=True))) for values in fetched]
     return sorted(rows, key=lambda row: row.id)
+
+
+def claim_rows(row_ids: Sequence[int]) -> list[int]:
+    """Claim the rows ``row_ids`` that nobody else has claimed or sent; returns the claimed ids.
+
+    The claim of a process publishing its own rows right after their commit: the same lease
+    and attempt count as :func:`claim_batch`, so the relay and that process never both publish
+    a row in the normal case (only after a lease expired, as between two relays). One
+    statement, its own transaction; PostgreSQL only (``= ANY``), as is that publishing.
+    """
+    if not row_ids:
+        return []
+    now = timezone.now()
+    lease_end = now + timedelta(seconds=settings.RELAY_CLAIM_SECONDS)
+    with suppress_instrumentation(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table_name(OutboxMessage)} SET claimed_until = %s, attempts = attempts + 1 "
+            "WHERE id = ANY(%s) AND sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= %s) "
+            "RETURNING id",
+            [
+                prepared(OutboxMessage, "claimed_until", lease_end),
+                list(row_ids),
+                prepared(OutboxMessage, "claimed_until", now),
+            ],
+        )
+        return [row_id for (row_id,) in cursor.fetchall()]
+
+
+def release_claims(failures: dict[int, str]) -> None:
+    """Hand claimed rows that could not be published back to the relay, with their error.
+
+    Their claim ends now: the relay's next sweep takes them (and applies its retry pause and
+    dead-lettering from there on). One statement per distinct error, usually one in all.
+    """
+    by_error: dict[str, list[int]] = {}
+    for row_id, error in failures.items():
+        by_error.setdefault(error[:2000], []).append(row_id)
+    with suppress_instrumentation():
+        for error, row_ids in by_error.items():
+            OutboxMessage.objects.filter(id__in=row_ids, sent_at__isnull=True).update(
+                claimed_until=None, last_error=error
+            )
 
 
 _CLAIMED_COLUMNS = ("id", "message_id", "exchange", "routing_key", "body", "headers", "attempts")
@@ -126,9 +179,15 @@ def publish_batch(
 
 
 def mark_sent(row_ids: list[int]) -> None:
-    """Mark published rows as sent, in one statement."""
-    if row_ids:
-        OutboxMessage.objects.filter(id__in=row_ids).update(sent_at=timezone.now(), last_error="")
+    """Mark published rows as sent, in one statement (plain SQL: it runs after every publish)."""
+    if not row_ids:
+        return
+    with suppress_instrumentation(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table_name(OutboxMessage)} SET sent_at = %s, last_error = '' "
+            f"WHERE id IN ({', '.join(['%s'] * len(row_ids))})",
+            [prepared(OutboxMessage, "sent_at", timezone.now()), *row_ids],
+        )
 
 
 def record_failures(rows: list[OutboxMessage], failures: dict[int, str]) -> int:
@@ -215,7 +274,8 @@ def relay_until_idle(
 
 
 def run_relay(stopping: threading.Event, *, batch_size: int | None = None) -> None:
-    """Relay until ``stopping`` is set: at once while batches are full, else every ~50 ms."""
+    """Relay until ``stopping`` is set: at once while batches are full, else every
+    ``RELAY_IDLE_POLL_SECONDS``."""
     from .topology import broker_connection
 
     publisher = ConfirmingPublisher(broker_connection())
@@ -232,7 +292,7 @@ def run_relay(stopping: threading.Event, *, batch_size: int | None = None) -> No
                 continue
             if result.claimed < size:
                 close_old_connections()
-                stopping.wait(IDLE_POLL_SECONDS)
+                stopping.wait(settings.RELAY_IDLE_POLL_SECONDS)
     finally:
         publisher.close()
 

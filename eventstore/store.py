@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import tracing, wakeup
+from . import publish_after_commit, tracing, wakeup
 from .messages import Message, utc_iso
 from .models import OutboxMessage, StoredEvent
 from .registry import consumers_of
@@ -257,14 +257,21 @@ def _write_outbox(messages: Sequence[Message]) -> None:
     if not messages:
         return
     now = timezone.now()
-    insert_rows(
+    publish_now = publish_after_commit.enabled()
+    ids = insert_rows(
         OutboxMessage,
         _OUTBOX_COLUMNS,
         [
             (uuid.UUID(m.message_id), m.exchange, m.routing_key, m.to_body(), m.headers, now, 0, "")
             for m in messages
         ],
+        returning_id=publish_now,
     )
+    if publish_now:
+        # Once committed, this process publishes the rows itself (the relay only sweeps what
+        # that leaves behind); robust: a failing hand-off must not fail a committed request.
+        committed = list(zip(ids, messages, strict=True))
+        transaction.on_commit(lambda: publish_after_commit.hand_off(committed), robust=True)
     transaction.on_commit(wakeup.ring)
 
 

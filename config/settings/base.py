@@ -292,6 +292,24 @@ RELAY_CLAIM_SECONDS = env.int("RELAY_CLAIM_SECONDS", default=30)
 # An outbox row returned unroutable (no queue bound) on this attempt or a later one becomes a
 # dead letter (consumer "relay") instead of being retried forever.
 RELAY_MAX_ATTEMPTS = env.int("RELAY_MAX_ATTEMPTS", default=10)
+# Whoever commits outbox rows publishes them right after the commit, from a background thread
+# of its own process (eventstore/publish_after_commit.py); the relay then only sweeps what that
+# left behind. On by default in the stack mode (an AMQP broker and a database URL), never in the
+# embedded mode, whose in-process dispatcher is the delivery.
+OUTBOX_PUBLISH_ON_COMMIT = not EMBEDDED and env.bool(
+    "OUTBOX_PUBLISH_ON_COMMIT",
+    default=bool(DATABASE_URL) and BROKER_URL.startswith(("amqp://", "amqps://")),
+)
+# Rows committed but not yet handed to the broker that one process may hold in memory; past it a
+# hand-off is dropped (the relay sweeps those rows), so a slow broker never grows memory.
+OUTBOX_PUBLISH_MAX_PENDING = env.int("OUTBOX_PUBLISH_MAX_PENDING", default=20000)
+# The relay leaves unclaimed rows younger than this to the process that committed them.
+RELAY_MIN_AGE_SECONDS = env.float("RELAY_MIN_AGE_SECONDS", default=1.0)
+# Seconds the relay sleeps after a short batch: a safety net's sweep when rows are published
+# after commit, the delivery's own pace when they are not.
+RELAY_IDLE_POLL_SECONDS = env.float(
+    "RELAY_IDLE_POLL_SECONDS", default=0.5 if OUTBOX_PUBLISH_ON_COMMIT else 0.05
+)
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
 
 # --- Business settings ----------------------------------------------------------------------

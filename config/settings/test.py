@@ -19,6 +19,13 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EXTRA_SUBSCRIPTION_MODULES = env.list("EXTRA_SUBSCRIPTION_MODULES", default=[])
 RELAY_PAUSE_AFTER_PUBLISH = env.float("RELAY_PAUSE_AFTER_PUBLISH", default=0.0)
 
+# The suite's processes deliver through the relay as before, sweeping at once, unless a test turns
+# publishing after commit on (tests/eventstore/test_publish_after_commit.py): the relay tests
+# and crash tests pin what the relay does with fresh rows.
+OUTBOX_PUBLISH_ON_COMMIT = env.bool("OUTBOX_PUBLISH_ON_COMMIT", default=False)
+RELAY_MIN_AGE_SECONDS = env.float("RELAY_MIN_AGE_SECONDS", default=0.0)
+RELAY_IDLE_POLL_SECONDS = env.float("RELAY_IDLE_POLL_SECONDS", default=0.05)
+
 # The suite makes many requests per second from one client; the throttling tests lower these
 # with override_settings.
 API_THROTTLE_USER = env("API_THROTTLE_USER", default="100000/min")

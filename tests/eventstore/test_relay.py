@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 
 import pytest
@@ -226,6 +228,30 @@ def test_a_relay_killed_between_publishing_and_marking_loses_nothing_and_duplica
     send_probe("Touch", key=sentinel)
     probe_stack.wait_until(lambda: effects(sentinel) == 1, message="sentinel")
     assert [effects(k) for k in keys] == [1] * 20
+
+
+def test_an_idle_relay_records_no_span_and_a_publish_only_its_producer_spans(
+    probe_stack: Stack, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    # given a relay writing its spans to a file, polling every 20 ms
+    spans_file = tmp_path / "spans.jsonl"
+
+    def spans() -> list[dict]:
+        text = spans_file.read_text() if spans_file.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    probe_stack.start_relay(OTEL_SPANS_FILE=str(spans_file), RELAY_IDLE_POLL_SECONDS="0.02")
+
+    # when it idles for dozens of polls, then it records nothing (each poll's claim statement
+    # would otherwise be a root span of its own)
+    time.sleep(1.5)
+    assert spans() == []
+
+    # and when it publishes a row, the publish is traced, its bookkeeping statements are not
+    send_probe("Touch")
+    probe_stack.wait_until(spans, message="a span recorded")
+    time.sleep(0.5)
+    assert [(span["kind"], span["name"]) for span in spans()] == [("PRODUCER", "publish probe.Touch")]
 
 
 def test_the_celery_relay_task_runs_one_pass(probe_stack: Stack) -> None:
