@@ -2,7 +2,9 @@
 
 Each runs inside the transaction that eventstore.handling opened with the inbox row, so a
 redelivered command has no second effect. A malformed command raises and is retried, then
-dead-lettered; a busy bulkhead raises and is retried.
+dead-lettered; a busy bulkhead raises and is retried. A batch of commands is prepared first
+(:func:`inventory.handlers.prepare_batch`): its reservations and products locked together, so
+each command then decides on rows already in hand.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from typing import TypeVar
 from rest_framework.serializers import Serializer
 
 from eventstore.messages import Message
-from eventstore.registry import handles
+from eventstore.registry import handles, prepares
 
-from .handlers import confirm_reservation, default_expiry, release_reservation, reserve_stock
+from .handlers import confirm_reservation, default_expiry, prepare_batch, release_reservation, reserve_stock
 from .public import CONTEXT
 from .serializers import OrderInput, ReleaseInput, ReserveInput
 
 S = TypeVar("S", bound=Serializer)
+
+prepares(CONTEXT)(prepare_batch)
 
 
 class InvalidCommand(ValueError):
