@@ -4,7 +4,9 @@ Each handler runs inside the consumer's transaction with its inbox row: it only 
 request. The gateway is called after commit (``transaction.on_commit``), outside any
 transaction — the charge on the consumer process's charge pool when one runs
 (:mod:`payments.charge_pool`), else inline; a crash in between is picked up by
-``payments.tasks.resume_payments``.
+``payments.tasks.resume_payments``. A batch of commands shares one transaction: its payments
+are loaded together first (:func:`payments.handlers.prepare_batch`), and every charge it
+starts is handed over once the whole batch has committed.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
 from eventstore.messages import Message
-from eventstore.registry import handles
+from eventstore.registry import handles, prepares
 from eventstore.tracing import in_current_context
 
 from .charge_pool import charge_pool
 from .charging import run_charge
 from .domain import Payment
-from .handlers import load_payment, report_outcome, request_payment, request_refund
+from .handlers import load_payment, prepare_batch, report_outcome, request_payment, request_refund, snapshot
 from .public import CONTEXT
 from .refunds import run_refunds
 from .serializers import ProcessPaymentInput, RefundPaymentInput, ReportPaymentOutcomeInput
+
+prepares(CONTEXT)(prepare_batch)
 
 
 class InvalidCommand(ValueError):
@@ -64,8 +68,9 @@ def report_payment_outcome(message: Message) -> None:
 
 def _charge_after_commit(order_id: str, payment: Payment) -> None:
     # The state just stored goes along: the charge runs after commit and needs no reload when
-    # the stream is still at its version then (its claim checks).
-    charge = in_current_context(partial(run_charge, order_id=order_id, payment=payment))
+    # the stream is still at its version then (its claim checks). A copy: in a batch, a later
+    # command about this payment changes the unit's object before the commit.
+    charge = in_current_context(partial(run_charge, order_id=order_id, payment=snapshot(payment)))
     transaction.on_commit(partial(charge_pool.run, charge), robust=True)
 
 
