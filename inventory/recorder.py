@@ -131,6 +131,24 @@ class InventoryRecorder:
             for row in rows.order_by("product_id")
         }
 
+    def catalogue(self, product_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        """(product_id, name, price, available, reserved) of the known products among ``product_ids``.
+
+        A plain cursor: this runs for every order placed, and the ORM's query building cost
+        more than the query. Prices are NUMERIC (Decimal on PostgreSQL; SQLite may hand back
+        a float or text: the caller converts them).
+        """
+        if not product_ids:
+            return []
+        placeholders = ", ".join(["%s"] * len(product_ids))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT product_id, name, price, available, reserved FROM {Product._meta.db_table} "
+                f"WHERE product_id IN ({placeholders})",
+                list(product_ids),
+            )
+            return [tuple(row) for row in cursor.fetchall()]
+
     def save(self, stock: Sequence[Stock], reservations: Sequence[Held]) -> None:
         """Write the moved stock and the reservations (new rows inserted, the others updated)."""
         now = timezone.now()
