@@ -169,12 +169,11 @@ class _Loaded:
         self.looked_up: set[str] = set()
         self.changed: dict[str, Held] = {}
 
-    def load(self, *, order_ids: Iterable[str], product_ids: Iterable[str] = ()) -> None:
-        """Lock what is not loaded yet: the reservations first, then the products (the lock order)."""
+    def load(self, *, order_ids: Iterable[str]) -> None:
+        """Lock the reservations not loaded yet (before any product: the lock order)."""
         missing = sorted(set(order_ids) - self.reservations.keys())
         if missing:
             self.reservations.update(recorder().lock_reservations(missing))
-        self.lock_products(product_ids)
 
     def lock_products(self, product_ids: Iterable[str]) -> None:
         """Lock the products not looked up yet (an unknown product is looked up once)."""
@@ -216,34 +215,46 @@ def _loaded() -> tuple[_Loaded, bool]:
 def prepare_batch(messages: Sequence[Message]) -> None:
     """Lock the whole batch's reservations, then its products, with one statement each.
 
-    The products locked are those the batch's reserves ask for and those its reservations
-    hold; a command whose data is malformed is skipped here (its handler rejects it).
+    The products locked are the ones the batch's decisions will move, as the reservations
+    stand: what a new order's reserve asks for, and what a confirm or a release of a holding
+    reservation moves (a repeated reserve, or a release with nothing held, needs none). A
+    command whose data is malformed is skipped here (its handler rejects it); a product the
+    batch needs beyond these is locked when its command decides.
     """
-    order_ids: set[str] = set()
-    product_ids: set[str] = set()
-    reserves = False
+    commands: dict[str, list[tuple[str, set[str]]]] = {}
     for message in messages:
         try:
             order_id = str(uuid.UUID(str(message.data["order_id"])))
-            if message.type == "ReserveInventory":
-                reserves = True
-                product_ids.update(
-                    pid
-                    for pid in (item.get("product_id") for item in message.data.get("items") or [])
-                    if isinstance(pid, str) and PRODUCT_ID_PATTERN.fullmatch(pid)
-                )
+            items = (message.data.get("items") or []) if message.type == "ReserveInventory" else []
+            wanted = {item.get("product_id") for item in items}
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
-        order_ids.add(order_id)
-    if not order_ids:
+        valid = {pid for pid in wanted if isinstance(pid, str) and PRODUCT_ID_PATTERN.fullmatch(pid)}
+        commands.setdefault(order_id, []).append((message.type, valid))
+    if not commands:
         return
     loaded, _ = _loaded()
     # Reserves wait in the bulkhead before piling onto the product rows, one slot per batch.
+    reserves = any(message.type == "ReserveInventory" for message in messages)
     with reservation_slot() if reserves else nullcontext():
-        loaded.load(order_ids=order_ids)
-        for held in loaded.reservations.values():
-            product_ids.update(line.product_id for line in held.reservation.lines)
+        loaded.load(order_ids=commands)
+        product_ids: set[str] = set()
+        for order_id, held in loaded.reservations.items():
+            for command, requested in commands.get(order_id, ()):
+                product_ids.update(_moved_by(command, held.reservation, requested))
         loaded.lock_products(product_ids)
+
+
+def _moved_by(command: str, reservation: Reservation, requested: set[str]) -> Iterable[str]:
+    """The products ``command`` may move, the reservation standing as it is."""
+    state = reservation.state
+    if command == "ReserveInventory":
+        return requested if state is None else ()
+    if command == "ConfirmInventory" and state in (ReservationState.HELD, ReservationState.EXPIRED):
+        return [line.product_id for line in reservation.lines]
+    if command == "ReleaseInventory" and reservation.holds_stock:
+        return [line.product_id for line in reservation.lines]
+    return ()
 
 
 def _change(

@@ -177,3 +177,16 @@ def test_a_redelivered_batch_changes_nothing(make_product, caplog) -> None:
 
     assert len(statements) == 1, statements  # the inbox finds every message handled
     assert Product.objects.get(product_id="A").reserved == 6
+
+
+def test_answers_that_move_no_stock_lock_no_product_in_a_batch(make_product, caplog) -> None:
+    make_product("A", available=10)
+    held, released = new_order_id(), new_order_id()
+    _batch([_reserve(held, ("A", 2)), _command("ReleaseInventory", released, reason="TIMEOUT")], caplog)
+
+    # a redelivered reserve (a new message id) repeats its outcome; a reserve after the release
+    # marker answers it: neither needs stock, so the batch locks no product row
+    statements = _batch([_reserve(held, ("A", 2)), _reserve(released, ("A", 1))], caplog)
+
+    assert not any("inventory_product" in sql for sql in statements), statements
+    assert Product.objects.get(product_id="A").reserved == 2
