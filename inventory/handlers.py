@@ -1,13 +1,13 @@
-"""Reservation handlers: lock, decide in the domain, write rows and events in one transaction.
+"""Reservation handlers: load (locked), decide in the domain, record — in one transaction.
 
-Lock order, everywhere: the reservation row first, then the product rows sorted by
-``product_id`` — two reservations touching the same products in any order never deadlock.
-No network call happens while the locks are held.
+The SQL is the recorder's (:mod:`inventory.recorder`), and so is the lock order: reservation
+rows first, then product rows sorted by ``product_id``. In a consumer's batch the rows of
+every command are locked together before the first decision and written together after the
+last one. No network call happens while the locks are held.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -16,19 +16,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from eventstore.messages import Message, utc_iso
-from eventstore.models import StoredEvent
-from eventstore.sql import prepared
-from eventstore.store import ConcurrencyError, NewEvent, append, load_stream, stream_version
+from eventstore.store import ConcurrencyError, NewEvent, append, load_stream
+from eventstore.unit_of_work import current
 
 from .bulkhead import reservation_slot
-from .domain import Line, Reservation, ReservationState, Stock
-from .models import Product
-from .models import Reservation as ReservationRow
+from .domain import PRODUCT_ID_PATTERN, Line, Reservation, ReservationState, Stock
 from .public import CONTEXT
+from .recorder import Held, Levels, recorder, stream_of
 from .stock_cache import invalidate_on_commit
 
 AGGREGATE_TYPE = "reservation"
@@ -57,11 +55,6 @@ class ReservationOutcome:
     def shortages(self) -> list[dict[str, Any]]:
         """The short lines when the reservation failed, else []."""
         return list(self.answer.data.get("shortages", [])) if self.events else []
-
-
-def stream_of(order_id: str) -> str:
-    """The reservation stream id of an order."""
-    return f"reservation-{order_id}"
 
 
 def default_expiry() -> datetime:
@@ -128,15 +121,10 @@ def release_reservation(
 def expire_reservations(*, now: datetime | None = None, limit: int = 200) -> int:
     """Release held reservations whose deadline passed; returns how many expired."""
     now = now or timezone.now()
-    due = list(
-        ReservationRow.objects.filter(state=ReservationState.HELD, expires_at__lte=now)
-        .order_by("expires_at")
-        .values_list("order_id", flat=True)[:limit]
-    )
     expired = 0
-    for order_id in due:
+    for order_id in recorder().due_reservations(now=now, limit=limit):
         try:
-            expired += _expire_one(str(order_id), now=now)
+            expired += _expire_one(order_id, now=now)
         except ConcurrencyError:
             continue  # another writer of this reservation got there first; the next sweep looks again
     return expired
@@ -144,26 +132,129 @@ def expire_reservations(*, now: datetime | None = None, limit: int = 200) -> int
 
 def _expire_one(order_id: str, *, now: datetime) -> bool:
     with transaction.atomic():
-        row = (
-            ReservationRow.objects.select_for_update(skip_locked=True)
-            .filter(order_id=order_id, state=ReservationState.HELD, expires_at__lte=now)
-            .first()
-        )
-        if row is None:
+        held = recorder().lock_due(order_id, now=now)
+        if held is None:
             return False
+        loaded = _Loaded()
+        loaded.reservations[order_id] = held
         _apply(
-            exists=True,
-            reservation=_to_domain(row),
-            version=stream_version(stream_of(order_id)),
+            loaded,
+            held,
             product_ids=None,
             decide=lambda reservation, stock: reservation.expire(stock=stock),
             correlation_id=order_id,
             causation_id=_reserved_event_id(order_id),
         )
+        loaded.write()
         return True
 
 
 Decide = Callable[[Reservation, dict[str, Stock]], None]
+
+
+class _Loaded:
+    """The reservations and stock one transaction loaded (locked), and which of them it changed.
+
+    In a unit of work (a consumer's batch) it is kept in the unit's identity map: the batch's
+    preparer fills it with one statement per table, every command decides on the same objects
+    (a hot product ordered a hundred times is locked and written once), and it is written once,
+    just before the unit's events. Outside a unit (the API, the expiry sweep) it lives for one
+    command and is written at its end.
+    """
+
+    def __init__(self) -> None:
+        self.reservations: dict[str, Held] = {}
+        self.stock: dict[str, Stock] = {}
+        self.levels: dict[str, Levels] = {}
+        self.looked_up: set[str] = set()
+        self.changed: dict[str, Held] = {}
+
+    def load(self, *, order_ids: Iterable[str]) -> None:
+        """Lock the reservations not loaded yet (before any product: the lock order)."""
+        missing = sorted(set(order_ids) - self.reservations.keys())
+        if missing:
+            self.reservations.update(recorder().lock_reservations(missing))
+
+    def lock_products(self, product_ids: Iterable[str]) -> None:
+        """Lock the products not looked up yet (an unknown product is looked up once)."""
+        missing = sorted(set(product_ids) - self.looked_up)
+        if not missing:
+            return
+        found = recorder().lock_products(missing)
+        self.looked_up.update(missing)
+        self.stock.update(found)
+        self.levels.update((pid, Levels.of(stock)) for pid, stock in found.items())
+
+    def reservation(self, order_id: str) -> Held:
+        """The reservation of ``order_id``, locked (loaded now if the preparer did not)."""
+        self.load(order_ids=[order_id])
+        return self.reservations[order_id]
+
+    def write(self) -> None:
+        """Write the moved stock and the changed reservations (one statement on PostgreSQL)."""
+        moved = [s for pid, s in sorted(self.stock.items()) if Levels.of(s) != self.levels[pid]]
+        recorder().save(moved, list(self.changed.values()))
+        for stock in moved:
+            self.levels[stock.product_id] = Levels.of(stock)
+        for held in self.changed.values():
+            held.exists = True
+        self.changed.clear()
+        invalidate_on_commit(stock.product_id for stock in moved)
+
+
+def _loaded() -> tuple[_Loaded, bool]:
+    """This transaction's loaded inventory, and whether the unit of work writes it (else the caller)."""
+    unit = current()
+    if unit is None:
+        return _Loaded(), False
+    loaded = unit.identity(_Loaded, _Loaded)
+    unit.before_flush(_Loaded, loaded.write)
+    return loaded, True
+
+
+def prepare_batch(messages: Sequence[Message]) -> None:
+    """Lock the whole batch's reservations, then its products, with one statement each.
+
+    The products locked are the ones the batch's decisions will move, as the reservations
+    stand: what a new order's reserve asks for, and what a confirm or a release of a holding
+    reservation moves (a repeated reserve, or a release with nothing held, needs none). A
+    command whose data is malformed is skipped here (its handler rejects it); a product the
+    batch needs beyond these is locked when its command decides.
+    """
+    commands: dict[str, list[tuple[str, set[str]]]] = {}
+    for message in messages:
+        try:
+            order_id = str(uuid.UUID(str(message.data["order_id"])))
+            items = (message.data.get("items") or []) if message.type == "ReserveInventory" else []
+            wanted = {item.get("product_id") for item in items}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        valid = {pid for pid in wanted if isinstance(pid, str) and PRODUCT_ID_PATTERN.fullmatch(pid)}
+        commands.setdefault(order_id, []).append((message.type, valid))
+    if not commands:
+        return
+    loaded, _ = _loaded()
+    # Reserves wait in the bulkhead before piling onto the product rows, one slot per batch.
+    reserves = any(message.type == "ReserveInventory" for message in messages)
+    with reservation_slot() if reserves else nullcontext():
+        loaded.load(order_ids=commands)
+        product_ids: set[str] = set()
+        for order_id, held in loaded.reservations.items():
+            for command, requested in commands.get(order_id, ()):
+                product_ids.update(_moved_by(command, held.reservation, requested))
+        loaded.lock_products(product_ids)
+
+
+def _moved_by(command: str, reservation: Reservation, requested: set[str]) -> Iterable[str]:
+    """The products ``command`` may move, the reservation standing as it is."""
+    state = reservation.state
+    if command == "ReserveInventory":
+        return requested if state is None else ()
+    if command == "ConfirmInventory" and state in (ReservationState.HELD, ReservationState.EXPIRED):
+        return [line.product_id for line in reservation.lines]
+    if command == "ReleaseInventory" and reservation.holds_stock:
+        return [line.product_id for line in reservation.lines]
+    return ()
 
 
 def _change(
@@ -175,103 +266,58 @@ def _change(
     causation_id: str,
 ) -> ReservationOutcome:
     with _transaction():
-        reservation, exists, version = _lock_reservation(order_id)
-        return _apply(
-            exists=exists,
-            reservation=reservation,
-            version=version,
-            product_ids=product_ids(reservation),
+        loaded, buffered = _loaded()
+        held = loaded.reservation(order_id)
+        outcome = _apply(
+            loaded,
+            held,
+            product_ids=product_ids(held.reservation),
             decide=decide,
             correlation_id=correlation_id,
             causation_id=causation_id,
         )
+        if not buffered:
+            loaded.write()
+        return outcome
 
 
 def _transaction() -> AbstractContextManager[Any]:
     """A transaction, or the caller's one (a command's, opened with its inbox row) as it is.
 
-    No savepoint inside the caller's transaction (two round trips): a decision raises before
-    anything is written, and a failed write (a concurrency conflict) leaves the caller's
-    transaction to roll back and retry whole, as ``eventstore.handling`` does.
+    No savepoint inside the caller's transaction (two round trips), and no mark on it either:
+    a decision raises before anything is written (the caller may answer and go on), and a
+    failed write (a concurrency conflict) leaves the caller's transaction to roll back and
+    retry whole, as ``eventstore.handling`` does.
     """
-    return nullcontext() if connection.in_atomic_block else transaction.atomic()
-
-
-def _lock_reservation(order_id: str) -> tuple[Reservation, bool, int]:
-    """The reservation of ``order_id`` locked FOR UPDATE, whether its row exists, its stream version.
-
-    With no row yet, the version read before looking makes a first write committed in between
-    fail our append (ConcurrencyError, retried) instead of writing twice; with the row locked,
-    the stream cannot move (every append to it updates the row in the same transaction).
-    """
-    if connection.vendor == "postgresql":
-        return _lock_reservation_postgresql(order_id)
-    version = stream_version(stream_of(order_id))
-    row = ReservationRow.objects.select_for_update().filter(order_id=order_id).first()
-    if row is None:
-        return Reservation(order_id=order_id), False, version
-    return _to_domain(row), True, stream_version(stream_of(order_id))
-
-
-# One round trip: the row locked, the stream version, and whether the row we locked is the one
-# this statement's snapshot sees. It is not when the lock waited for a writer that committed
-# after the snapshot was taken: the version may then be older than the stream, so it is read
-# again (the lock now held, nothing can move it).
-_LOCK_RESERVATION_SQL = f"""
-WITH locked AS MATERIALIZED (
-    SELECT xmin AS row_xmin, items::text AS items, state, expires_at
-    FROM {ReservationRow._meta.db_table} WHERE order_id = %(order_id)s
-    FOR UPDATE
-)
-SELECT (SELECT COALESCE(MAX(version), 0) FROM {StoredEvent._meta.db_table} WHERE aggregate_id = %(stream)s),
-       locked.items, locked.state, locked.expires_at,
-       locked.row_xmin = (SELECT xmin FROM {ReservationRow._meta.db_table} WHERE order_id = %(order_id)s)
-FROM (SELECT 1) AS one LEFT JOIN locked ON TRUE
-"""
-
-
-def _lock_reservation_postgresql(order_id: str) -> tuple[Reservation, bool, int]:
-    stream = stream_of(order_id)
-    with connection.cursor() as cursor:
-        cursor.execute(_LOCK_RESERVATION_SQL, {"order_id": uuid.UUID(order_id), "stream": stream})
-        version, items, state, expires_at, seen = cursor.fetchone()
-    if state is None:
-        return Reservation(order_id=order_id), False, version
-    if not seen:
-        version = stream_version(stream)
-    reservation = Reservation(
-        order_id=order_id,
-        lines=tuple(Line(item["product_id"], int(item["quantity"])) for item in json.loads(items)),
-        state=ReservationState(state),
-        expires_at=utc_iso(expires_at) if expires_at else "",
-    )
-    return reservation, True, version
+    return nullcontext() if transaction.get_connection().in_atomic_block else transaction.atomic()
 
 
 def _apply(
+    loaded: _Loaded,
+    held: Held,
     *,
-    exists: bool,
-    reservation: Reservation,
-    version: int,
     product_ids: Iterable[str] | None,
     decide: Decide,
     correlation_id: str,
     causation_id: str,
 ) -> ReservationOutcome:
+    reservation = held.reservation
     ids = sorted(product_ids) if product_ids is not None else [line.product_id for line in reservation.lines]
-    products = _lock_products(ids) if ids else {}
-    stock = {pid: Stock(pid, p.available, p.reserved, p.sold) for pid, p in products.items()}
-    decide(reservation, stock)
+    loaded.lock_products(ids)
+    decide(reservation, {pid: loaded.stock[pid] for pid in ids if pid in loaded.stock})
+    events = reservation.collect()
     messages = append(
         context=CONTEXT,
         aggregate_type=AGGREGATE_TYPE,
         aggregate_id=stream_of(reservation.order_id),
-        expected_version=version,
-        events=[NewEvent(event.type, event.data) for event in reservation.collect()],
+        expected_version=held.version,
+        events=[NewEvent(event.type, event.data) for event in events],
         correlation_id=correlation_id,
         causation_id=causation_id,
     )
-    _save(products, stock, exists, reservation)
+    held.version += len(events)
+    if reservation.state is not None:
+        loaded.changed[reservation.order_id] = held  # every append to its stream writes the row
     return ReservationOutcome(
         order_id=reservation.order_id,
         state=None if reservation.state is None else str(reservation.state),
@@ -286,129 +332,6 @@ def _require_existing(reservation: Reservation) -> Iterable[str] | None:
         raise ReservationNotFound(f"no reservation for order {reservation.order_id}")
     # Confirming again, or a released reservation (refused), touches no stock.
     return None if reservation.state in (ReservationState.HELD, ReservationState.EXPIRED) else ()
-
-
-def _lock_products(product_ids: Sequence[str]) -> dict[str, Product]:
-    rows = Product.objects.select_for_update().filter(product_id__in=product_ids).order_by("product_id")
-    return {row.product_id: row for row in rows}
-
-
-def _save(
-    products: dict[str, Product], stock: dict[str, Stock], exists: bool, reservation: Reservation
-) -> None:
-    """Write the moved stock and the reservation row (every append to its stream writes it)."""
-    now = timezone.now()
-    changed = []
-    for product_id, row in products.items():
-        level = stock[product_id]
-        if (row.available, row.reserved, row.sold) != (level.available, level.reserved, level.sold):
-            row.available, row.reserved, row.sold = level.available, level.reserved, level.sold
-            row.updated_at = now  # bulk_update skips auto_now
-            changed.append(row)
-    if connection.vendor == "postgresql":
-        _save_postgresql(changed, exists, reservation, now=now)
-    else:
-        if changed:
-            Product.objects.bulk_update(changed, ["available", "reserved", "sold", "updated_at"])
-        _save_reservation(exists, reservation, now=now)
-    invalidate_on_commit(row.product_id for row in changed)
-
-
-def _reservation_values(reservation: Reservation) -> dict[str, Any]:
-    return {
-        "items": [line.as_data() for line in reservation.lines],
-        "state": str(reservation.state),
-        "expires_at": datetime.fromisoformat(reservation.expires_at) if reservation.expires_at else None,
-    }
-
-
-def _save_reservation(exists: bool, reservation: Reservation, *, now: datetime) -> None:
-    """The reservation row in one UPDATE or one INSERT (the portable path: SQLite)."""
-    if reservation.state is None:
-        return
-    values = _reservation_values(reservation)
-    if exists:
-        ReservationRow.objects.filter(order_id=reservation.order_id).update(**values, updated_at=now)
-        return
-    try:
-        ReservationRow.objects.create(order_id=reservation.order_id, **values, created_at=now, updated_at=now)
-    except IntegrityError as exc:
-        # Another first write for this order won the race: the caller's transaction rolls back
-        # and decides again on its state (no savepoint, as for a clash of event versions).
-        raise ConcurrencyError(stream_of(reservation.order_id), -1) from exc
-
-
-def _save_postgresql(
-    changed: list[Product], exists: bool, reservation: Reservation, *, now: datetime
-) -> None:
-    """The stock of every changed product and the reservation row in one statement.
-
-    The products are updated by a data-modifying WITH (run to completion whatever the main
-    statement reads), from one ``VALUES`` row per product; the main statement writes the row.
-    """
-    if not changed and reservation.state is None:
-        return
-    quote = connection.ops.quote_name
-    sql, params = "", []
-    if changed:
-        rows = ", ".join(["(%s, %s::integer, %s::integer, %s::integer)"] * len(changed))
-        sql = (
-            f"WITH stock (product_id, available, reserved, sold) AS (VALUES {rows}), "
-            f"moved AS (UPDATE {quote(Product._meta.db_table)} AS product SET available = stock.available, "
-            "reserved = stock.reserved, sold = stock.sold, updated_at = %s "
-            "FROM stock WHERE product.product_id = stock.product_id) "
-        )
-        params = [
-            value for row in changed for value in (row.product_id, row.available, row.reserved, row.sold)
-        ]
-        params.append(prepared(Product, "updated_at", now))
-    table = quote(ReservationRow._meta.db_table)
-    if reservation.state is None:
-        sql += "SELECT 1"
-    else:
-        values = {
-            name: prepared(ReservationRow, name, value)
-            for name, value in _reservation_values(reservation).items()
-        }
-        order_id = prepared(ReservationRow, "order_id", reservation.order_id)
-        if exists:
-            sql += (
-                f"UPDATE {table} SET items = %s, state = %s, expires_at = %s, updated_at = %s "
-                "WHERE order_id = %s"
-            )
-            params += [
-                values["items"],
-                values["state"],
-                values["expires_at"],
-                prepared(ReservationRow, "updated_at", now),
-                order_id,
-            ]
-        else:
-            sql += (
-                f"INSERT INTO {table} (order_id, items, state, expires_at, created_at, updated_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s)"
-            )
-            stamp = prepared(ReservationRow, "created_at", now)
-            params += [order_id, values["items"], values["state"], values["expires_at"], stamp, stamp]
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-    except IntegrityError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) != UNIQUE_VIOLATION:
-            raise  # a broken stock invariant (a CHECK constraint) is a bug, not a race
-        raise ConcurrencyError(stream_of(reservation.order_id), -1) from exc
-
-
-UNIQUE_VIOLATION = "23505"
-
-
-def _to_domain(row: ReservationRow) -> Reservation:
-    return Reservation(
-        order_id=str(row.order_id),
-        lines=tuple(Line(item["product_id"], int(item["quantity"])) for item in row.items),
-        state=ReservationState(row.state),
-        expires_at=utc_iso(row.expires_at) if row.expires_at else "",
-    )
 
 
 def _reserved_event_id(order_id: str) -> str:

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from eventstore.store import NewEvent, append
 
 from .domain import PRODUCT_ID_PATTERN, Stock, money, stock_adjusted
 from .models import Product
+from .recorder import recorder
 from .stock_cache import invalidate_on_commit, read_through
 
 AGGREGATE_TYPE = "product"
@@ -98,20 +99,9 @@ def catalogue(product_ids: Iterable[str]) -> dict[str, ProductInfo]:
     wanted = {pid for pid in product_ids if isinstance(pid, str) and PRODUCT_ID_PATTERN.fullmatch(pid)}
     if not wanted:
         return {}
-    # A plain cursor: this runs for every order placed, and the ORM's query building cost
-    # more than the query. Prices are NUMERIC (Decimal on PostgreSQL; SQLite may hand back
-    # a float or text, so they go through str).
-    placeholders = ", ".join(["%s"] * len(wanted))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT product_id, name, price, available, reserved FROM {Product._meta.db_table} "
-            f"WHERE product_id IN ({placeholders})",
-            sorted(wanted),
-        )
-        rows = cursor.fetchall()
     return {
         product_id: ProductInfo(product_id, name, _decimal(price), available, reserved)
-        for product_id, name, price, available, reserved in rows
+        for product_id, name, price, available, reserved in recorder().catalogue(sorted(wanted))
     }
 
 

@@ -6,6 +6,7 @@ ReleaseInventory commands, so no path accepts what another rejects.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
@@ -75,7 +76,12 @@ class ReserveInput(serializers.Serializer):
 
     def lines(self) -> list[Line]:
         """The validated lines."""
-        return [Line(item["product_id"], item["quantity"]) for item in self.validated_data["items"]]
+        return self.lines_of(self.validated_data)
+
+    @staticmethod
+    def lines_of(validated: Mapping[str, Any]) -> list[Line]:
+        """The lines of validated data."""
+        return [Line(item["product_id"], item["quantity"]) for item in validated["items"]]
 
 
 class OrderInput(serializers.Serializer):

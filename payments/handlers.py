@@ -2,26 +2,31 @@
 
 Every function here runs inside a database transaction and never calls the gateway: the
 charge and the refunds run after commit (:mod:`payments.charging`, :mod:`payments.refunds`).
+
+In a unit of work (a consumer's batch) the payments are loaded once per unit — the batch's
+streams with one statement, by :func:`prepare_batch` — kept in the unit's identity map, and
+their projection rows written together when the unit ends; the SQL is the recorder's
+(:mod:`payments.recorder`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from functools import partial
 
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import transaction
 
 from config import metrics
-from eventstore.sql import insert_rows, prepared
+from eventstore.messages import Message
 from eventstore.store import ConcurrencyError, NewEvent, append, load_stream
+from eventstore.unit_of_work import UnitOfWork, current
 
 from .domain import Payment, PaymentEvent, stream_id
-from .models import PaymentRecord
 from .public import CONTEXT
+from .recorder import load_streams, project, project_all
 
 AGGREGATE_TYPE = "payment"
 CONFLICT_RETRIES = 10
@@ -30,9 +35,37 @@ Decision = Callable[[Payment], list[PaymentEvent]]
 
 
 def load_payment(order_id: str) -> Payment:
-    """The payment of ``order_id`` rebuilt from its stream (empty when never requested)."""
+    """The payment of ``order_id`` rebuilt from its stream (empty when never requested).
+
+    In a unit of work, the unit's one object for this payment (what its earlier decisions left).
+    """
+    unit = current()
+    if unit is not None:
+        return unit.identity(_key(order_id), lambda: _replay(order_id))
+    return _replay(order_id)
+
+
+def _replay(order_id: str) -> Payment:
     events = load_stream(stream_id(order_id))
     return Payment.replay(order_id, ((event.type, event.data) for event in events))
+
+
+def _key(order_id: str) -> tuple[str, str]:
+    return (CONTEXT, order_id)
+
+
+def prepare_batch(messages: Sequence[Message]) -> None:
+    """Load the payments a batch of commands is about, with one statement, into the unit.
+
+    A command whose data has no usable order id is skipped here (its handler rejects it).
+    """
+    unit = current()
+    if unit is None:
+        return
+    order_ids = sorted({str(m.data["order_id"]) for m in messages if isinstance(m.data.get("order_id"), str)})
+    events = load_streams(order_ids)
+    for order_id in order_ids:
+        unit.identity(_key(order_id), partial(Payment.replay, order_id, events.get(order_id, ())))
 
 
 def store(
@@ -58,8 +91,20 @@ def store(
     )
     for event in events:
         payment.apply(event)
-    _project(payment, first=first, release_claim=release_claim and not payment.in_flight)
+    release = release_claim and not payment.in_flight
+    unit = current()
+    if unit is not None and not release:
+        _projections(unit)[payment.order_id] = payment  # written with the unit's other payments
+    else:
+        project(payment, first=first, release_claim=release)
     return payment
+
+
+def _projections(unit: UnitOfWork) -> dict[str, Payment]:
+    """The payments changed in ``unit``, whose projection rows it writes together at its end."""
+    changed: dict[str, Payment] = unit.identity(_projections, dict)
+    unit.before_flush(_projections, lambda: project_all(list(changed.values())))
+    return changed
 
 
 def record(
@@ -94,7 +139,7 @@ def record_releasing(
     for n in range(CONFLICT_RETRIES):
         try:
             with transaction.atomic():
-                payment = _copy(known) if (n == 0 and known is not None) else load_payment(order_id)
+                payment = snapshot(known) if (n == 0 and known is not None) else load_payment(order_id)
                 events = decide(payment)
                 store(payment, events, cause_id=cause_id, release_claim=release_claim)
                 return payment, bool(events) and release_claim and not payment.in_flight
@@ -103,7 +148,7 @@ def record_releasing(
     raise ConcurrencyError(stream_id(order_id), -1)
 
 
-def _copy(payment: Payment) -> Payment:
+def snapshot(payment: Payment) -> Payment:
     """A copy that the caller's changes do not reach (its only mutable field is the refund list)."""
     return replace(payment, pending_refunds=list(payment.pending_refunds))
 
@@ -143,53 +188,3 @@ def request_refund(
     )
     store(payment, events, cause_id=command_id)
     return payment, bool(payment.pending_refunds)
-
-
-def _project(payment: Payment, *, first: bool, release_claim: bool = False) -> None:
-    # Raw SQL, one statement: an INSERT with the stream's first event (no row can exist before
-    # it: the row is written with every event, and this transaction holds version 1), else an
-    # UPDATE of the row. The event appended just before holds the stream's next version, so
-    # no other writer of this payment gets here meanwhile.
-    now = timezone.now()
-    values: list[Any] = [
-        payment.payment_id,
-        payment.status.value if payment.status else "",
-        payment.amount,
-        payment.refunded,
-        payment.attempts,
-        payment.captures,
-        len(payment.pending_refunds),
-        payment.version,
-        now,
-    ]
-    if not first:
-        columns = _UPDATED + _RELEASED if release_claim else _UPDATED
-        if release_claim:
-            values.append(None)
-        quote = connection.ops.quote_name
-        sets = ", ".join(f"{quote(name)} = %s" for name in columns)
-        params = [prepared(PaymentRecord, name, value) for name, value in zip(columns, values, strict=True)]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {quote(PaymentRecord._meta.db_table)} SET {sets} WHERE {quote('order_id')} = %s",
-                [*params, payment.order_id],
-            )
-            if cursor.rowcount:
-                return
-        # No row (removed by hand): write it again.
-    insert_rows(PaymentRecord, (*_UPDATED, "created_at", "order_id"), [(*values[:9], now, payment.order_id)])
-
-
-# The projection's columns (named as the model's fields, which set no db_column).
-_UPDATED = (
-    "payment_id",
-    "status",
-    "amount",
-    "refunded_amount",
-    "attempts",
-    "captures",
-    "pending_refunds",
-    "version",
-    "updated_at",
-)
-_RELEASED = ("claimed_until",)

@@ -4,27 +4,33 @@ Each handler runs inside the consumer's transaction with its inbox row: it only 
 request. The gateway is called after commit (``transaction.on_commit``), outside any
 transaction — the charge on the consumer process's charge pool when one runs
 (:mod:`payments.charge_pool`), else inline; a crash in between is picked up by
-``payments.tasks.resume_payments``.
+``payments.tasks.resume_payments``. A batch of commands shares one transaction: its payments
+are loaded together first (:func:`payments.handlers.prepare_batch`), and every charge it
+starts is handed over once the whole batch has committed.
 """
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 
 from django.db import transaction
 from rest_framework.exceptions import ValidationError
+from rest_framework.serializers import Serializer
 
 from eventstore.messages import Message
-from eventstore.registry import handles
+from eventstore.registry import handles, prepares
 from eventstore.tracing import in_current_context
 
 from .charge_pool import charge_pool
 from .charging import run_charge
 from .domain import Payment
-from .handlers import load_payment, report_outcome, request_payment, request_refund
+from .handlers import load_payment, prepare_batch, report_outcome, request_payment, request_refund, snapshot
 from .public import CONTEXT
 from .refunds import run_refunds
 from .serializers import ProcessPaymentInput, RefundPaymentInput, ReportPaymentOutcomeInput
+
+prepares(CONTEXT)(prepare_batch)
 
 
 class InvalidCommand(ValueError):
@@ -64,8 +70,9 @@ def report_payment_outcome(message: Message) -> None:
 
 def _charge_after_commit(order_id: str, payment: Payment) -> None:
     # The state just stored goes along: the charge runs after commit and needs no reload when
-    # the stream is still at its version then (its claim checks).
-    charge = in_current_context(partial(run_charge, order_id=order_id, payment=payment))
+    # the stream is still at its version then (its claim checks). A copy: in a batch, a later
+    # command about this payment changes the unit's object before the commit.
+    charge = in_current_context(partial(run_charge, order_id=order_id, payment=snapshot(payment)))
     transaction.on_commit(partial(charge_pool.run, charge), robust=True)
 
 
@@ -85,10 +92,25 @@ def refund_payment(message: Message) -> None:
         transaction.on_commit(in_current_context(partial(run_refunds, order_id=order_id)), robust=True)
 
 
-def _valid(shape: type, message: Message) -> dict:
-    serializer = shape(data=message.data)
+class _Validators(threading.local):
+    def __init__(self) -> None:
+        self.instances: dict[type[Serializer], Serializer] = {}
+
+
+_validators = _Validators()
+
+
+def _valid(shape: type[Serializer], message: Message) -> dict:
+    """The command's data as its serializer (the contract's one definition) validates it.
+
+    One serializer per class and thread, validating with ``run_validation`` (which keeps no
+    state on it): DRF deep-copies a serializer's fields for every new instance, and that cost
+    more than the validation itself on a consumer's batch.
+    """
+    serializer = _validators.instances.get(shape)
+    if serializer is None:
+        serializer = _validators.instances[shape] = shape()
     try:
-        serializer.is_valid(raise_exception=True)
+        return dict(serializer.run_validation(message.data))
     except ValidationError as exc:
         raise InvalidCommand(f"{message.type} {message.message_id}: {exc.detail}") from exc
-    return dict(serializer.validated_data)

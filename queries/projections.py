@@ -5,6 +5,13 @@ A projection applies each event of one stream exactly once and in version order,
 written (``queries.orders.g3``); so a rebuild's cursors live and die with its tables, and the
 live cursors never claim an event the new tables do not hold.
 
+Applying an event decides what the read model becomes and buffers it (:class:`_Writes`); the
+recorder (:mod:`queries.recorder`) writes the buffer once: at the end of the event outside a
+unit of work, or once for a consumer's whole batch inside one. A batch is prepared first
+(:func:`prepare_batch`): the cursors of its streams are claimed together, so the common case —
+each stream's events the next ones its cursor expects — costs one statement per table for the
+whole batch; anything else takes the one by one path of ``apply_in_order``.
+
 Every live application (bus delivery or catch-up) holds a shared advisory lock of its
 projection for its transaction; ``rebuild_projections`` takes the exclusive one to swap
 generations, which briefly pauses the live projector (PostgreSQL; SQLite has one writer).
@@ -14,26 +21,65 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from eventstore.messages import Message
 from eventstore.ordering import apply_in_order
-from eventstore.sql import column, column_name, prepared
+from eventstore.unit_of_work import current
 
 from . import cache
-from .models import OrderItemReadModel, OrderReadModel, PaymentReadModel, ProjectionState
+from .models import PaymentReadModel, ProjectionState
 from .public import CONTEXT
+from .recorder import Claim, NewOrder, OrderChange, PaymentOutcome, recorder
 
 ORDER_EVENTS = ("OrderCreated", "OrderStatusUpdated", "OrderCompleted", "OrderCancelled", "OrderFailed")
 PAYMENT_EVENTS = ("PaymentProcessed", "PaymentFailed")
 
-# Applies one event to one generation; returns the customers whose lists it changed.
-Applier = Callable[[int, Message], set[str]]
+
+class _Writes:
+    """The read-model rows one transaction decided on, written together by the recorder.
+
+    Later events of a batch fold into the rows of earlier ones (an order created and completed
+    in one batch is inserted once, completed), so each table takes one statement per batch.
+    """
+
+    def __init__(self) -> None:
+        self.created: dict[tuple[int, str], NewOrder] = {}
+        self.changed: dict[tuple[int, str], OrderChange] = {}
+        self.payments: dict[tuple[int, str], PaymentOutcome] = {}
+        self.claimed: set[tuple[str, str]] = set()  # (cursor name, message id) applied by the preparer
+
+    def write(self) -> None:
+        """Write what is buffered; the touched customers' caches are invalidated after commit."""
+        store = recorder()
+        store.insert_orders(list(self.created.values()))
+        customers = {order.customer_id for order in self.created.values()}
+        customers |= store.change_orders(list(self.changed.values()))
+        store.upsert_payments(list(self.payments.values()))
+        self.created.clear()
+        self.changed.clear()
+        self.payments.clear()
+        _invalidate_after_commit(customers)
+
+
+def _writes() -> tuple[_Writes, bool]:
+    """This transaction's buffer, and whether the unit of work writes it (else the caller does)."""
+    unit = current()
+    if unit is None:
+        return _Writes(), False
+    writes = unit.identity(_Writes, _Writes)
+    unit.before_flush(_Writes, writes.write)
+    return writes, True
+
+
+# Applies one event to one generation, into the transaction's buffer.
+Applier = Callable[[_Writes, int, Message], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,147 +101,92 @@ class Projection:
         return zlib.crc32(f"{CONTEXT}.projection.{self.name}".encode())
 
 
-_ORDERS = OrderReadModel._meta.db_table
-_LINES = OrderItemReadModel._meta.db_table
-_PAYMENTS = PaymentReadModel._meta.db_table
-
-
 def _moment(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _apply_order(generation: int, event: Message) -> set[str]:
+def _apply_order(writes: _Writes, generation: int, event: Message) -> None:
     data = event.data
     at = _moment(event.occurred_at)
+    key = (generation, event.aggregate_id)
     if event.type == "OrderCreated":
-        return _create_order(generation, event, at)
-    changes: dict[str, object] = {"updated_at": at, "version": event.version}
+        writes.created[key] = _new_order(generation, event, at)
+        return
+    set_reason, reason = False, None
     if event.type == "OrderStatusUpdated":
-        changes["status"] = str(data["status"])
+        status = str(data["status"])
     elif event.type == "OrderCompleted":
-        changes["status"] = "COMPLETED"
+        status = "COMPLETED"
     elif event.type == "OrderCancelled":
-        changes["status"] = "CANCELLED"
-    elif event.type == "OrderFailed":
-        changes.update(status="FAILED", failure_reason=str(data.get("reason") or "") or None)
-    # One statement: a stream without OrderCreated is not an order (no row, nothing changes).
-    columns = ", ".join(f"{column_name(OrderReadModel, name)} = %s" for name in changes)
-    params = [prepared(OrderReadModel, name, value) for name, value in changes.items()]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {_ORDERS} SET {columns} WHERE generation = %s AND order_id = %s RETURNING customer_id",
-            [*params, generation, prepared(OrderReadModel, "order_id", event.aggregate_id)],
+        status = "CANCELLED"
+    else:  # OrderFailed
+        status, set_reason, reason = "FAILED", True, str(data.get("reason") or "") or None
+    version = event.version or 0
+    created = writes.created.get(key)
+    if created is not None:  # created in this transaction: the row is inserted as it ends up
+        created.status, created.updated_at, created.version = status, at, version
+        if set_reason:
+            created.failure_reason = reason
+        return
+    # A stream without OrderCreated is not an order: its UPDATE finds no row and changes nothing.
+    change = writes.changed.get(key)
+    if change is None:
+        writes.changed[key] = OrderChange(
+            generation, event.aggregate_id, status, at, version, set_reason, reason
         )
-        return {customer_id for (customer_id,) in cursor.fetchall()}
+        return
+    change.status, change.updated_at, change.version = status, at, version
+    if set_reason:
+        change.set_reason, change.failure_reason = True, reason
 
 
-def _create_order(generation: int, event: Message, at: datetime) -> set[str]:
+def _new_order(generation: int, event: Message, at: datetime) -> NewOrder:
     data = event.data
     items = list(data.get("items") or [])
     customer_id = str(data["customer_id"])
     words = [str(item.get("product_name", "")) for item in items]
-    row = OrderReadModel(
+    return NewOrder(
         generation=generation,
         order_id=event.aggregate_id,
         customer_id=customer_id,
         status="PENDING",
         total_amount=Decimal(str(data["total_amount"])),
+        failure_reason=None,
         created_at=at,
         updated_at=at,
         version=event.version or 1,
         search_text=" ".join([*words, event.aggregate_id, customer_id]),
+        lines=[
+            (
+                str(item["product_id"]),
+                str(item.get("product_name", "")),
+                int(item["quantity"]),
+                Decimal(str(item["price"])),
+            )
+            for item in items
+        ],
     )
-    lines = [
-        OrderItemReadModel(
-            product_id=str(item["product_id"]),
-            product_name=str(item.get("product_name", "")),
-            quantity=int(item["quantity"]),
-            price=Decimal(str(item["price"])),
-        )
-        for item in items
-    ]
-    if connection.vendor == "postgresql" and lines:
-        _insert_order_with_lines(row, lines)
-    else:
-        row.save(force_insert=True)
-        for line in lines:
-            line.order = row
-        OrderItemReadModel.objects.bulk_create(lines)
-    return {customer_id}
 
 
-_ORDER_COLUMNS = (
-    "generation",
-    "order_id",
-    "customer_id",
-    "status",
-    "total_amount",
-    "failure_reason",
-    "created_at",
-    "updated_at",
-    "version",
-    "search_text",
-)
-_LINE_COLUMNS = ("product_id", "product_name", "quantity", "price")
-
-
-def _insert_order_with_lines(row: OrderReadModel, lines: list[OrderItemReadModel]) -> None:
-    """The order row and its lines in one statement (PostgreSQL: a data-modifying CTE)."""
-    order_values = [prepared(OrderReadModel, name, getattr(row, name)) for name in _ORDER_COLUMNS]
-    line_values = [
-        [prepared(OrderItemReadModel, name, getattr(line, name)) for name in _LINE_COLUMNS] for line in lines
-    ]
-    placeholders = ", ".join(["%s"] * len(_ORDER_COLUMNS))
-    # Typed arrays, unnested in step: one parameter per column whatever the number of lines.
-    arrays = ", ".join(
-        f"%s::{column(OrderItemReadModel, name).db_type(connection)}[]" for name in _LINE_COLUMNS
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH o AS (INSERT INTO {_ORDERS} ({', '.join(_ORDER_COLUMNS)}) "
-            f"VALUES ({placeholders}) RETURNING id) "
-            f"INSERT INTO {_LINES} (order_id, {', '.join(_LINE_COLUMNS)}) "
-            f"SELECT o.id, l.* FROM o, UNNEST({arrays}) AS l",
-            [*order_values, *(list(column) for column in zip(*line_values, strict=True))],
-        )
-
-
-def _apply_payment(generation: int, event: Message) -> set[str]:
+def _apply_payment(writes: _Writes, generation: int, event: Message) -> None:
     # A capture is final: a later failure report never turns it back (the payment stream's
     # other events, loaded to fill version gaps, change nothing here).
     if event.type not in PAYMENT_EVENTS:
-        return set()
+        return
+    key = (generation, str(event.data["order_id"]))
+    known = writes.payments.get(key)
+    if known is not None and known.outcome == PaymentReadModel.CAPTURED:
+        return
     outcome = PaymentReadModel.CAPTURED if event.type == "PaymentProcessed" else PaymentReadModel.FAILED
-    at = _moment(event.occurred_at)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_PAYMENTS} (generation, order_id, outcome, updated_at) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (generation, order_id) DO UPDATE "
-            "SET outcome = EXCLUDED.outcome, updated_at = EXCLUDED.updated_at "
-            f"WHERE {_PAYMENTS}.outcome <> %s",
-            [
-                generation,
-                prepared(PaymentReadModel, "order_id", event.data["order_id"]),
-                outcome,
-                prepared(PaymentReadModel, "updated_at", at),
-                PaymentReadModel.CAPTURED,
-            ],
-        )
-    return set()
+    writes.payments[key] = PaymentOutcome(generation, key[1], outcome, _moment(event.occurred_at))
 
 
 def _clear_orders(generation: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"DELETE FROM {OrderItemReadModel._meta.db_table} WHERE order_id IN "
-            f"(SELECT id FROM {OrderReadModel._meta.db_table} WHERE generation = %s)",
-            [generation],
-        )
-        cursor.execute(f"DELETE FROM {OrderReadModel._meta.db_table} WHERE generation = %s", [generation])
+    recorder().clear_orders(generation)
 
 
 def _clear_payments(generation: int) -> None:
-    PaymentReadModel.objects.filter(generation=generation)._raw_delete(connection.alias)
+    recorder().clear_payments(generation)
 
 
 PROJECTIONS: dict[str, Projection] = {
@@ -211,11 +202,7 @@ def projections_for(event_type: str) -> list[Projection]:
 
 def hold_live_lock(projection: Projection, *, exclusive: bool = False) -> None:
     """Take the projection's advisory lock until the transaction ends (PostgreSQL only)."""
-    if connection.vendor != "postgresql":
-        return
-    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {function}(%s)", [projection.lock_key])
+    recorder().hold_lock(projection.lock_key, exclusive=exclusive)
 
 
 def state_of(projection: Projection) -> ProjectionState:
@@ -251,6 +238,7 @@ class _AfterCommit:
 
     def pending(self) -> bool:
         """Whether this callback still waits for the commit of the current transaction."""
+        connection = transaction.get_connection()
         if self.ran or not connection.in_atomic_block:
             return False
         return any(entry[1] is self for entry in connection.run_on_commit)
@@ -323,13 +311,13 @@ def apply_event(projection: Projection, generation: int, message: Message) -> in
     Runs in the caller's transaction; the list and search caches of the touched customers
     are invalidated once it commits (once for all the events of the transaction).
     """
-    touched: set[str] = set()
-
-    def apply(event: Message) -> None:
-        touched.update(projection.apply(generation, event))
-
-    applied = apply_in_order(projection.consumer(generation), message, apply)
-    _invalidate_after_commit(touched)
+    writes, buffered = _writes()
+    consumer = projection.consumer(generation)
+    if (consumer, message.message_id) in writes.claimed:
+        return 1  # applied with its batch by prepare_batch
+    applied = apply_in_order(consumer, message, lambda event: projection.apply(writes, generation, event))
+    if not buffered:
+        writes.write()
     return applied
 
 
@@ -343,3 +331,34 @@ def project(message: Message) -> int:
     for projection in projections_for(message.type):
         applied += apply_event(projection, _live_generation(projection), message)
     return applied
+
+
+def prepare_batch(messages: Sequence[Message]) -> None:
+    """Apply a batch's events with their cursors claimed together, stream by stream.
+
+    A stream whose events in the batch are the next versions its cursor expects (the usual
+    case) is claimed in one statement with every other such stream, and its events are
+    applied here, in version order; the others are left to their handlers (apply_in_order).
+    """
+    writes, _ = _writes()
+    for projection in PROJECTIONS.values():
+        unique = {m.message_id: m for m in messages if m.type in projection.event_types and m.version}
+        if not unique:
+            continue
+        streams: dict[str, list[Message]] = defaultdict(list)
+        for message in unique.values():
+            streams[message.aggregate_id].append(message)
+        claims = []
+        for aggregate_id, events in streams.items():
+            events.sort(key=lambda event: event.version or 0)
+            first, last = events[0].version or 0, events[-1].version or 0
+            if last - first + 1 == len(events) == len({event.version for event in events}):
+                claims.append(Claim(aggregate_id, first, last))
+        if not claims:
+            continue
+        generation = _live_generation(projection)
+        consumer = projection.consumer(generation)
+        for aggregate_id in sorted(recorder().claim(consumer, claims)):
+            for event in streams[aggregate_id]:
+                projection.apply(writes, generation, event)
+                writes.claimed.add((consumer, event.message_id))

@@ -1,16 +1,20 @@
 """The queries context's subscriptions: order and payment events feed the read models.
 
 Each runs in the transaction eventstore.handling opens with the inbox row (a redelivered
-message has no second effect); a batch of messages shares one transaction.
+message has no second effect); a batch of messages shares one transaction, and is prepared
+first (:func:`queries.projections.prepare_batch`: the batch's cursors claimed together, its
+read-model rows written together).
 """
 
 from __future__ import annotations
 
 from eventstore.messages import Message
-from eventstore.registry import handles
+from eventstore.registry import handles, prepares
 
-from .projections import ORDER_EVENTS, PAYMENT_EVENTS, project
+from .projections import ORDER_EVENTS, PAYMENT_EVENTS, prepare_batch, project
 from .public import CONTEXT
+
+prepares(CONTEXT)(prepare_batch)
 
 
 @handles(CONTEXT, events=ORDER_EVENTS + PAYMENT_EVENTS)

@@ -153,3 +153,50 @@ def test_a_writer_waiting_for_the_reservation_lock_reads_the_stream_version_afte
         .order_by("version")
         .values_list("event_type", flat=True)
     ) == ["InventoryReserved", "InventoryConfirmed", "InventoryReleased"]
+
+
+def test_concurrent_batches_on_shared_products_and_orders_never_oversell_nor_deadlock(settings) -> None:
+    """Four consumers' batches at once: the same hot product, the same orders in several batches
+    (a redelivery with a new message id), products named in opposite orders."""
+    import uuid
+
+    from django.utils import timezone
+
+    from eventstore.handling import handle_batch
+    from eventstore.messages import Message, utc_iso
+
+    settings.INVENTORY_RESERVATION_WAIT = 60
+    upsert_product(product_id="HOT", name="Hot", price=Decimal("1.00"), available=25)
+    upsert_product(product_id="SIDE", name="Side", price=Decimal("1.00"), available=1000)
+    shared = [new_order_id() for _ in range(10)]
+
+    def command(order_id: str, lines: list[tuple[str, int]]) -> Message:
+        return Message(
+            message_id=str(uuid.uuid4()),
+            kind="command",
+            type="ReserveInventory",
+            aggregate_type="reservation",
+            aggregate_id=f"reservation-{order_id}",
+            data={"order_id": order_id, "items": [{"product_id": p, "quantity": q} for p, q in lines]},
+            occurred_at=utc_iso(timezone.now()),
+            correlation_id=order_id,
+            causation_id="",
+            source="inventory",
+        )
+
+    def batch(index: int) -> list[BaseException | None]:
+        lines = [("HOT", 1), ("SIDE", 1)] if index % 2 else [("SIDE", 1), ("HOT", 1)]
+        messages = [command(order_id, lines) for order_id in shared]  # in every batch
+        messages += [command(new_order_id(), lines) for _ in range(10)]
+        return handle_batch("inventory", messages)
+
+    outcomes = _race(4, batch)
+
+    assert all(outcome is None for per_batch in outcomes for outcome in per_batch), outcomes
+    held = Reservation.objects.filter(state="HELD").count()
+    hot, side = Product.objects.get(product_id="HOT"), Product.objects.get(product_id="SIDE")
+    assert held == 25  # every unit of the hot product, never more; the shared orders hold once each
+    assert (hot.available, hot.reserved) == (0, 25)
+    assert (side.available, side.reserved) == (975, 25)
+    assert Reservation.objects.filter(order_id__in=shared).count() <= len(shared)
+    assert_buckets_balance()
