@@ -8,12 +8,14 @@ PostgreSQL and on SQLite) and :func:`column` gives the field for the converters 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Field, Model
+from django.db.models import Field, JSONField, Model
 
 _columns: dict[tuple[type[Model], str], Field[Any, Any]] = {}
 
@@ -76,15 +78,196 @@ def insert_statement(model: type[Model], names: Sequence[str], rows: Sequence[Se
     return f"INSERT INTO {table_name(model)} ({columns}) VALUES {', '.join(tuples)}", params
 
 
-def insert_rows(
-    model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]], *, returning_id: bool = False
-) -> list[int]:
-    """Run :func:`insert_statement`; the new ids, in the order of ``rows``, if asked."""
+def insert_rows(model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Insert ``rows`` with one statement (the dialect's: arrays on PostgreSQL)."""
+    if rows:
+        sql, params = dialect().insert(model, names, rows)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def insert_returning_ids(
+    model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]], *, key: str
+) -> dict[str, int]:
+    """Insert ``rows`` with one statement; the new row ids by the (text of the) ``key`` column.
+
+    Keyed, not by position: nothing promises that ``RETURNING`` lists rows in input order.
+    """
     if not rows:
-        return []
-    sql, params = insert_statement(model, names, rows)
-    if returning_id:
-        sql += f" RETURNING {column_name(model, 'id')}"
+        return {}
+    sql, params = dialect().insert(model, names, rows)
+    sql += f" RETURNING {column_name(model, 'id')}, {column_name(model, key)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [result[0] for result in cursor.fetchall()] if returning_id else []
+        return {_text(value): row_id for row_id, value in cursor.fetchall()}
+
+
+def _text(value: Any) -> str:
+    """A key column's value as text (a UUID in canonical form, whichever way the backend gives it)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return str(value)
+
+
+# --- PostgreSQL: rows as arrays -----------------------------------------------------------
+
+
+def prepared_row(model: type[Model], names: Sequence[str], values: Sequence[Any]) -> list[Any]:
+    """Values of ``names`` as the driver takes them (see :func:`prepared`)."""
+    return [
+        column(model, name).get_db_prep_save(value, connection)
+        for name, value in zip(names, values, strict=True)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Unnested:
+    """Rows as one array parameter per column: ``sql`` is ``unnest(…) AS v(…)``, ``values`` reads each."""
+
+    sql: str
+    params: list[Any]
+    values: dict[str, str]
+
+
+def unnest(
+    model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]], **extra: list[int]
+) -> Unnested:
+    """``rows`` of ``model`` (values in ``names`` order) as one array per column, ``extra`` integers too.
+
+    A statement then has one parameter per column whatever the number of rows: its text stays the
+    same from one batch to the next, and the driver quotes arrays, not thousands of parameters.
+    JSON travels as text, turned back into JSON by the reading expression.
+    """
+    quote = connection.ops.quote_name
+    arrays: list[str] = []
+    aliases: list[str] = []
+    params: list[list[Any]] = []
+    values: dict[str, str] = {}
+    for index, name in enumerate(names):
+        field = column(model, name)
+        alias = quote(str(field.column))
+        cells = [row[index] for row in rows]
+        aliases.append(alias)
+        if isinstance(field, JSONField):
+            arrays.append("%s::text[]")
+            params.append([None if cell is None else json.dumps(cell, cls=field.encoder) for cell in cells])
+            values[name] = f"v.{alias}::jsonb"
+        else:
+            # The bare type (varchar, not varchar(24)): a cast would cut an overlong value, the
+            # column itself refuses it, as the ORM's INSERT or UPDATE would.
+            arrays.append(f"%s::{bare_type(str(field.cast_db_type(connection)))}[]")
+            params.append(cells)
+            values[name] = f"v.{alias}"
+    for name, cells in extra.items():
+        arrays.append("%s::integer[]")
+        aliases.append(quote(name))
+        params.append(cells)
+        values[name] = f"v.{quote(name)}"
+    return Unnested(f"unnest({', '.join(arrays)}) AS v ({', '.join(aliases)})", params, values)
+
+
+def bare_type(db_type: str) -> str:
+    """A column type without its modifiers: ``varchar(24)`` is ``varchar``."""
+    return db_type.split("(", 1)[0]
+
+
+def update_statement(
+    model: type[Model],
+    names: Sequence[str],
+    keys: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    condition: tuple[str, list[Any]] | None = None,
+) -> Statement:
+    """One UPDATE of the rows matched by ``keys``, setting the other ``names`` (``rows`` as arrays).
+
+    Each target row must match at most one of ``rows``; ``condition`` narrows the target rows.
+    """
+    columns = unnest(model, names, rows)
+    sets = ", ".join(
+        f"{column_name(model, name)} = {columns.values[name]}" for name in names if name not in keys
+    )
+    where = " AND ".join(f"t.{column_name(model, key)} = {columns.values[key]}" for key in keys)
+    params = list(columns.params)
+    if condition is not None:
+        where += f" AND t.{condition[0]}"
+        params += condition[1]
+    return f"UPDATE {table_name(model)} AS t SET {sets} FROM {columns.sql} WHERE {where}", params
+
+
+def array_insert_statement(
+    model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> Statement:
+    """One INSERT of ``rows`` (as arrays)."""
+    columns = unnest(model, names, rows)
+    targets = ", ".join(column_name(model, name) for name in names)
+    reads = ", ".join(columns.values[name] for name in names)
+    return f"INSERT INTO {table_name(model)} ({targets}) SELECT {reads} FROM {columns.sql}", columns.params
+
+
+def execute_as_one(statements: Sequence[Statement]) -> None:
+    """Run ``statements`` as one: the first ones as data-modifying CTEs of the last.
+
+    The parts see one snapshot: none may depend on another's effect (settling attempts does not
+    see the attempts inserted by the same statement, which is what is wanted).
+    """
+    if not statements:
+        return
+    *first, (last_sql, _) = statements
+    sql = last_sql
+    if first:
+        sql = "WITH " + ", ".join(f"w{i} AS ({part})" for i, (part, _) in enumerate(first)) + " " + last_sql
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [param for _, params in statements for param in params])
+
+
+def converters_of(
+    model: type[Model], names: Sequence[str]
+) -> list[tuple[int, Any, list[Callable[..., Any]]]]:
+    """The backend's and the fields' converters of these columns (as the ORM applies them)."""
+    found = []
+    for index, name in enumerate(names):
+        col = column(model, name).get_col(model._meta.db_table)
+        converters = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
+        if converters:
+            found.append((index, col, converters))
+    return found
+
+
+# --- the dialect, chosen once ---------------------------------------------------------------
+
+
+class Dialect:
+    """The statements that differ by backend; this portable one spells every value out."""
+
+    def any_of(self, name: str, values: Sequence[Any]) -> Statement:
+        """The condition "column ``name`` is one of ``values``" (``values`` not empty)."""
+        return f"{connection.ops.quote_name(name)} IN ({', '.join(['%s'] * len(values))})", list(values)
+
+    def insert(self, model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> Statement:
+        """One INSERT of ``rows``."""
+        return insert_statement(model, names, rows)
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL: one array parameter per column, so a statement's text and its parameter count
+    stay the same whatever the number of rows (the driver quotes arrays, not thousands of values)."""
+
+    def any_of(self, name: str, values: Sequence[Any]) -> Statement:
+        return f"{connection.ops.quote_name(name)} = ANY(%s)", [list(values)]
+
+    def insert(self, model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> Statement:
+        return array_insert_statement(model, names, rows)
+
+
+_dialect: Dialect | None = None
+
+
+def dialect() -> Dialect:
+    """The dialect of this process's database, chosen at first use (the backend never changes)."""
+    global _dialect  # chosen once, read on every call
+    if _dialect is None:
+        _dialect = PostgresDialect() if connection.vendor == "postgresql" else Dialect()
+    return _dialect

@@ -24,7 +24,7 @@ from . import publish_after_commit, tracing, wakeup
 from .messages import Message, utc_iso
 from .models import OutboxMessage, StoredEvent
 from .registry import consumers_of
-from .sql import column, insert_rows, insert_statement
+from .sql import dialect, insert_returning_ids, insert_rows
 from .unit_of_work import UnitOfWork, current
 
 
@@ -86,13 +86,13 @@ def append(
         # No savepoint (two round trips): a clash leaves the caller's transaction marked for
         # rollback; every caller then rolls the whole transaction back (and retries it, or answers 409).
         with transaction.atomic(savepoint=False):
-            ids = insert_rows(
-                StoredEvent, _EVENT_COLUMNS, [_event_values(row) for row in rows], returning_id=True
+            ids = insert_returning_ids(
+                StoredEvent, _EVENT_COLUMNS, [_event_values(row) for row in rows], key="message_id"
             )
     except IntegrityError as exc:
         raise ConcurrencyError(aggregate_id, expected_version) from exc
-    for row, row_id in zip(rows, ids, strict=True):
-        row.id = row_id
+    for row in rows:
+        row.id = ids[str(row.message_id)]
     messages = [_event_message(row, context=context, headers=headers) for row in rows]
     _enqueue(messages)
     return messages
@@ -141,32 +141,77 @@ def load_stream(aggregate_id: str, *, after_version: int = 0, up_to: int | None 
     if up_to is not None:
         upper = " AND version <= %s"
         params.append(up_to)
-    buffered = _buffered_events(aggregate_id, after_version, up_to)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id, message_id, aggregate_type, event_type, event_data, version, timestamp, "
-            f"correlation_id, causation_id FROM {connection.ops.quote_name(StoredEvent._meta.db_table)} "
-            f"WHERE aggregate_id = %s AND version > %s{upper} ORDER BY version",
-            params,
+            f"{_SELECT_EVENTS} WHERE aggregate_id = %s AND version > %s{upper} ORDER BY version", params
         )
         rows = cursor.fetchall()
-    return [
-        Message(
-            message_id=str(mid if isinstance(mid, uuid.UUID) else uuid.UUID(mid)),
-            kind="event",
-            type=kind,
-            aggregate_type=atype,
-            aggregate_id=aggregate_id,
-            data=json.loads(data) if isinstance(data, str | bytes) else data,
-            occurred_at=utc_iso(_aware(at)),
-            correlation_id=correlation,
-            causation_id=causation,
-            version=version,
-            position=position,
-            source=atype,
+    return [_stored_message(row) for row in rows] + _buffered_events(aggregate_id, after_version, up_to)
+
+
+def load_streams(aggregate_ids: Sequence[str]) -> dict[str, list[Message]]:
+    """The events of many streams, each in version order, with one statement (a batch's read).
+
+    Every id gets an entry (an empty list for a stream with no event yet).
+    """
+    ids = sorted(set(aggregate_ids))
+    found: dict[str, list[Message]] = {aggregate_id: [] for aggregate_id in ids}
+    if not ids:
+        return found
+    where, params = dialect().any_of("aggregate_id", ids)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{_SELECT_EVENTS} WHERE {where} ORDER BY aggregate_id, version", params)
+        for row in cursor.fetchall():
+            message = _stored_message(row)
+            found[message.aggregate_id].append(message)
+    for aggregate_id, messages in found.items():
+        messages.extend(_buffered_events(aggregate_id, messages[-1].version or 0 if messages else 0, None))
+    return found
+
+
+def stream_versions(aggregate_ids: Sequence[str]) -> dict[str, int]:
+    """The current version of each stream (0 for one with no event yet), with one statement."""
+    ids = sorted(set(aggregate_ids))
+    versions = dict.fromkeys(ids, 0)
+    if not ids:
+        return versions
+    where, params = dialect().any_of("aggregate_id", ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT aggregate_id, MAX(version) FROM {_EVENT_TABLE} WHERE {where} GROUP BY aggregate_id",
+            params,
         )
-        for (position, mid, atype, kind, data, version, at, correlation, causation) in rows
-    ] + buffered
+        versions.update((aggregate_id, int(version)) for aggregate_id, version in cursor.fetchall())
+    for aggregate_id in ids:
+        for message in _buffered_events(aggregate_id, versions[aggregate_id], None):
+            versions[aggregate_id] = message.version or 0
+    return versions
+
+
+_EVENT_TABLE = StoredEvent._meta.db_table
+_SELECT_EVENTS = (
+    "SELECT id, message_id, aggregate_id, aggregate_type, event_type, event_data, version, timestamp, "
+    f"correlation_id, causation_id FROM {_EVENT_TABLE}"
+)
+
+
+def _stored_message(row: Sequence[Any]) -> Message:
+    """A row of ``_SELECT_EVENTS`` as a message."""
+    position, mid, aggregate_id, atype, kind, data, version, at, correlation, causation = row
+    return Message(
+        message_id=str(mid if isinstance(mid, uuid.UUID) else uuid.UUID(mid)),
+        kind="event",
+        type=kind,
+        aggregate_type=atype,
+        aggregate_id=aggregate_id,
+        data=json.loads(data) if isinstance(data, str | bytes) else data,
+        occurred_at=utc_iso(_aware(at)),
+        correlation_id=correlation,
+        causation_id=causation,
+        version=version,
+        position=position,
+        source=atype,
+    )
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -258,19 +303,17 @@ def _write_outbox(messages: Sequence[Message]) -> None:
         return
     now = timezone.now()
     publish_now = publish_after_commit.enabled()
-    ids = insert_rows(
-        OutboxMessage,
-        _OUTBOX_COLUMNS,
-        [
-            (uuid.UUID(m.message_id), m.exchange, m.routing_key, m.to_body(), m.headers, now, 0, "")
-            for m in messages
-        ],
-        returning_id=publish_now,
-    )
-    if publish_now:
+    rows = [
+        (uuid.UUID(m.message_id), m.exchange, m.routing_key, m.to_body(), m.headers, now, 0, "")
+        for m in messages
+    ]
+    if not publish_now:
+        insert_rows(OutboxMessage, _OUTBOX_COLUMNS, rows)
+    else:
+        ids = insert_returning_ids(OutboxMessage, _OUTBOX_COLUMNS, rows, key="message_id")
         # Once committed, this process publishes the rows itself (the relay only sweeps what
         # that leaves behind); robust: a failing hand-off must not fail a committed request.
-        committed = list(zip(ids, messages, strict=True))
+        committed = [(ids[m.message_id], m) for m in messages]
         transaction.on_commit(lambda: publish_after_commit.hand_off(committed), robust=True)
     transaction.on_commit(wakeup.ring)
 
@@ -303,13 +346,11 @@ class _Buffer:
     def write(self) -> None:
         positions: dict[str, int] = {}
         if self.rows:
-            sql, params = insert_statement(StoredEvent, _EVENT_COLUMNS, [_event_values(r) for r in self.rows])
-            quote = connection.ops.quote_name
-            sql += f" RETURNING {quote('id')}, {quote(str(column(StoredEvent, 'message_id').column))}"
             try:
-                with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-                    cursor.execute(sql, params)
-                    positions = {str(uuid.UUID(str(mid))): row_id for row_id, mid in cursor.fetchall()}
+                with transaction.atomic(savepoint=False):
+                    positions = insert_returning_ids(
+                        StoredEvent, _EVENT_COLUMNS, [_event_values(r) for r in self.rows], key="message_id"
+                    )
             except IntegrityError as exc:
                 first = self.rows[0]
                 raise ConcurrencyError(first.aggregate_id, first.version - 1) from exc

@@ -29,7 +29,7 @@ from django.utils import timezone
 from eventstore.messages import utc_iso
 from eventstore.models import StoredEvent
 from eventstore.sql import prepared
-from eventstore.store import ConcurrencyError
+from eventstore.store import ConcurrencyError, stream_versions
 
 from .domain import Line, Reservation, ReservationState, Stock
 from .models import Product
@@ -74,7 +74,7 @@ class InventoryRecorder:
     def lock_reservations(self, order_ids: Iterable[str]) -> dict[str, Held]:
         """The reservations of ``order_ids`` locked in ``order_id`` order (a missing one: no row)."""
         ids = sorted(set(order_ids))
-        versions = self.stream_versions([stream_of(order_id) for order_id in ids])
+        versions = stream_versions([stream_of(order_id) for order_id in ids])
         rows = {
             str(row.order_id): row
             for row in ReservationRow.objects.select_for_update()
@@ -97,9 +97,7 @@ class InventoryRecorder:
         )
         if row is None:
             return None
-        return Held(
-            _to_domain(row), True, self.stream_versions([stream_of(order_id)]).get(stream_of(order_id), 0)
-        )
+        return Held(_to_domain(row), True, stream_versions([stream_of(order_id)]).get(stream_of(order_id), 0))
 
     def due_reservations(self, *, now: datetime, limit: int) -> list[str]:
         """Held reservations whose deadline passed, the oldest first."""
@@ -109,19 +107,6 @@ class InventoryRecorder:
             .order_by("expires_at")
             .values_list("order_id", flat=True)[:limit]
         ]
-
-    def stream_versions(self, streams: Sequence[str]) -> dict[str, int]:
-        """The stored version of each stream (absent: no event yet), in one statement."""
-        if not streams:
-            return {}
-        placeholders = ", ".join(["%s"] * len(streams))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT aggregate_id, MAX(version) FROM {StoredEvent._meta.db_table} "
-                f"WHERE aggregate_id IN ({placeholders}) GROUP BY aggregate_id",
-                list(streams),
-            )
-            return {stream: int(version) for stream, version in cursor.fetchall()}
 
     def lock_products(self, product_ids: Iterable[str]) -> dict[str, Stock]:
         """The stock of the known products among ``product_ids``, locked in ``product_id`` order."""
@@ -206,23 +191,12 @@ class PostgresRecorder(InventoryRecorder):
         if stale:
             # Locked after waiting for a writer that committed after our snapshot: the version
             # read with it may be older than the stream. The lock is now held; read it again.
-            versions = self.stream_versions(stale)
+            versions = stream_versions(stale)
             for held in found.values():
                 stream = stream_of(held.reservation.order_id)
                 if stream in versions:
                     held.version = versions[stream]
         return found
-
-    def stream_versions(self, streams: Sequence[str]) -> dict[str, int]:
-        if not streams:
-            return {}
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT aggregate_id, MAX(version) FROM {StoredEvent._meta.db_table} "
-                "WHERE aggregate_id = ANY(%s) GROUP BY aggregate_id",
-                [list(streams)],
-            )
-            return {stream: int(version) for stream, version in cursor.fetchall()}
 
     def lock_products(self, product_ids: Iterable[str]) -> dict[str, Stock]:
         ids = sorted(set(product_ids))

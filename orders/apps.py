@@ -7,7 +7,4 @@ class OrdersConfig(AppConfig):
 
     def ready(self) -> None:
         # Saving or deleting a user forgets its cached state (orders/sessions.py).
-        from . import recorder, sessions  # noqa: F401
-
-        # The recorder's implementation follows the database backend: chosen once, here.
-        recorder.select()
+        from . import sessions  # noqa: F401

@@ -17,13 +17,12 @@ from django.db import transaction
 from config import metrics
 from config.logging import log_context
 from eventstore.messages import Message
-from eventstore.store import NewEvent, append, load_stream, outbox_batch
+from eventstore.store import NewEvent, append, load_stream, load_streams, outbox_batch
 from eventstore.unit_of_work import UnitOfWork, current
 from inventory import public as inventory_public
 from sagas import public as sagas_public
 
 from . import domain
-from .recorder import recorder
 
 CONTEXT = "orders"
 
@@ -121,13 +120,10 @@ class _UnitOrders:
     def get(self, order_id: str) -> domain.Order | None:
         if order_id not in self.loaded:
             wanted = sorted((self.expected | {order_id}) - self.loaded.keys())
-            histories = recorder().histories(wanted)
+            streams = load_streams(wanted)  # with the events buffered in this unit
             for wanted_id in wanted:
-                self.loaded[wanted_id] = domain.Order.from_history(wanted_id, histories.get(wanted_id, ()))
+                self.loaded[wanted_id] = domain.Order.from_history(wanted_id, _history(streams[wanted_id]))
             self.expected.clear()
-            if self.loaded[order_id] is None:
-                # Not stored yet: it may have been created in this very unit (its events buffered).
-                self.loaded[order_id] = domain.Order.from_history(order_id, _history(load_stream(order_id)))
         return self.loaded[order_id]
 
 

@@ -21,12 +21,12 @@ from django.db import transaction
 
 from config import metrics
 from eventstore.messages import Message
-from eventstore.store import ConcurrencyError, NewEvent, append, load_stream
+from eventstore.store import ConcurrencyError, NewEvent, append, load_stream, load_streams
 from eventstore.unit_of_work import UnitOfWork, current
 
 from .domain import Payment, PaymentEvent, stream_id
 from .public import CONTEXT
-from .recorder import load_streams, project, project_all
+from .recorder import project, project_all
 
 AGGREGATE_TYPE = "payment"
 CONFLICT_RETRIES = 10
@@ -63,9 +63,10 @@ def prepare_batch(messages: Sequence[Message]) -> None:
     if unit is None:
         return
     order_ids = sorted({str(m.data["order_id"]) for m in messages if isinstance(m.data.get("order_id"), str)})
-    events = load_streams(order_ids)
+    streams = load_streams([stream_id(order_id) for order_id in order_ids])
     for order_id in order_ids:
-        unit.identity(_key(order_id), partial(Payment.replay, order_id, events.get(order_id, ())))
+        events = [(event.type, event.data) for event in streams[stream_id(order_id)]]
+        unit.identity(_key(order_id), partial(Payment.replay, order_id, events))
 
 
 def store(

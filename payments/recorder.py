@@ -12,19 +12,16 @@ on purpose.
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
 from django.utils import timezone
 
-from eventstore.models import StoredEvent
 from eventstore.sql import insert_rows, prepared
 
-from .domain import Payment, stream_id
+from .domain import Payment
 from .models import PaymentRecord
 
 # The projection's columns (named as the model's fields, which set no db_column).
@@ -40,29 +37,6 @@ _UPDATED = (
     "updated_at",
 )
 _RELEASED = ("claimed_until",)
-
-
-def load_streams(order_ids: Sequence[str]) -> dict[str, list[tuple[str, Mapping[str, Any]]]]:
-    """The stored events of these orders' payment streams, in version order, in one statement.
-
-    Reads the table, not the current unit of work's buffer: call it before anything is
-    appended to these streams in the unit (a batch's preparer), or use ``load_stream``.
-    """
-    streams = {stream_id(order_id): order_id for order_id in order_ids}
-    found: dict[str, list[tuple[str, Mapping[str, Any]]]] = defaultdict(list)
-    if not streams:
-        return found
-    placeholders = ", ".join(["%s"] * len(streams))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT aggregate_id, event_type, event_data FROM {StoredEvent._meta.db_table} "
-            f"WHERE aggregate_id IN ({placeholders}) ORDER BY aggregate_id, version",
-            list(streams),
-        )
-        for aggregate_id, event_type, data in cursor.fetchall():
-            parsed = json.loads(data) if isinstance(data, str | bytes) else data
-            found[streams[aggregate_id]].append((event_type, parsed))
-    return found
 
 
 def _values(payment: Payment, now: datetime) -> list[Any]:

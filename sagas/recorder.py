@@ -22,17 +22,28 @@ fields' converters out), so rows are stored and read exactly as the ORM would.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import JSONField, Model, QuerySet
+from django.db.models import QuerySet
 
-from eventstore.sql import Expression, Statement, column, column_name, insert_statement, table_name
+from eventstore.sql import (
+    Expression,
+    Statement,
+    array_insert_statement,
+    column_name,
+    converters_of,
+    execute_as_one,
+    insert_statement,
+    prepared_row,
+    table_name,
+    unnest,
+    update_statement,
+)
 
 from . import domain
 from .models import SagaInstance, SagaStepAttempt, SagaTransition
@@ -172,7 +183,7 @@ class SagaRecorder:
     """The sagas' reads and writes; see the module docstring for the two implementations."""
 
     def __init__(self) -> None:
-        self._converters = _converters(SagaInstance, _LOADED_FIELDS)
+        self._converters = converters_of(SagaInstance, _LOADED_FIELDS)
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -306,22 +317,24 @@ class PostgresRecorder(SagaRecorder):
         transitions = self._transitions(changes)
         statements: list[Statement] = []
         if updated:
-            statements.append(_update(SagaInstance, _UPDATED_FIELDS, ("order_id",), updated))
+            statements.append(update_statement(SagaInstance, _UPDATED_FIELDS, ("order_id",), updated))
         if settled:
             pending = (f"{column_name(SagaStepAttempt, 'outcome')} = %s", [SagaStepAttempt.PENDING])
-            statements.append(_update(SagaStepAttempt, _SETTLED_FIELDS, ("saga", "step"), settled, pending))
+            statements.append(
+                update_statement(SagaStepAttempt, _SETTLED_FIELDS, ("saga", "step"), settled, pending)
+            )
         if inserted:
-            statements.append(_insert(SagaInstance, _INSERTED_FIELDS, inserted))
+            statements.append(array_insert_statement(SagaInstance, _INSERTED_FIELDS, inserted))
         if transitions:
-            statements.append(_insert(SagaTransition, _TRANSITION_FIELDS, transitions))
+            statements.append(array_insert_statement(SagaTransition, _TRANSITION_FIELDS, transitions))
         if changes.attempts:
             statements.append(self._insert_attempts(changes.attempts))
-        _execute_as_one(statements)
+        execute_as_one(statements)
 
     def _insert_attempts(self, attempts: Sequence[Attempt]) -> Statement:
         """The attempts, each numbered in the statement when its number is not known here."""
         rows = [self._attempt(a, a.number) for a in attempts]
-        columns = _unnest(SagaStepAttempt, _ATTEMPT_FIELDS, rows, earlier=[a.earlier for a in attempts])
+        columns = unnest(SagaStepAttempt, _ATTEMPT_FIELDS, rows, earlier=[a.earlier for a in attempts])
         quote = connection.ops.quote_name
         counted = (
             f"COALESCE({columns.values['attempt']}, (SELECT COUNT(*) FROM {table_name(SagaStepAttempt)} AS a "
@@ -351,7 +364,7 @@ class PortableRecorder(SagaRecorder):
                 cursor.executemany(
                     f"UPDATE {table_name(SagaInstance)} SET {sets} "
                     f"WHERE {column_name(SagaInstance, 'order_id')} = %s",
-                    [[*_prepared(SagaInstance, _UPDATED_FIELDS[1:], row[1:]), row[0]] for row in updated],
+                    [[*prepared_row(SagaInstance, _UPDATED_FIELDS[1:], row[1:]), row[0]] for row in updated],
                 )
             settled = self._settled(changes)
             if settled:
@@ -362,7 +375,7 @@ class PortableRecorder(SagaRecorder):
                     f"AND {quote('step')} = %s AND {quote('outcome')} = %s",
                     [
                         [
-                            *_prepared(SagaStepAttempt, settling, row[2:]),
+                            *prepared_row(SagaStepAttempt, settling, row[2:]),
                             row[0],
                             row[1],
                             SagaStepAttempt.PENDING,
@@ -389,11 +402,11 @@ class PortableRecorder(SagaRecorder):
                     values = self._attempt(attempt, None)
                     rows.append(
                         [
-                            *_prepared(SagaStepAttempt, before, values[:3]),
+                            *prepared_row(SagaStepAttempt, before, values[:3]),
                             attempt.number,
                             attempt.order_id,
                             attempt.step,
-                            *_prepared(SagaStepAttempt, after, values[4:]),
+                            *prepared_row(SagaStepAttempt, after, values[4:]),
                         ]
                     )
                 cursor.executemany(template, rows)
@@ -410,122 +423,6 @@ def _count_sql(earlier: int) -> str:
 def _select_columns() -> str:
     columns = ", ".join(column_name(SagaInstance, name) for name in _LOADED_FIELDS)
     return f"SELECT {columns} FROM {table_name(SagaInstance)}"
-
-
-def _prepared(model: type[Model], names: Sequence[str], values: Sequence[Any]) -> list[Any]:
-    return [
-        column(model, name).get_db_prep_save(value, connection)
-        for name, value in zip(names, values, strict=True)
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class _Unnested:
-    """Rows as one array parameter per column: ``sql`` is ``unnest(…) AS v(…)``, ``values`` reads each."""
-
-    sql: str
-    params: list[Any]
-    values: dict[str, str]
-
-
-def _unnest(
-    model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]], **extra: list[int]
-) -> _Unnested:
-    """``rows`` of ``model`` (values in ``names`` order) as one array per column, ``extra`` integers too.
-
-    A statement then has one parameter per column whatever the number of rows: its text stays the
-    same from one batch to the next, and the driver quotes arrays, not thousands of parameters.
-    JSON travels as text, turned back into JSON by the reading expression.
-    """
-    quote = connection.ops.quote_name
-    arrays: list[str] = []
-    aliases: list[str] = []
-    params: list[list[Any]] = []
-    values: dict[str, str] = {}
-    for index, name in enumerate(names):
-        field = column(model, name)
-        alias = quote(str(field.column))
-        cells = [row[index] for row in rows]
-        aliases.append(alias)
-        if isinstance(field, JSONField):
-            arrays.append("%s::text[]")
-            params.append([None if cell is None else json.dumps(cell, cls=field.encoder) for cell in cells])
-            values[name] = f"v.{alias}::jsonb"
-        else:
-            # The bare type (varchar, not varchar(24)): a cast would cut an overlong value, the
-            # column itself refuses it, as the ORM's INSERT or UPDATE would.
-            arrays.append(f"%s::{_bare(str(field.cast_db_type(connection)))}[]")
-            params.append(cells)
-            values[name] = f"v.{alias}"
-    for name, cells in extra.items():
-        arrays.append("%s::integer[]")
-        aliases.append(quote(name))
-        params.append(cells)
-        values[name] = f"v.{quote(name)}"
-    return _Unnested(f"unnest({', '.join(arrays)}) AS v ({', '.join(aliases)})", params, values)
-
-
-def _bare(db_type: str) -> str:
-    """A column type without its modifiers: ``varchar(24)`` is ``varchar``."""
-    return db_type.split("(", 1)[0]
-
-
-def _update(
-    model: type[Model],
-    names: Sequence[str],
-    keys: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    condition: tuple[str, list[Any]] | None = None,
-) -> Statement:
-    """One UPDATE of the rows matched by ``keys``, setting the other ``names`` (``rows`` as arrays).
-
-    Each target row must match at most one of ``rows``; ``condition`` narrows the target rows.
-    """
-    columns = _unnest(model, names, rows)
-    sets = ", ".join(
-        f"{column_name(model, name)} = {columns.values[name]}" for name in names if name not in keys
-    )
-    where = " AND ".join(f"t.{column_name(model, key)} = {columns.values[key]}" for key in keys)
-    params = list(columns.params)
-    if condition is not None:
-        where += f" AND t.{condition[0]}"
-        params += condition[1]
-    return f"UPDATE {table_name(model)} AS t SET {sets} FROM {columns.sql} WHERE {where}", params
-
-
-def _insert(model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> Statement:
-    """One INSERT of ``rows`` (as arrays)."""
-    columns = _unnest(model, names, rows)
-    targets = ", ".join(column_name(model, name) for name in names)
-    reads = ", ".join(columns.values[name] for name in names)
-    return f"INSERT INTO {table_name(model)} ({targets}) SELECT {reads} FROM {columns.sql}", columns.params
-
-
-def _execute_as_one(statements: Sequence[Statement]) -> None:
-    """Run ``statements`` as one: the first ones as data-modifying CTEs of the last.
-
-    The parts see one snapshot: none may depend on another's effect (settling attempts does not
-    see the attempts inserted by the same statement, which is what is wanted).
-    """
-    if not statements:
-        return
-    *first, (last_sql, _) = statements
-    sql = last_sql
-    if first:
-        sql = "WITH " + ", ".join(f"w{i} AS ({part})" for i, (part, _) in enumerate(first)) + " " + last_sql
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [param for _, params in statements for param in params])
-
-
-def _converters(model: type[Model], names: Sequence[str]) -> list[tuple[int, Any, list[Callable[..., Any]]]]:
-    """The backend's and the fields' converters of these columns (as the ORM applies them)."""
-    found = []
-    for index, name in enumerate(names):
-        col = column(model, name).get_col(model._meta.db_table)
-        converters = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
-        if converters:
-            found.append((index, col, converters))
-    return found
 
 
 _recorder: SagaRecorder | None = None

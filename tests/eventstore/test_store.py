@@ -8,6 +8,7 @@ import uuid
 import pytest
 from django.db import connection, transaction
 
+from eventstore.messages import Message
 from eventstore.models import OutboxMessage, StoredEvent
 from eventstore.reader import Position, read_after
 from eventstore.store import ConcurrencyError, NewEvent, append
@@ -227,7 +228,14 @@ def test_reading_by_position_for_some_event_types_returns_only_those_in_order() 
             ],
         )
     start = Position()
-    mine = [(p, m) for p, m in read_after(start, limit=10_000) if m.aggregate_id == stream]
+
+    def mine_visible() -> list[tuple[Position, Message]]:
+        # Visible once every older transaction of the server ended (the reader's horizon is
+        # cluster-wide, so another database's open transaction delays it a little).
+        found = [(p, m) for p, m in read_after(start, limit=10_000) if m.aggregate_id == stream]
+        return found if len(found) == 4 else []
+
+    mine = wait_until(mine_visible, timeout=20)
     wanted = [
         (p, m) for p, m in read_after(start, limit=10_000, event_types={"Wanted"}) if m.aggregate_id == stream
     ]

@@ -9,10 +9,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from eventstore import sql as eventstore_sql
 from eventstore.store import load_stream
 from eventstore.unit_of_work import unit_of_work
 from orders import public as orders_public
-from orders import recorder as orders_recorder
 from orders.handlers import RequestedLine, load_order, place_order
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,7 @@ PAYING = Change("status", "PAYMENT_PROCESSING")
 def recorders(request, monkeypatch) -> str:
     """Each test twice: with the PostgreSQL recorder, and with the portable one (as on SQLite)."""
     if request.param == "portable":
-        monkeypatch.setattr(orders_recorder, "_recorder", orders_recorder.PortableRecorder())
+        monkeypatch.setattr(eventstore_sql, "_dialect", eventstore_sql.Dialect())
     return request.param
 
 

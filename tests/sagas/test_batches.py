@@ -15,11 +15,11 @@ import pytest
 from django.db import DataError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
+from eventstore import sql as eventstore_sql
 from eventstore.handling import handle, handle_batch
 from eventstore.messages import Message
 from eventstore.store import load_stream
 from eventstore.unit_of_work import unit_of_work
-from orders import recorder as orders_recorder
 from orders.handlers import load_order
 from sagas import handlers as saga_handlers
 from sagas import public as sagas_public
@@ -37,7 +37,7 @@ def recorders(request, monkeypatch) -> str:
     """Each test twice: with the PostgreSQL recorders, and with the portable ones (as on SQLite)."""
     if request.param == "portable":
         monkeypatch.setattr(sagas_recorder, "_recorder", sagas_recorder.PortableRecorder())
-        monkeypatch.setattr(orders_recorder, "_recorder", orders_recorder.PortableRecorder())
+        monkeypatch.setattr(eventstore_sql, "_dialect", eventstore_sql.Dialect())
     return request.param
 
 
