@@ -10,7 +10,6 @@ import re
 import uuid
 from typing import Any
 
-from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.permissions import IsAuthenticated
@@ -22,15 +21,11 @@ from config.permissions import IsAdmin, customer_of, is_admin
 from config.problems import Conflict, ProblemSerializer, UnprocessableEntity
 from sagas import public as sagas_public
 
-from . import domain, handlers, idempotency, serializers
+from . import domain, handlers, idempotency, intake, serializers
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 _ERRORS = {400: ProblemSerializer, 401: ProblemSerializer, 403: ProblemSerializer, 404: ProblemSerializer}
-
-
-def _location(order_id: str) -> str:
-    return f"/api/orders/{order_id}"
 
 
 def _caller_id(request: Request) -> str:
@@ -100,30 +95,18 @@ class OrderPlaceView(APIView):
     def _place(
         self, request: Request, data: dict[str, Any], customer_id: str, *, key: str | None
     ) -> Response:
-        """Place the order; with a key, the key's row commits with the order (orders/idempotency.py)."""
-        lines = [handlers.RequestedLine(item["product_id"], item["quantity"]) for item in data["items"]]
-        user_id = _caller_id(request)
-        request_hash = idempotency.fingerprint(request.data) if key is not None else ""
+        """Place the order with the next batch (orders/intake.py); answered after its commit."""
+        lines = tuple(handlers.RequestedLine(item["product_id"], item["quantity"]) for item in data["items"])
+        keyed = None
+        if key is not None:
+            keyed = idempotency.KeyedRequest(
+                user_id=_caller_id(request), key=key, request_hash=idempotency.fingerprint(request.data)
+            )
+        placement = intake.Placement(
+            customer_id=customer_id, lines=lines, payment=dict(data["payment"]), key=keyed
+        )
         try:
-            with transaction.atomic():
-                if key is not None:
-                    replay = idempotency.begin(user_id=user_id, key=key, request_hash=request_hash)
-                    if replay is not None:
-                        location = _location(replay.body["order_id"]) if "order_id" in replay.body else None
-                        headers = {"Location": location} if location else {}
-                        return Response(replay.body, status=replay.status, headers=headers)
-                order = handlers.place_order(
-                    customer_id=customer_id, lines=lines, payment=dict(data["payment"])
-                )
-                body = {"order_id": order.order_id, "status": order.status}
-                if key is not None:
-                    idempotency.record(
-                        user_id=user_id,
-                        key=key,
-                        request_hash=request_hash,
-                        status=status.HTTP_202_ACCEPTED,
-                        body=body,
-                    )
+            answer = intake.place(placement)
         except handlers.UnknownProducts as exc:
             errors = {
                 "items": [
@@ -132,9 +115,8 @@ class OrderPlaceView(APIView):
                 ]
             }
             raise exceptions.ValidationError(errors) from None
-        return Response(
-            body, status=status.HTTP_202_ACCEPTED, headers={"Location": _location(order.order_id)}
-        )
+        headers = {"Location": answer.location} if answer.location else {}
+        return Response(answer.body, status=answer.status, headers=headers)
 
 
 class OrderDetailView(APIView):

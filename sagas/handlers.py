@@ -31,6 +31,7 @@ from eventstore import backlog
 from eventstore.messages import Message
 from eventstore.sql import Expression, Statement, column, insert_statement
 from eventstore.store import NewEvent, append, send
+from eventstore.unit_of_work import current
 from orders import public as orders_public
 
 from . import domain
@@ -138,7 +139,7 @@ def start_saga(
     payment: dict[str, Any],
     cause_id: str,
 ) -> None:
-    """Create the saga (STARTED) and send ReserveInventory, in the caller's transaction."""
+    """Create the saga (STARTED) and send ReserveInventory, in the caller's unit of work."""
     now = timezone.now()
     saga, effects = domain.Saga.start(
         order_id=order_id,
@@ -149,8 +150,7 @@ def start_saga(
         now=now,
         timing=timing(),
     )
-    row = _Locked(saga=saga, version=0, created_at=now, state=saga.state, stored=())
-    _carry_out(row, saga, effects, cause_id=cause_id, now=now, customer_id=customer_id)
+    _record_new_saga(saga, effects, customer_id=customer_id, cause_id=cause_id, now=now)
 
 
 def react(message: Message) -> None:
@@ -378,6 +378,62 @@ def _carry_out(
         )
 
 
+def _record_new_saga(
+    saga: domain.Saga, effects: Sequence[domain.Effect], *, customer_id: str, cause_id: str, now: datetime
+) -> None:
+    """Record a new saga in the open unit of work: its row, transitions, step attempts and events.
+
+    Buffered, not executed: a batch of orders placed together (orders/intake.py) writes the
+    rows of all its new sagas with one INSERT per table at its commit. A new saga has no
+    earlier attempt, so each step's attempts are numbered here; it changes no order yet.
+    """
+    unit = current()
+    if unit is None:
+        raise RuntimeError("a saga starts inside the unit of work that places its order")
+    records: list[NewEvent] = []
+    transitions: list[tuple[Any, ...]] = []
+    attempts: list[tuple[Any, ...]] = []
+    for effect in effects:
+        if isinstance(effect, domain.Record):
+            records.append(NewEvent(effect.type, effect.data))
+            if effect.type == "SagaTransitioned":
+                transitions.append(_transition(saga.order_id, effect.data, cause_id, now))
+        elif isinstance(effect, domain.Send):
+            message = _send(saga, effect, cause_id)
+            number = 1 + sum(1 for attempt in attempts if attempt[1] == effect.step)
+            error = "" if effect.tracked else "late effect undone after the saga ended"
+            attempts.append(
+                (
+                    saga.order_id,
+                    effect.step,
+                    effect.command,
+                    number,
+                    message.message_id,
+                    now,
+                    SagaStepAttempt.PENDING,
+                    None,
+                    "",
+                    error,
+                )
+            )
+        else:
+            raise TypeError(f"a new saga cannot carry out {effect!r}")
+    unit.insert(
+        SagaInstance, _INSERTED_FIELDS, [_new_saga_values(saga, customer_id, version=len(records), now=now)]
+    )
+    unit.insert(SagaTransition, _TRANSITION_FIELDS, transitions)
+    unit.insert(SagaStepAttempt, _ATTEMPT_FIELDS, attempts)
+    append(
+        context=CONTEXT,
+        aggregate_type="saga",
+        aggregate_id=f"saga-{saga.order_id}",
+        expected_version=0,
+        events=records,
+        correlation_id=saga.order_id,
+        causation_id=cause_id,
+    )
+
+
 def _execute(statements: Sequence[Statement]) -> None:
     """Run ``statements`` in order; on PostgreSQL as one (the first ones as CTEs of the last).
 
@@ -393,6 +449,13 @@ def _execute(statements: Sequence[Statement]) -> None:
 
 
 def _insert_saga(saga: domain.Saga, customer_id: str, *, version: int, now: datetime) -> Statement:
+    return insert_statement(
+        SagaInstance, _INSERTED_FIELDS, [_new_saga_values(saga, customer_id, version=version, now=now)]
+    )
+
+
+def _new_saga_values(saga: domain.Saga, customer_id: str, *, version: int, now: datetime) -> list[Any]:
+    """A new saga row's values, in ``_INSERTED_FIELDS`` order."""
     values = {name: getattr(saga, name) for name in _SAGA_FIELDS}
     values.update(
         order_id=saga.order_id,
@@ -405,7 +468,7 @@ def _insert_saga(saga: domain.Saga, customer_id: str, *, version: int, now: date
         customer_id=customer_id,
         updated_at=now,
     )
-    return insert_statement(SagaInstance, _INSERTED_FIELDS, [[values[name] for name in _INSERTED_FIELDS]])
+    return [values[name] for name in _INSERTED_FIELDS]
 
 
 def _update_saga(row: _Locked, saga: domain.Saga, *, version: int, now: datetime) -> Statement:

@@ -279,6 +279,10 @@ RELAY_CLAIM_SECONDS = env.int("RELAY_CLAIM_SECONDS", default=30)
 # dead letter (consumer "relay") instead of being retried forever.
 RELAY_MAX_ATTEMPTS = env.int("RELAY_MAX_ATTEMPTS", default=10)
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
+# Group commit of POST /api/orders (orders/intake.py): a batch closes when this many orders
+# joined it or this many milliseconds after it opened, and commits them all at once.
+ORDER_BATCH_MAX = env.int("ORDER_BATCH_MAX", default=200)
+ORDER_BATCH_WAIT_MS = env.float("ORDER_BATCH_WAIT_MS", default=2.0)
 
 # --- Business settings ----------------------------------------------------------------------
 SAGA_TIMEOUT = env.float("SAGA_TIMEOUT", default=300.0)
