@@ -45,7 +45,12 @@ def _visible_order(request: Request, order_id: uuid.UUID) -> domain.Order:
 
 
 class OrderPlaceView(APIView):
-    """POST /api/orders: place an order; the saga runs asynchronously (202)."""
+    """POST /api/orders: place an order; the saga runs asynchronously (202).
+
+    The stack mode serves this operation with a thin endpoint (orders/asgi.py) that runs this
+    view's checks (``initial``), :func:`placement_of` and :func:`answer_to` without Django's
+    request cycle; this view stays the documented one and serves it everywhere else.
+    """
 
     permission_classes = [IsAuthenticated]
 
@@ -56,67 +61,70 @@ class OrderPlaceView(APIView):
         responses={202: serializers.OrderAccepted, 409: ProblemSerializer, 422: ProblemSerializer, **_ERRORS},
     )
     def post(self, request: Request) -> Response:
-        data = self._validated(request)
-        customer_id = self._customer(request, data)
-        key = request.headers.get(IDEMPOTENCY_HEADER)
-        if key is not None and not _KEY_PATTERN.match(key):
-            raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["must be 1-255 visible ASCII characters"]})
-        try:
-            return self._place(request, data, customer_id, key=key)
-        except idempotency.KeyReusedWithOtherRequest:
-            raise UnprocessableEntity(
-                "This Idempotency-Key was already used with a different request body.",
-                "idempotency_key_reused",
-            ) from None
-        except idempotency.RequestStillRunning:
-            raise Conflict(
-                "A request with this Idempotency-Key is still being processed; retry shortly.",
-                "idempotency_in_progress",
-                retry_after=1,
-            ) from None
+        placement = placement_of(request)
+        return answer_to(placement, intake.place(placement))
 
-    def _validated(self, request: Request) -> dict[str, Any]:
-        if not isinstance(request.data, dict):
-            raise exceptions.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
-        form = serializers.PlaceOrderInput(data=request.data)
-        form.is_valid(raise_exception=True)
-        return dict(form.validated_data)
 
-    def _customer(self, request: Request, data: dict[str, Any]) -> str:
-        if is_admin(request):
-            if not data.get("customer_id"):
-                raise exceptions.ValidationError({"customer_id": ["An ADMIN must name the customer."]})
-            return str(data["customer_id"])
-        customer_id = customer_of(request)
-        if not customer_id:
-            raise exceptions.PermissionDenied("This account has no customer id.")
-        return customer_id
-
-    def _place(
-        self, request: Request, data: dict[str, Any], customer_id: str, *, key: str | None
-    ) -> Response:
-        """Place the order with the next batch (orders/intake.py); answered after its commit."""
-        lines = tuple(handlers.RequestedLine(item["product_id"], item["quantity"]) for item in data["items"])
-        keyed = None
-        if key is not None:
-            keyed = idempotency.KeyedRequest(
-                user_id=_caller_id(request), key=key, request_hash=idempotency.fingerprint(request.data)
-            )
-        placement = intake.Placement(
-            customer_id=customer_id, lines=lines, payment=dict(data["payment"]), key=keyed
+def placement_of(request: Request) -> intake.Placement:
+    """The order a POST /api/orders request asks to place, validated (400/403 otherwise)."""
+    data = _validated(request)
+    customer_id = _customer(request, data)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not _KEY_PATTERN.match(key):
+        raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["must be 1-255 visible ASCII characters"]})
+    lines = tuple(handlers.RequestedLine(item["product_id"], item["quantity"]) for item in data["items"])
+    keyed = None
+    if key is not None:
+        keyed = idempotency.KeyedRequest(
+            user_id=_caller_id(request), key=key, request_hash=idempotency.fingerprint(request.data)
         )
-        try:
-            answer = intake.place(placement)
-        except handlers.UnknownProducts as exc:
-            errors = {
-                "items": [
-                    {"product_id": ["Unknown product."]} if i in exc.indexes else {}
-                    for i in range(len(lines))
-                ]
-            }
-            raise exceptions.ValidationError(errors) from None
-        headers = {"Location": answer.location} if answer.location else {}
-        return Response(answer.body, status=answer.status, headers=headers)
+    return intake.Placement(customer_id=customer_id, lines=lines, payment=dict(data["payment"]), key=keyed)
+
+
+def answer_to(placement: intake.Placement, outcome: intake.Outcome) -> Response:
+    """The response to a placement once its batch committed (or the API error it became)."""
+    if isinstance(outcome, handlers.UnknownProducts):
+        errors = {
+            "items": [
+                {"product_id": ["Unknown product."]} if i in outcome.indexes else {}
+                for i in range(len(placement.lines))
+            ]
+        }
+        raise exceptions.ValidationError(errors)
+    if isinstance(outcome, idempotency.KeyReusedWithOtherRequest):
+        raise UnprocessableEntity(
+            "This Idempotency-Key was already used with a different request body.",
+            "idempotency_key_reused",
+        )
+    if isinstance(outcome, idempotency.RequestStillRunning):
+        raise Conflict(
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+            "idempotency_in_progress",
+            retry_after=1,
+        )
+    if isinstance(outcome, BaseException):
+        raise outcome
+    headers = {"Location": outcome.location} if outcome.location else {}
+    return Response(outcome.body, status=outcome.status, headers=headers)
+
+
+def _validated(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise exceptions.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+    form = serializers.PlaceOrderInput(data=request.data)
+    form.is_valid(raise_exception=True)
+    return dict(form.validated_data)
+
+
+def _customer(request: Request, data: dict[str, Any]) -> str:
+    if is_admin(request):
+        if not data.get("customer_id"):
+            raise exceptions.ValidationError({"customer_id": ["An ADMIN must name the customer."]})
+        return str(data["customer_id"])
+    customer_id = customer_of(request)
+    if not customer_id:
+        raise exceptions.PermissionDenied("This account has no customer id.")
+    return customer_id
 
 
 class OrderDetailView(APIView):

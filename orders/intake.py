@@ -26,13 +26,16 @@ so each gets the answer it would have got alone.
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError
+from opentelemetry import context as otel_context
 
 from eventstore.unit_of_work import unit_of_work
 from inventory import public as inventory_public
@@ -59,6 +62,9 @@ class Placement:
     lines: tuple[handlers.RequestedLine, ...]
     payment: dict[str, str]
     key: idempotency.KeyedRequest | None = None
+    # The request's trace context: its order's events carry the request's trace, whichever
+    # request's thread writes the batch.
+    trace: otel_context.Context = field(default_factory=otel_context.get_current)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,19 +81,26 @@ class Answer:
 
 
 Outcome = Answer | BaseException
+# Runs a function with one argument on a thread and awaits its result (orders/asgi.py).
+SyncRunner = Callable[..., Awaitable[Any]]
 
 
-def place(placement: Placement) -> Answer:
-    """Place the order in the next batch and return its answer once that batch has committed.
+def place(placement: Placement) -> Outcome:
+    """Place the order in the next batch; its outcome once that batch has committed.
 
-    Raises what placing it alone would raise: :class:`handlers.UnknownProducts`,
-    :class:`idempotency.KeyReusedWithOtherRequest`, :class:`idempotency.RequestStillRunning`,
-    or the error that made it fail.
+    The outcome is the :class:`Answer`, or what placing it alone would have raised:
+    :class:`handlers.UnknownProducts`, :class:`idempotency.KeyReusedWithOtherRequest`,
+    :class:`idempotency.RequestStillRunning`, or the error that made it fail.
     """
-    outcome = _group_commit.submit(placement)
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
+    return _group_commit.submit(placement)
+
+
+async def place_async(placement: Placement, run_sync: SyncRunner) -> Outcome:
+    """:func:`place` for a request served on an event loop (orders/asgi.py).
+
+    ``run_sync(function, argument)`` runs a batch's writing on a thread and awaits it.
+    """
+    return await _async_group_commit(run_sync).submit(placement)
 
 
 def place_batch(placements: Sequence[Placement]) -> list[Outcome]:
@@ -118,6 +131,16 @@ def _place_together(placements: Sequence[Placement]) -> list[Outcome]:
 
 
 def _place_one(
+    placement: Placement, products: dict[str, inventory_public.ProductInfo], keys: idempotency.Keys
+) -> Outcome:
+    token = otel_context.attach(placement.trace)
+    try:
+        return _decide_one(placement, products, keys)
+    finally:
+        otel_context.detach(token)
+
+
+def _decide_one(
     placement: Placement, products: dict[str, inventory_public.ProductInfo], keys: idempotency.Keys
 ) -> Outcome:
     try:
@@ -200,3 +223,74 @@ class GroupCommit:
 
 
 _group_commit = GroupCommit()  # one per process (per worker after a fork: it holds no thread)
+
+
+class AsyncGroupCommit:
+    """Forms batches of the placements of requests served on one event loop.
+
+    The same batches as :class:`GroupCommit`, without a thread per waiting request: a batch
+    opens with its first placement and closes when full or ``ORDER_BATCH_WAIT_MS`` later; it
+    is then written on a thread of the server's (``run_sync``) while the loop goes on serving
+    and forming the next batch.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, run_sync: SyncRunner) -> None:
+        self._loop = loop
+        self._run_sync = run_sync
+        self._open: _AsyncBatch | None = None
+        self._writing: set[asyncio.Task[None]] = set()
+
+    async def submit(self, placement: Placement) -> Outcome:
+        """Join the open batch (or open one) and wait for this placement's outcome."""
+        batch = self._open
+        if batch is None:
+            batch = self._open = _AsyncBatch(self._loop.create_future())
+            wait = float(getattr(settings, "ORDER_BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS)) / 1000
+            batch.timer = self._loop.call_later(wait, self._close, batch)
+        index = len(batch.placements)
+        batch.placements.append(placement)
+        if len(batch.placements) >= max(1, int(getattr(settings, "ORDER_BATCH_MAX", DEFAULT_BATCH_MAX))):
+            self._close(batch)
+        # Shielded: a request that goes away does not cancel its neighbours' batch.
+        outcomes = await asyncio.shield(batch.outcomes)
+        return outcomes[index]
+
+    def _close(self, batch: _AsyncBatch) -> None:
+        if batch.timer is not None:
+            batch.timer.cancel()
+            batch.timer = None
+        if self._open is not batch:
+            return  # closed already (full, then its timer fired)
+        self._open = None
+        task = self._loop.create_task(self._write(batch))
+        self._writing.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._writing.discard)
+
+    async def _write(self, batch: _AsyncBatch) -> None:
+        try:
+            outcomes: list[Outcome] = await self._run_sync(place_batch, batch.placements)
+        except BaseException as exc:  # never leave a request waiting
+            batch.outcomes.set_exception(exc)
+            raise
+        batch.outcomes.set_result(outcomes)
+
+
+@dataclass(eq=False)
+class _AsyncBatch:
+    outcomes: asyncio.Future[list[Outcome]]
+    placements: list[Placement] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+
+
+_async_group_commits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncGroupCommit] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _async_group_commit(run_sync: SyncRunner) -> AsyncGroupCommit:
+    """The group commit of the running event loop (one per loop: one per web worker)."""
+    loop = asyncio.get_running_loop()
+    found = _async_group_commits.get(loop)
+    if found is None:
+        found = _async_group_commits[loop] = AsyncGroupCommit(loop, run_sync)
+    return found
