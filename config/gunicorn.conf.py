@@ -1,4 +1,6 @@
-"""gunicorn settings for the web process (``gunicorn -c config/gunicorn.conf.py config.wsgi:application``).
+"""gunicorn settings for the web process (deploy/run_stack.py and the image).
+
+Run as ``gunicorn -c config/gunicorn.conf.py -k uvicorn_worker.UvicornWorker config.asgi:application``.
 
 The hooks are why this file exists: tracing is set up in each worker after fork (a span
 exporter's thread does not survive ``fork``), and a worker that exits has its Prometheus
