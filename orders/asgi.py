@@ -20,11 +20,12 @@ contract is written twice — every rule is the view's own code, called directly
   to settings that this module does not know stops the process at start-up until it is
   classified here.
 
-The request's checks run on a thread (they read Redis, and the database on a cache miss),
-then the placement waits on the event loop for its batch (orders/intake.py), so a web worker
-holds a handful of threads and database connections, not one per waiting request.
-``ORDER_INTAKE_THREADS`` sets that number; ``0`` runs them on Django's thread for synchronous
-code instead (the test suite: its transaction belongs to that thread).
+The request's checks run on one of ``ORDER_INTAKE_THREADS`` threads (they wait on Redis, and
+on the database when the caller's state is not cached), then the placement waits on the event
+loop for its batch (orders/intake.py), written by one of ``ORDER_BATCH_WRITERS`` threads, each
+keeping a database connection: a web worker holds that many, not one per waiting request.
+``ORDER_INTAKE_THREADS = 0`` runs both on Django's thread for synchronous code instead (the
+test suite: its transaction belongs to that thread).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.asgi import ASGIRequest
 from django.core.handlers.exception import response_for_exception
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import resolve
 from django.utils.log import log_response
@@ -66,7 +67,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 PATH = "/api/orders"
-DEFAULT_THREADS = 4
+DEFAULT_THREADS = 16
 
 # The middleware of settings.MIDDLEWARE and what becomes of it on this path.
 _APPLIED = (  # MiddlewareMixin classes whose process_request/view/response hooks run here
@@ -115,7 +116,10 @@ class PlaceOrderEndpoint:
             raise ImproperlyConfigured(f"{PATH} is not served by OrderPlaceView")
         self._view_class: type[api.OrderPlaceView] = view_class
         threads = int(getattr(settings, "ORDER_INTAKE_THREADS", DEFAULT_THREADS))
-        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="orders-intake") if threads else None
+        writers = int(getattr(settings, "ORDER_BATCH_WRITERS", intake.DEFAULT_BATCH_WRITERS))
+        # Two pools: a check waits on Redis, a batch on its commit; neither waits behind the other.
+        self._checks = ThreadPoolExecutor(threads, thread_name_prefix="orders-checks") if threads else None
+        self._writers = ThreadPoolExecutor(writers, thread_name_prefix="orders-batch") if threads else None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
@@ -145,19 +149,25 @@ class PlaceOrderEndpoint:
                 response = started
             else:
                 view, placement = started
-                outcome = await intake.place_async(placement, self._run_sync)
+                outcome = await intake.place_async(placement, self._write)
                 response = await self._run_sync(self._finish, request, view, placement, outcome)
         await _send(send, response)
         return response.status_code
 
     def _run_sync(self, function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        if self._threads is None:
+        """Run a step of the request's checks on a thread, in a copy of the request's context."""
+        if self._checks is None:
             return sync_to_async(function, thread_sensitive=True)(*args)
-        # In a copy of this request's context: its span and log fields follow it onto the thread.
-        context = contextvars.copy_context()
+        context = contextvars.copy_context()  # its span and log fields follow it onto the thread
         return asyncio.get_running_loop().run_in_executor(
-            self._threads, context.run, _in_request, function, *args
+            self._checks, context.run, _checking, function, *args
         )
+
+    def _write(self, function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        """Write a batch on a writer thread (each keeps its database connection)."""
+        if self._writers is None:
+            return sync_to_async(function, thread_sensitive=True)(*args)
+        return asyncio.get_running_loop().run_in_executor(self._writers, _writing, function, *args)
 
     # --- on a thread ---------------------------------------------------------------------------
 
@@ -257,8 +267,18 @@ class _ClientGone(Exception):
     """The client disconnected before its body was read: there is no one to answer."""
 
 
-def _in_request(function: Callable[..., Any], *args: Any) -> Any:
-    """Run a step of a request on an intake thread, minding its database connection as Django does."""
+def _checking(function: Callable[..., Any], *args: Any) -> Any:
+    """A step of a request's checks: it needs the database only when the caller's state is not
+    cached, so a connection opened for that is closed again (the threads are many)."""
+    try:
+        return function(*args)
+    finally:
+        if connection.connection is not None:
+            connection.close()
+
+
+def _writing(function: Callable[..., Any], *args: Any) -> Any:
+    """A batch's write, minding the writer's connection as Django does around a request."""
     close_old_connections()
     try:
         return function(*args)

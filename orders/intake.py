@@ -27,6 +27,7 @@ so each gets the answer it would have got alone.
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,6 +45,7 @@ from . import handlers, idempotency
 
 DEFAULT_BATCH_MAX = 200
 DEFAULT_BATCH_WAIT_MS = 2.0
+DEFAULT_BATCH_WRITERS = 2
 
 # The rejections a placement can meet before it records anything: its own answer, not a
 # reason to roll back the orders placed beside it.
@@ -229,15 +231,18 @@ class AsyncGroupCommit:
     """Forms batches of the placements of requests served on one event loop.
 
     The same batches as :class:`GroupCommit`, without a thread per waiting request: a batch
-    opens with its first placement and closes when full or ``ORDER_BATCH_WAIT_MS`` later; it
-    is then written on a thread of the server's (``run_sync``) while the loop goes on serving
-    and forming the next batch.
+    opens with its first placement and is ready ``ORDER_BATCH_WAIT_MS`` later (or when full);
+    at most ``ORDER_BATCH_WRITERS`` batches are written at once, each on a thread of the
+    server's (``run_sync``). While they all are busy the open batch keeps growing instead of
+    queueing many small ones: under load a batch holds what arrived during one write.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, run_sync: SyncRunner) -> None:
         self._loop = loop
         self._run_sync = run_sync
         self._open: _AsyncBatch | None = None
+        self._full: collections.deque[_AsyncBatch] = collections.deque()
+        self._busy = 0
         self._writing: set[asyncio.Task[None]] = set()
 
     async def submit(self, placement: Placement) -> Outcome:
@@ -246,25 +251,38 @@ class AsyncGroupCommit:
         if batch is None:
             batch = self._open = _AsyncBatch(self._loop.create_future())
             wait = float(getattr(settings, "ORDER_BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS)) / 1000
-            batch.timer = self._loop.call_later(wait, self._close, batch)
+            batch.timer = self._loop.call_later(wait, self._ready, batch)
         index = len(batch.placements)
         batch.placements.append(placement)
         if len(batch.placements) >= max(1, int(getattr(settings, "ORDER_BATCH_MAX", DEFAULT_BATCH_MAX))):
-            self._close(batch)
+            self._open = None
+            if batch.timer is not None:
+                batch.timer.cancel()
+            self._full.append(batch)
+            self._pump()
         # Shielded: a request that goes away does not cancel its neighbours' batch.
         outcomes = await asyncio.shield(batch.outcomes)
         return outcomes[index]
 
-    def _close(self, batch: _AsyncBatch) -> None:
-        if batch.timer is not None:
-            batch.timer.cancel()
-            batch.timer = None
-        if self._open is not batch:
-            return  # closed already (full, then its timer fired)
-        self._open = None
-        task = self._loop.create_task(self._write(batch))
-        self._writing.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._writing.discard)
+    def _ready(self, batch: _AsyncBatch) -> None:
+        batch.timer = None
+        batch.ready = True
+        self._pump()
+
+    def _pump(self) -> None:
+        """Start writing the next batches, as many as there are free writers."""
+        writers = max(1, int(getattr(settings, "ORDER_BATCH_WRITERS", DEFAULT_BATCH_WRITERS)))
+        while self._busy < writers:
+            if self._full:
+                batch = self._full.popleft()
+            elif self._open is not None and self._open.ready:
+                batch, self._open = self._open, None
+            else:
+                return
+            self._busy += 1
+            task = self._loop.create_task(self._write(batch))
+            self._writing.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._writing.discard)
 
     async def _write(self, batch: _AsyncBatch) -> None:
         try:
@@ -272,7 +290,11 @@ class AsyncGroupCommit:
         except BaseException as exc:  # never leave a request waiting
             batch.outcomes.set_exception(exc)
             raise
-        batch.outcomes.set_result(outcomes)
+        else:
+            batch.outcomes.set_result(outcomes)
+        finally:
+            self._busy -= 1
+            self._pump()
 
 
 @dataclass(eq=False)
@@ -280,6 +302,7 @@ class _AsyncBatch:
     outcomes: asyncio.Future[list[Outcome]]
     placements: list[Placement] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
+    ready: bool = False  # its wait is over: written as soon as a writer is free
 
 
 _async_group_commits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncGroupCommit] = (

@@ -283,9 +283,11 @@ OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
 # joined it or this many milliseconds after it opened, and commits them all at once.
 ORDER_BATCH_MAX = env.int("ORDER_BATCH_MAX", default=200)
 ORDER_BATCH_WAIT_MS = env.float("ORDER_BATCH_WAIT_MS", default=2.0)
-# Threads of a web worker for the thin POST /api/orders endpoint (orders/asgi.py): its checks
-# and its batches' writes (each may hold a database connection); 0: Django's sync thread.
-ORDER_INTAKE_THREADS = env.int("ORDER_INTAKE_THREADS", default=4)
+# The thin POST /api/orders endpoint (orders/asgi.py), per web worker: threads for the
+# requests' checks (they wait on Redis; 0: Django's sync thread, as in tests), and batch
+# writers (each keeps a database connection; batches grow while all of them are busy).
+ORDER_INTAKE_THREADS = env.int("ORDER_INTAKE_THREADS", default=16)
+ORDER_BATCH_WRITERS = env.int("ORDER_BATCH_WRITERS", default=2)
 
 # --- Business settings ----------------------------------------------------------------------
 SAGA_TIMEOUT = env.float("SAGA_TIMEOUT", default=300.0)

@@ -196,3 +196,35 @@ def test_a_batch_closes_at_its_size_limit(settings) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(DISTINCT xmin::text) FROM event_store WHERE event_type = 'OrderCreated'")
         assert cursor.fetchone()[0] == 2
+
+
+def test_on_an_event_loop_the_open_batch_grows_while_the_writers_are_busy(settings) -> None:
+    """No database: the writer is a stand-in that records each batch and waits to be released."""
+    import asyncio
+
+    settings.ORDER_BATCH_WRITERS = 1
+    settings.ORDER_BATCH_WAIT_MS = 1
+    settings.ORDER_BATCH_MAX = 100
+    written: list[int] = []
+
+    async def scenario() -> list[Any]:
+        release = asyncio.Event()
+
+        async def write(function: Any, placements: list[intake.Placement]) -> list[intake.Outcome]:
+            written.append(len(placements))
+            await release.wait()
+            return [intake.Answer(202, {"order_id": p.customer_id}) for p in placements]
+
+        group = intake.AsyncGroupCommit(asyncio.get_running_loop(), write)
+        first = asyncio.ensure_future(group.submit(placement("c0")))
+        await asyncio.sleep(0.05)  # the first batch (one order) is being written
+        later = [asyncio.ensure_future(group.submit(placement(f"c{i}"))) for i in range(1, 8)]
+        await asyncio.sleep(0.05)  # long past the wait: the one writer is still busy
+        assert written == [1]
+        release.set()
+        return await asyncio.gather(first, *later)
+
+    answers = asyncio.run(scenario())
+    assert [a.body["order_id"] for a in answers] == [f"c{i}" for i in range(8)]
+    # The seven arrived while the writer was busy and went together, not as seven batches.
+    assert written == [1, 7]
