@@ -120,3 +120,41 @@ def test_other_methods_and_paths_stay_on_django(token_for) -> None:
     assert client.get("/api/orders").status_code == 200  # the query side's list
     assert client.put("/api/orders", BODY, format="json").status_code == 405
     assert client.post("/api/orders/", BODY, format="json").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_as_deployed_checks_and_writes_run_on_their_own_threads_and_batch_together(
+    token_for, settings
+) -> None:
+    """The stack's configuration: checks on a pool, batches on writer threads with their own connections."""
+    import asyncio
+
+    import httpx
+    from django.db import connection
+
+    from orders.asgi import PlaceOrderEndpoint
+
+    settings.ORDER_INTAKE_THREADS = 4
+    settings.ORDER_BATCH_WRITERS = 1
+    settings.ORDER_BATCH_WAIT_MS = 200  # all twelve arrive within one wait
+    endpoint = PlaceOrderEndpoint()
+    token = token_for("alice")
+
+    async def place_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=endpoint)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            headers = {"Authorization": f"Bearer {token}"}
+            return await asyncio.gather(
+                *(client.post("/api/orders", json=BODY, headers=headers) for _ in range(12))
+            )
+
+    responses = asyncio.run(place_all())
+    assert [r.status_code for r in responses] == [202] * 12
+    assert len({r.json()["order_id"] for r in responses}) == 12
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), count(DISTINCT xmin::text) FROM event_store WHERE event_type = 'OrderCreated'"
+        )
+        orders, commits = cursor.fetchone()
+    assert orders == 12
+    assert commits <= 2  # batched: the twelve orders in one or two commits
