@@ -26,4 +26,4 @@ RUN SECRET_KEY=build-only JWT_SIGNING_KEY=build-only ALLOWED_HOSTS=localhost \
 
 USER oms
 EXPOSE 8000
-CMD ["sh", "-c", "exec gunicorn config.wsgi:application --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-2} --threads ${WEB_THREADS:-4} --access-logfile -"]
+CMD ["sh", "-c", "exec gunicorn --config=config/gunicorn.conf.py --worker-class=uvicorn_worker.UvicornWorker config.asgi:application --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-2} --access-logfile -"]

@@ -95,7 +95,6 @@ class Config:
         self.stall_seconds = env_float("BENCH_STALL_SECONDS", 60)
         self.drain_max_seconds = env_float("BENCH_DRAIN_MAX_SECONDS", 600)
         self.web_workers = os.environ.get("WEB_CONCURRENCY") or "2"
-        self.web_threads = os.environ.get("WEB_THREADS") or "4"
         self.password = os.environ.get("DEMO_PASSWORD") or "demo-pass-123"
         for url in (self.database_url, self.broker_url):
             if "bench" not in url.rsplit("/", 1)[-1]:
@@ -126,7 +125,6 @@ class Config:
                 "DEBUG": "0",
                 "PORT": str(self.port),
                 "WEB_CONCURRENCY": self.web_workers,
-                "WEB_THREADS": self.web_threads,
                 "API_THROTTLE_USER": "off",
                 "API_THROTTLE_ANON": "off",
                 "API_THROTTLE_LOGIN": "off",
@@ -736,7 +734,6 @@ def main() -> int:
             "e2e_connections": cfg.e2e_connections,
             "connections": cfg.connections,
             "web_workers": cfg.web_workers,
-            "web_threads": cfg.web_threads,
             "database": cfg.database,
             "vhost": cfg.vhost,
             "shapes": cfg.shapes,

@@ -406,7 +406,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"# Benchmark {report['started_at']}",
         "",
         f"Machine: {cfg['cpus']} CPUs, load average at start {cfg['load_average']}. "
-        f"gunicorn {cfg['web_workers']} workers x {cfg['web_threads']} threads; "
+        f"web: gunicorn {cfg['web_workers']} uvicorn workers; "
         f"wrk {cfg['connections']} connections for {cfg['seconds']} s (accepted), "
         f"{cfg.get('e2e_connections', 'n/a')} connections paced to ~{cfg.get('e2e_rate', 'n/a')}/s for "
         f"{cfg.get('e2e_seconds', 'n/a')} s (end to end, sustained).",

@@ -101,7 +101,6 @@ class ChaosConfig:
     )
     port: int = field(default_factory=lambda: int(os.environ.get("CHAOS_PORT") or 8765))
     web_workers: str = field(default_factory=lambda: os.environ.get("WEB_CONCURRENCY") or "2")
-    web_threads: str = field(default_factory=lambda: os.environ.get("WEB_THREADS") or "4")
     password: str = field(default_factory=lambda: os.environ.get("DEMO_PASSWORD") or "demo-pass-123")
     redis_proxy_port: int = 0  # set once the proxy listens
     # Changes to STACK_SETTINGS for this run (python -m chaos --set NAME=VALUE).
@@ -159,7 +158,6 @@ class ChaosConfig:
                 "DJANGO_SETTINGS_MODULE": "config.settings.local",
                 "PORT": str(self.port),
                 "WEB_CONCURRENCY": self.web_workers,
-                "WEB_THREADS": self.web_threads,
                 "DEMO_PASSWORD": self.password,
             }
         )

@@ -1,19 +1,21 @@
-"""gunicorn settings for the web process (``gunicorn -c config/gunicorn.conf.py config.wsgi:application``).
+"""gunicorn settings for the web process (deploy/run_stack.py and the image).
+
+Run as ``gunicorn -c config/gunicorn.conf.py -k uvicorn_worker.UvicornWorker config.asgi:application``.
 
 The hooks are why this file exists: tracing is set up in each worker after fork (a span
 exporter's thread does not survive ``fork``), and a worker that exits has its Prometheus
 multiprocess files marked dead so its live gauges stop counting (its counters still do).
-Command-line flags (bind, workers, threads) override what is set here.
+Command-line flags (bind, workers) override what is set here.
 """
 
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
-wsgi_app = "config.wsgi:application"
+wsgi_app = "config.asgi:application"
+worker_class = "uvicorn_worker.UvicornWorker"
 bind = f"{os.environ.get('WEB_HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
 graceful_timeout = 15
 # One line per request only when asked for (WEB_ACCESS_LOG=1): off the hot path by default.
 accesslog = "-" if os.environ.get("WEB_ACCESS_LOG", "") == "1" else None

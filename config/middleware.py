@@ -9,7 +9,8 @@ PostgreSQL text columns reject it and every filter would otherwise need its own 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -39,24 +40,31 @@ class RequestLimitsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        refusal = self._body_refusal(request) or self._url_refusal(request)
+        refusal = limits_refusal(request.META, request.path)
         return refusal or self.get_response(request)
 
-    def _body_refusal(self, request: HttpRequest) -> JsonResponse | None:
-        declared = request.META.get("CONTENT_LENGTH") or ""
-        if not declared.strip():
-            return None
-        if not declared.strip().isdigit():
-            return _problem(400, "bad_request", "The Content-Length header is not a non-negative integer.")
-        limit = max_body_bytes()
-        if int(declared) > limit:
-            return _problem(413, "payload_too_large", f"The request body is larger than {limit} bytes.")
-        return None
 
-    def _url_refusal(self, request: HttpRequest) -> JsonResponse | None:
-        # In the path no resource can match (404, as an unknown id); in the query it is input.
-        if "\x00" in request.path:
-            return _problem(404, "not_found", "There is no resource at this path.")
-        if "%00" in request.META.get("QUERY_STRING", ""):
-            return _problem(400, "invalid", "The query string must not contain NUL characters.")
+def limits_refusal(meta: Mapping[str, Any], path: str) -> JsonResponse | None:
+    """The refusal of a request by its headers and URL alone, or None (also used by orders/asgi.py)."""
+    return _body_refusal(meta) or _url_refusal(meta, path)
+
+
+def _body_refusal(meta: Mapping[str, Any]) -> JsonResponse | None:
+    declared = meta.get("CONTENT_LENGTH") or ""
+    if not declared.strip():
         return None
+    if not declared.strip().isdigit():
+        return _problem(400, "bad_request", "The Content-Length header is not a non-negative integer.")
+    limit = max_body_bytes()
+    if int(declared) > limit:
+        return _problem(413, "payload_too_large", f"The request body is larger than {limit} bytes.")
+    return None
+
+
+def _url_refusal(meta: Mapping[str, Any], path: str) -> JsonResponse | None:
+    # In the path no resource can match (404, as an unknown id); in the query it is input.
+    if "\x00" in path:
+        return _problem(404, "not_found", "There is no resource at this path.")
+    if "%00" in meta.get("QUERY_STRING", ""):
+        return _problem(400, "invalid", "The query string must not contain NUL characters.")
+    return None

@@ -1,9 +1,10 @@
 """Run the stack mode's processes together in the foreground (``make stack``, one container).
 
-web (gunicorn), consumers, the Celery worker, beat and the outbox relay start side by side;
-each output line is prefixed with its process name. Ctrl-C or SIGTERM stops all of them; if
-one exits on its own, the others are stopped too and the supervisor exits non-zero, so a
-container restarts as a whole instead of running without, say, its relay.
+web (gunicorn with uvicorn workers, config/asgi.py), consumers, the Celery worker, beat and
+the outbox relay start side by side; each output line is prefixed with its process name.
+Ctrl-C or SIGTERM stops all of them; if one exits on its own, the others are stopped too and
+the supervisor exits non-zero, so a container restarts as a whole instead of running
+without, say, its relay.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = float(os.environ.get("STOP_GRACE_SECONDS", "20"))
+# gunicorn's worker class for the web process: each worker one event loop (uvicorn).
+WEB_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,11 @@ def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
             [
                 str(bin_dir / "gunicorn"),
                 f"--config={ROOT / 'config' / 'gunicorn.conf.py'}",
-                "config.wsgi:application",
+                # ASGI: POST /api/orders on its thin endpoint, the rest on Django (config/asgi.py).
+                f"--worker-class={WEB_WORKER_CLASS}",
+                "config.asgi:application",
                 f"--bind={host}:{port}",
                 f"--workers={os.environ.get('WEB_CONCURRENCY', '2')}",
-                f"--threads={os.environ.get('WEB_THREADS', '4')}",
                 *(["--access-logfile=-"] if access_log_wanted() else []),
                 "--graceful-timeout=15",
             ],

@@ -10,7 +10,6 @@ import re
 import uuid
 from typing import Any
 
-from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.permissions import IsAuthenticated
@@ -22,15 +21,11 @@ from config.permissions import IsAdmin, customer_of, is_admin
 from config.problems import Conflict, ProblemSerializer, UnprocessableEntity
 from sagas import public as sagas_public
 
-from . import domain, handlers, idempotency, serializers
+from . import domain, handlers, idempotency, intake, serializers
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 _ERRORS = {400: ProblemSerializer, 401: ProblemSerializer, 403: ProblemSerializer, 404: ProblemSerializer}
-
-
-def _location(order_id: str) -> str:
-    return f"/api/orders/{order_id}"
 
 
 def _caller_id(request: Request) -> str:
@@ -50,7 +45,12 @@ def _visible_order(request: Request, order_id: uuid.UUID) -> domain.Order:
 
 
 class OrderPlaceView(APIView):
-    """POST /api/orders: place an order; the saga runs asynchronously (202)."""
+    """POST /api/orders: place an order; the saga runs asynchronously (202).
+
+    The stack mode serves this operation with a thin endpoint (orders/asgi.py) that runs this
+    view's checks (``initial``), :func:`placement_of` and :func:`answer_to` without Django's
+    request cycle; this view stays the documented one and serves it everywhere else.
+    """
 
     permission_classes = [IsAuthenticated]
 
@@ -61,80 +61,70 @@ class OrderPlaceView(APIView):
         responses={202: serializers.OrderAccepted, 409: ProblemSerializer, 422: ProblemSerializer, **_ERRORS},
     )
     def post(self, request: Request) -> Response:
-        data = self._validated(request)
-        customer_id = self._customer(request, data)
-        key = request.headers.get(IDEMPOTENCY_HEADER)
-        if key is not None and not _KEY_PATTERN.match(key):
-            raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["must be 1-255 visible ASCII characters"]})
-        try:
-            return self._place(request, data, customer_id, key=key)
-        except idempotency.KeyReusedWithOtherRequest:
-            raise UnprocessableEntity(
-                "This Idempotency-Key was already used with a different request body.",
-                "idempotency_key_reused",
-            ) from None
-        except idempotency.RequestStillRunning:
-            raise Conflict(
-                "A request with this Idempotency-Key is still being processed; retry shortly.",
-                "idempotency_in_progress",
-                retry_after=1,
-            ) from None
+        placement = placement_of(request)
+        return answer_to(placement, intake.place(placement))
 
-    def _validated(self, request: Request) -> dict[str, Any]:
-        if not isinstance(request.data, dict):
-            raise exceptions.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
-        form = serializers.PlaceOrderInput(data=request.data)
-        form.is_valid(raise_exception=True)
-        return dict(form.validated_data)
 
-    def _customer(self, request: Request, data: dict[str, Any]) -> str:
-        if is_admin(request):
-            if not data.get("customer_id"):
-                raise exceptions.ValidationError({"customer_id": ["An ADMIN must name the customer."]})
-            return str(data["customer_id"])
-        customer_id = customer_of(request)
-        if not customer_id:
-            raise exceptions.PermissionDenied("This account has no customer id.")
-        return customer_id
-
-    def _place(
-        self, request: Request, data: dict[str, Any], customer_id: str, *, key: str | None
-    ) -> Response:
-        """Place the order; with a key, the key's row commits with the order (orders/idempotency.py)."""
-        lines = [handlers.RequestedLine(item["product_id"], item["quantity"]) for item in data["items"]]
-        user_id = _caller_id(request)
-        request_hash = idempotency.fingerprint(request.data) if key is not None else ""
-        try:
-            with transaction.atomic():
-                if key is not None:
-                    replay = idempotency.begin(user_id=user_id, key=key, request_hash=request_hash)
-                    if replay is not None:
-                        location = _location(replay.body["order_id"]) if "order_id" in replay.body else None
-                        headers = {"Location": location} if location else {}
-                        return Response(replay.body, status=replay.status, headers=headers)
-                order = handlers.place_order(
-                    customer_id=customer_id, lines=lines, payment=dict(data["payment"])
-                )
-                body = {"order_id": order.order_id, "status": order.status}
-                if key is not None:
-                    idempotency.record(
-                        user_id=user_id,
-                        key=key,
-                        request_hash=request_hash,
-                        status=status.HTTP_202_ACCEPTED,
-                        body=body,
-                    )
-        except handlers.UnknownProducts as exc:
-            errors = {
-                "items": [
-                    {"product_id": ["Unknown product."]} if i in exc.indexes else {}
-                    for i in range(len(lines))
-                ]
-            }
-            raise exceptions.ValidationError(errors) from None
-        return Response(
-            body, status=status.HTTP_202_ACCEPTED, headers={"Location": _location(order.order_id)}
+def placement_of(request: Request) -> intake.Placement:
+    """The order a POST /api/orders request asks to place, validated (400/403 otherwise)."""
+    data = _validated(request)
+    customer_id = _customer(request, data)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not _KEY_PATTERN.match(key):
+        raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["must be 1-255 visible ASCII characters"]})
+    lines = tuple(handlers.RequestedLine(item["product_id"], item["quantity"]) for item in data["items"])
+    keyed = None
+    if key is not None:
+        keyed = idempotency.KeyedRequest(
+            user_id=_caller_id(request), key=key, request_hash=idempotency.fingerprint(request.data)
         )
+    return intake.Placement(customer_id=customer_id, lines=lines, payment=dict(data["payment"]), key=keyed)
+
+
+def answer_to(placement: intake.Placement, outcome: intake.Outcome) -> Response:
+    """The response to a placement once its batch committed (or the API error it became)."""
+    if isinstance(outcome, handlers.UnknownProducts):
+        errors = {
+            "items": [
+                {"product_id": ["Unknown product."]} if i in outcome.indexes else {}
+                for i in range(len(placement.lines))
+            ]
+        }
+        raise exceptions.ValidationError(errors)
+    if isinstance(outcome, idempotency.KeyReusedWithOtherRequest):
+        raise UnprocessableEntity(
+            "This Idempotency-Key was already used with a different request body.",
+            "idempotency_key_reused",
+        )
+    if isinstance(outcome, idempotency.RequestStillRunning):
+        raise Conflict(
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+            "idempotency_in_progress",
+            retry_after=1,
+        )
+    if isinstance(outcome, BaseException):
+        raise outcome
+    headers = {"Location": outcome.location} if outcome.location else {}
+    return Response(outcome.body, status=outcome.status, headers=headers)
+
+
+def _validated(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise exceptions.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+    form = serializers.PlaceOrderInput(data=request.data)
+    form.is_valid(raise_exception=True)
+    return dict(form.validated_data)
+
+
+def _customer(request: Request, data: dict[str, Any]) -> str:
+    if is_admin(request):
+        if not data.get("customer_id"):
+            raise exceptions.ValidationError({"customer_id": ["An ADMIN must name the customer."]})
+        return str(data["customer_id"])
+    customer_id = customer_of(request)
+    if not customer_id:
+        raise exceptions.PermissionDenied("This account has no customer id.")
+    return customer_id
 
 
 class OrderDetailView(APIView):

@@ -8,7 +8,7 @@ saga (through ``orders.public``), inside the saga's own transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -17,8 +17,8 @@ from django.db import transaction
 from config import metrics
 from config.logging import log_context
 from eventstore.messages import Message
-from eventstore.store import NewEvent, append, load_stream, load_streams, outbox_batch
-from eventstore.unit_of_work import UnitOfWork, current
+from eventstore.store import NewEvent, append, load_stream, load_streams
+from eventstore.unit_of_work import UnitOfWork, current, unit_of_work
 from inventory import public as inventory_public
 from sagas import public as sagas_public
 
@@ -47,9 +47,22 @@ class RequestedLine:
     quantity: int
 
 
-def place_order(*, customer_id: str, lines: Sequence[RequestedLine], payment: dict[str, str]) -> domain.Order:
-    """Price the lines from the catalogue, append OrderCreated and start the saga atomically."""
-    products = inventory_public.catalogue([line.product_id for line in lines])
+def place_order(
+    *,
+    customer_id: str,
+    lines: Sequence[RequestedLine],
+    payment: dict[str, str],
+    products: Mapping[str, inventory_public.ProductInfo] | None = None,
+) -> domain.Order:
+    """Price the lines, append OrderCreated and start the saga atomically.
+
+    ``products``: the catalogue entries of the lines' products, when the caller read them
+    already (a batch of placements reads them once for all its orders); else they are read
+    here. Runs in the caller's unit of work if one is open (its writes go at its commit),
+    else in one of its own. Raises :class:`UnknownProducts` before recording anything.
+    """
+    if products is None:
+        products = inventory_public.catalogue([line.product_id for line in lines])
     unknown = [index for index, line in enumerate(lines) if line.product_id not in products]
     if unknown:
         raise UnknownProducts(unknown)
@@ -66,9 +79,7 @@ def place_order(*, customer_id: str, lines: Sequence[RequestedLine], payment: di
     events = domain.place_order(
         order_id=order_id, customer_id=customer_id, lines=priced, payment_method=payment["method"]
     )
-    # No savepoint of its own (two round trips): inside the caller's transaction an error here
-    # rolls the whole transaction back, as it would anyway once it propagates.
-    with log_context(correlation_id=order_id), transaction.atomic(savepoint=False), outbox_batch():
+    with log_context(correlation_id=order_id), unit_of_work():
         stored = _append(order_id, 0, events, cause_id="")
         created = events[0].data
         sagas_public.start_order_saga(

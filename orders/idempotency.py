@@ -20,20 +20,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, connection
+from django.db import connection
 from django.utils import timezone
 
 from .models import IdempotencyRecord
+from .recorder import KeyPair, recorder
 
 RETENTION = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
-# The class of the two-key advisory locks (a space of its own, apart from one-key locks).
-_LOCK_CLASS = zlib.crc32(b"orders.idempotency") - 2**31
 
 
 class KeyReusedWithOtherRequest(Exception):
@@ -58,47 +57,78 @@ def fingerprint(body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def begin(*, user_id: str, key: str, request_hash: str) -> Replay | None:
-    """Take the key for this request (``None``: go on) or return the first request's answer.
+@dataclass(frozen=True, slots=True)
+class KeyedRequest:
+    """A request that came with an Idempotency-Key: its caller, its key, the hash of its body."""
 
-    Call it first in the transaction that places the order; the key stays taken until that
-    transaction ends. Raises :class:`RequestStillRunning` when another transaction holds the
-    key, :class:`KeyReusedWithOtherRequest` when the key's order came from another body.
+    user_id: str
+    key: str
+    request_hash: str
+
+    @property
+    def pair(self) -> KeyPair:
+        return (self.user_id, self.key)
+
+
+class Keys:
+    """The Idempotency-Keys of one batch of placements, inside the transaction that places them.
+
+    Built first in that transaction: it takes every key's lock and reads every key's row in
+    one statement each (orders/recorder.py). Then, placement by placement, :meth:`begin`
+    says whether to go on, and :meth:`record` stores the answer with the key. A key that
+    comes twice in one batch behaves as two requests one after the other: the second gets
+    the first's answer (or 422 with another body), since both are answered after the commit.
     """
-    if not connection.in_atomic_block:
-        raise RuntimeError("begin() belongs inside the transaction that places the order")
-    _lock(user_id, key)
-    existing = IdempotencyRecord.objects.filter(user_id=user_id, key=key).first()
-    if existing is None:
-        return None
-    if timezone.now() - existing.created_at > RETENTION:
-        existing.delete()  # expired and not pruned yet; the lock makes this ours to drop
-        return None
-    if existing.state != IdempotencyRecord.DONE:
-        # Only the previous scheme committed a row before its order; never take one over.
-        raise RequestStillRunning(key)
-    if existing.request_hash != request_hash:
-        raise KeyReusedWithOtherRequest(key)
-    return Replay(status=existing.response_status or 200, body=existing.response_body or {})
 
+    def __init__(self, requests: Sequence[KeyedRequest]) -> None:
+        if requests and not connection.in_atomic_block:
+            raise RuntimeError("Keys belong inside the transaction that places the orders")
+        self._recorder = recorder()
+        pairs = list(dict.fromkeys(request.pair for request in requests))
+        self._held = self._recorder.lock_keys(pairs)
+        stored = self._recorder.stored_keys([pair for pair in pairs if pair in self._held])
+        now = timezone.now()
+        expired = {pair: row for pair, row in stored.items() if now - row.created_at > RETENTION}
+        # Expired and not pruned yet; the lock makes them ours to drop.
+        self._recorder.forget_keys([row.id for row in expired.values()])
+        self._stored = {pair: row for pair, row in stored.items() if pair not in expired}
+        self._answered: dict[KeyPair, tuple[str, Replay]] = {}
 
-def record(*, user_id: str, key: str, request_hash: str, status: int, body: dict[str, Any]) -> None:
-    """Store the answer with the key, in the transaction that placed the order (after begin()).
+    def begin(self, request: KeyedRequest) -> Replay | None:
+        """Go on (``None``) or the answer the key already has.
 
-    Raises :class:`RequestStillRunning` if the key got a row meanwhile: the caller's
-    transaction must then roll back (it does, as the exception leaves its ``atomic``).
-    """
-    try:
-        IdempotencyRecord.objects.create(
-            user_id=user_id,
-            key=key,
-            request_hash=request_hash,
-            state=IdempotencyRecord.DONE,
-            response_status=status,
-            response_body=body,
+        Raises :class:`RequestStillRunning` when another transaction holds the key,
+        :class:`KeyReusedWithOtherRequest` when the key's order came from another body.
+        """
+        answered = self._answered.get(request.pair)
+        if answered is not None:
+            request_hash, replay = answered
+            if request_hash != request.request_hash:
+                raise KeyReusedWithOtherRequest(request.key)
+            return replay
+        if request.pair not in self._held:
+            raise RequestStillRunning(request.key)
+        existing = self._stored.get(request.pair)
+        if existing is None:
+            return None
+        if existing.state != IdempotencyRecord.DONE:
+            # Only the previous scheme committed a row before its order; never take one over.
+            raise RequestStillRunning(request.key)
+        if existing.request_hash != request.request_hash:
+            raise KeyReusedWithOtherRequest(request.key)
+        return Replay(status=existing.response_status or 200, body=existing.response_body or {})
+
+    def record(self, request: KeyedRequest, *, status: int, body: dict[str, Any]) -> None:
+        """Store the answer with the key, written with the orders at commit (after :meth:`begin`).
+
+        Should the row clash with one committed meanwhile, the whole transaction fails on the
+        unique constraint: nothing of it is kept (the caller answers 409, see orders/intake.py).
+        """
+        now = timezone.now()
+        self._recorder.record_keys(
+            [(request.user_id, request.key, request.request_hash, IdempotencyRecord.DONE, status, body, now)]
         )
-    except IntegrityError:
-        raise RequestStillRunning(key) from None
+        self._answered[request.pair] = (request.request_hash, Replay(status=status, body=body))
 
 
 def prune(*, now: Any = None) -> int:
@@ -106,18 +136,3 @@ def prune(*, now: Any = None) -> int:
     cutoff = (now or timezone.now()) - RETENTION
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
     return deleted
-
-
-def _lock(user_id: str, key: str) -> None:
-    """Hold the key's advisory lock until the transaction ends, or raise RequestStillRunning."""
-    if connection.vendor != "postgresql":
-        return  # SQLite: the transaction already holds the only write lock
-    digest = hashlib.sha256(f"{user_id}\x00{key}".encode()).digest()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_try_advisory_xact_lock(%s, %s)",
-            [_LOCK_CLASS, int.from_bytes(digest[:4], "big", signed=True)],
-        )
-        (taken,) = cursor.fetchone()
-    if not taken:
-        raise RequestStillRunning(key)

@@ -311,6 +311,15 @@ RELAY_IDLE_POLL_SECONDS = env.float(
     "RELAY_IDLE_POLL_SECONDS", default=0.5 if OUTBOX_PUBLISH_ON_COMMIT else 0.05
 )
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
+# Group commit of POST /api/orders (orders/intake.py): a batch closes when this many orders
+# joined it or this many milliseconds after it opened, and commits them all at once.
+ORDER_BATCH_MAX = env.int("ORDER_BATCH_MAX", default=200)
+ORDER_BATCH_WAIT_MS = env.float("ORDER_BATCH_WAIT_MS", default=2.0)
+# The thin POST /api/orders endpoint (orders/asgi.py), per web worker: threads for the
+# requests' checks (they wait on Redis; 0: Django's sync thread, as in tests), and batch
+# writers (each keeps a database connection; batches grow while all of them are busy).
+ORDER_INTAKE_THREADS = env.int("ORDER_INTAKE_THREADS", default=16)
+ORDER_BATCH_WRITERS = env.int("ORDER_BATCH_WRITERS", default=2)
 
 # --- Business settings ----------------------------------------------------------------------
 SAGA_TIMEOUT = env.float("SAGA_TIMEOUT", default=300.0)

@@ -30,3 +30,7 @@ RELAY_IDLE_POLL_SECONDS = env.float("RELAY_IDLE_POLL_SECONDS", default=0.05)
 # with override_settings.
 API_THROTTLE_USER = env("API_THROTTLE_USER", default="100000/min")
 API_THROTTLE_ANON = env("API_THROTTLE_ANON", default="100000/min")
+
+# The thin POST /api/orders endpoint (orders/asgi.py) runs its checks and writes on Django's
+# thread for synchronous code, so in-process tests see their own transaction's data.
+ORDER_INTAKE_THREADS = env.int("ORDER_INTAKE_THREADS", default=0)

@@ -161,7 +161,6 @@ def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
             "cpus": 2,
             "load_average": "1.00",
             "web_workers": "2",
-            "web_threads": "4",
             "connections": 64,
             "seconds": 5.0,
         },

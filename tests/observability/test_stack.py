@@ -3,7 +3,7 @@
 The relay and the consumers run as subprocesses (tests/fixtures/stack.py). The trace test
 keeps the HTTP side in this process, instrumented by the Django instrumentation with an
 in-memory span exporter; the subprocesses export their spans to a JSON-lines file
-(``OTEL_SPANS_FILE``). The metrics test runs gunicorn with two workers as well, all
+(``OTEL_SPANS_FILE``). The metrics test runs gunicorn with two (ASGI) workers as well, all
 writing to one ``PROMETHEUS_MULTIPROC_DIR``, and scrapes it over HTTP.
 """
 
@@ -188,8 +188,9 @@ def gunicorn_unit(stack_factory, tmp_path):
             f"--config={ROOT / 'config' / 'gunicorn.conf.py'}",
             f"--bind=127.0.0.1:{port}",
             "--workers=2",
-            "--threads=2",
-            "config.wsgi:application",
+            # As deploy/run_stack.py runs it: POST /api/orders on the thin endpoint.
+            "--worker-class=uvicorn_worker.UvicornWorker",
+            "config.asgi:application",
         ],
         cwd=ROOT,
         env=subprocess_env(**extra),
