@@ -54,6 +54,7 @@ from opentelemetry.trace import SpanKind
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.connections import drop_closed_connections
 from config.logging import log_context
 from config.middleware import limits_refusal, max_body_bytes
 from config.problems import PayloadTooLarge
@@ -81,6 +82,7 @@ _APPLIED = (  # MiddlewareMixin classes whose process_request/view/response hook
 _DONE_HERE = {
     "config.logging.RequestLogContextMiddleware": "the caller is bound with log_context",
     "config.middleware.RequestLimitsMiddleware": "limits_refusal runs before the body is read",
+    "config.connections.ClosedConnectionMiddleware": "a batch's writer drops closed connections first",
     # Added by config/telemetry.py when tracing is set up: the endpoint opens the server span.
     "opentelemetry.instrumentation.django.middleware.otel_middleware._DjangoMiddleware": "a server span",
 }
@@ -284,6 +286,7 @@ def _checking(trace_context: otel_context.Context, function: Callable[..., Any],
 def _writing(function: Callable[..., Any], *args: Any) -> Any:
     """A batch's write, minding the writer's connection as Django does around a request."""
     close_old_connections()
+    drop_closed_connections()  # what ClosedConnectionMiddleware does before a request
     try:
         return function(*args)
     finally:
