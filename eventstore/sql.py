@@ -242,6 +242,8 @@ def converters_of(
 class Dialect:
     """The statements that differ by backend; this portable one spells every value out."""
 
+    arrays = False  # whether array parameters (``= ANY(%s)``, ``unnest``) are available
+
     def any_of(self, name: str, values: Sequence[Any]) -> Statement:
         """The condition "column ``name`` is one of ``values``" (``values`` not empty)."""
         return f"{connection.ops.quote_name(name)} IN ({', '.join(['%s'] * len(values))})", list(values)
@@ -254,6 +256,8 @@ class Dialect:
 class PostgresDialect(Dialect):
     """PostgreSQL: one array parameter per column, so a statement's text and its parameter count
     stay the same whatever the number of rows (the driver quotes arrays, not thousands of values)."""
+
+    arrays = True
 
     def any_of(self, name: str, values: Sequence[Any]) -> Statement:
         return f"{connection.ops.quote_name(name)} = ANY(%s)", [list(values)]

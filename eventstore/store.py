@@ -188,6 +188,37 @@ def stream_versions(aggregate_ids: Sequence[str]) -> dict[str, int]:
     return versions
 
 
+def load_slices(slices: Sequence[tuple[str, int, int]]) -> dict[str, list[Message]]:
+    """Events ``after < version <= up_to`` of each ``(aggregate_id, after, up_to)``, in version
+    order, with one statement (stored events only: a reader catching up on what others wrote)."""
+    found: dict[str, list[Message]] = {aggregate_id: [] for aggregate_id, _, _ in slices}
+    if not slices:
+        return found
+    ids, afters, uptos = (list(column) for column in zip(*sorted(slices), strict=True))
+    with connection.cursor() as cursor:
+        if dialect().arrays:
+            cursor.execute(
+                f"{_SELECT_EVENTS} AS e JOIN unnest(%s::text[], %s::integer[], %s::integer[]) "
+                "AS w (stream, lo, hi) ON e.aggregate_id = w.stream AND e.version > w.lo "
+                "AND e.version <= w.hi ORDER BY e.aggregate_id, e.version",
+                [ids, afters, uptos],
+            )
+            rows = cursor.fetchall()
+        else:
+            rows = []
+            for aggregate_id, after, up_to in zip(ids, afters, uptos, strict=True):
+                cursor.execute(
+                    f"{_SELECT_EVENTS} WHERE aggregate_id = %s AND version > %s AND version <= %s "
+                    "ORDER BY version",
+                    [aggregate_id, after, up_to],
+                )
+                rows += cursor.fetchall()
+    for row in rows:
+        message = _stored_message(row)
+        found[message.aggregate_id].append(message)
+    return found
+
+
 _EVENT_TABLE = StoredEvent._meta.db_table
 _SELECT_EVENTS = (
     "SELECT id, message_id, aggregate_id, aggregate_type, event_type, event_data, version, timestamp, "

@@ -26,11 +26,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 from django.db import transaction
 
 from eventstore.messages import Message
-from eventstore.ordering import apply_in_order
+from eventstore.ordering import apply_batch_in_order, apply_in_order
 from eventstore.unit_of_work import current
 
 from . import cache
@@ -338,7 +339,8 @@ def prepare_batch(messages: Sequence[Message]) -> None:
 
     A stream whose events in the batch are the next versions its cursor expects (the usual
     case) is claimed in one statement with every other such stream, and its events are
-    applied here, in version order; the others are left to their handlers (apply_in_order).
+    applied here, in version order; the others go through
+    :func:`eventstore.ordering.apply_batch_in_order` (a few statements for all of them).
     """
     writes, _ = _writes()
     for projection in PROJECTIONS.values():
@@ -354,11 +356,14 @@ def prepare_batch(messages: Sequence[Message]) -> None:
             first, last = events[0].version or 0, events[-1].version or 0
             if last - first + 1 == len(events) == len({event.version for event in events}):
                 claims.append(Claim(aggregate_id, first, last))
-        if not claims:
-            continue
         generation = _live_generation(projection)
         consumer = projection.consumer(generation)
-        for aggregate_id in sorted(recorder().claim(consumer, claims)):
+        claimed = recorder().claim(consumer, claims) if claims else set()
+        for aggregate_id in sorted(claimed):
             for event in streams[aggregate_id]:
                 projection.apply(writes, generation, event)
-                writes.claimed.add((consumer, event.message_id))
+        # The rest (a stream this projection reads only some event types of, a gap, a duplicate):
+        # its cursors locked together and what each stream lacks read from the store at once.
+        rest = [event for stream, events in streams.items() if stream not in claimed for event in events]
+        apply_batch_in_order(consumer, rest, partial(projection.apply, writes, generation))
+        writes.claimed.update((consumer, message_id) for message_id in unique)

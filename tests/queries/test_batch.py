@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -172,3 +173,48 @@ def test_streams_the_claim_cannot_take_are_applied_in_order_in_the_same_batch(ca
     assert OrderItemReadModel.objects.filter(order=row).count() == 2  # not inserted twice
     cursor = StreamCursor.objects.get(consumer__startswith="queries.orders", aggregate_id=order_id)
     assert cursor.version == 3
+
+
+@pytest.mark.parametrize("payments", [1, 50])
+def test_payment_streams_whose_first_event_the_projection_does_not_read_cost_the_same_statements(
+    caplog, payments: int
+) -> None:
+    # given payment streams as the payments context writes them: PaymentRequested (not read by
+    # the read models, never delivered to them) before the outcome the read model shows
+    handle(CONTEXT, _payment(str(uuid.uuid4()), "PaymentFailed", 1))  # the projection's state row
+    outcomes = []
+    for n in range(payments):
+        order_id = str(uuid.uuid4())
+        with transaction.atomic():
+            stored = append(
+                context="payments",
+                aggregate_type="payment",
+                aggregate_id=f"pay-{order_id}",
+                expected_version=0,
+                events=[
+                    NewEvent("PaymentRequested", {"order_id": order_id, "amount": "20.00"}),
+                    NewEvent("PaymentProcessed" if n % 2 else "PaymentFailed", {"order_id": order_id}),
+                ],
+            )
+        outcome = stored[-1]
+        outcomes.append(replace(outcome, source="payments"))
+
+    # when the outcomes (version 2 of each stream) come as one batch
+    statements = _batch(outcomes, caplog)
+
+    # then each stream's cursor is moved past the unread version 1 together with the others:
+    # the same statements for one stream as for fifty (inbox; the claim; the cursors created,
+    # locked, the missing versions read, the cursors moved; the payments written)
+    assert len(statements) == 7, "\n".join(s[:150] for s in statements)
+    assert PaymentReadModel.objects.filter(outcome="CAPTURED").count() == payments // 2
+    assert PaymentReadModel.objects.filter(outcome="FAILED").count() == payments - payments // 2 + 1
+    cursors = StreamCursor.objects.filter(
+        consumer__startswith="queries.payments", aggregate_id__startswith="pay-"
+    )
+    assert sorted(set(cursors.values_list("version", flat=True))) == [1, 2] if payments else []
+    assert cursors.filter(version=2).count() == payments
+
+    # and a redelivery of the same outcomes changes nothing
+    again = [replace(m, message_id=str(uuid.uuid4())) for m in outcomes]
+    _batch(again, caplog)
+    assert PaymentReadModel.objects.filter(outcome="CAPTURED").count() == payments // 2
