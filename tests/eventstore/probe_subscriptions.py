@@ -6,6 +6,9 @@ that stream's rows. Behaviour is driven by the command's data:
 - ``Touch``: one effect.
 - ``Slow``: on the first delivery (its ``marker`` file does not exist yet) create the marker
   and sleep ``sleep`` seconds inside the transaction, then one effect.
+- ``Sever``: on the first delivery (its ``marker`` file does not exist yet) create the marker
+  and have PostgreSQL end this connection (as an operator's ``pg_terminate_backend`` would),
+  then one effect.
 - ``Poison``: log ``<x-oms-retries> <time>`` to the ``log`` file, and fail while the
   ``fail_while`` file exists; once it is gone, one effect.
 
@@ -19,7 +22,7 @@ import os
 import time
 from pathlib import Path
 
-from django.db import transaction
+from django.db import connection, transaction
 from prometheus_client import Counter
 
 from eventstore.messages import Message
@@ -61,6 +64,16 @@ def slow(message: Message) -> None:
     touch(message)
 
 
+def sever(message: Message) -> None:
+    """End this database connection from the server side the first time."""
+    marker = Path(message.data["marker"])
+    if not marker.exists():
+        marker.touch()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    touch(message)
+
+
 def poison(message: Message) -> None:
     """Fail while the ``fail_while`` file exists, logging each attempt."""
     with Path(message.data["log"]).open("a") as log:
@@ -79,6 +92,7 @@ def register() -> None:
     handles(CONTEXT, commands=("Touch",))(touch)
     handles(CONTEXT, commands=("Slow",))(slow)
     handles(CONTEXT, commands=("Poison",))(poison)
+    handles(CONTEXT, commands=("Sever",))(sever)
     handles(CONTEXT, events=("ProbeTouched",))(ignore)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 from django.db import transaction
@@ -104,3 +105,19 @@ def test_a_preparer_sees_the_new_messages_of_a_batch_once_before_its_handlers(pr
     # then the preparer was called once, before the handlers, with the new messages only
     assert len(seen) == 1
     assert set(seen[0]) == {"p-new", "p-other"}
+
+
+def test_a_batch_whose_connection_the_server_ended_is_handled_one_by_one_on_a_new_connection(
+    probe: str, tmp_path
+) -> None:
+    # given a batch in the middle of which PostgreSQL ends the connection (pg_terminate_backend)
+    severing = replace(touch("sever"), type="Sever", data={"key": "sever", "marker": str(tmp_path / "m")})
+    batch = [touch("before-sever"), severing, touch("after-sever")]
+
+    # when it is handled
+    outcomes = handle_batch(probe, batch)
+
+    # then the one-by-one pass runs on a new connection, in order: nothing fails, each acts once
+    # (on the dead connection every message would fail and go to a retry queue, out of order)
+    assert outcomes == [None, None, None]
+    assert (effects("before-sever"), effects("sever"), effects("after-sever")) == (1, 1, 1)
