@@ -9,12 +9,7 @@ each command then decides on rows already in hand.
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
-from rest_framework.exceptions import ValidationError
-from rest_framework.serializers import Serializer
-
+from eventstore.commands import validated
 from eventstore.messages import Message
 from eventstore.registry import handles, prepares
 
@@ -25,38 +20,10 @@ from .serializers import OrderInput, ReleaseInput, ReserveInput
 prepares(CONTEXT)(prepare_batch)
 
 
-class InvalidCommand(ValueError):
-    """A command whose data breaks the contract."""
-
-
-class _Validators(threading.local):
-    def __init__(self) -> None:
-        self.instances: dict[type[Serializer], Serializer] = {}
-
-
-_validators = _Validators()
-
-
-def _validated(serializer_class: type[Serializer], message: Message) -> dict[str, Any]:
-    """The command's data as its serializer (the contract's one definition) validates it.
-
-    One serializer per class and thread, validating with ``run_validation`` (which keeps no
-    state on it): DRF deep-copies a serializer's fields for every new instance, and that cost
-    more than the validation itself on a consumer's batch.
-    """
-    serializer = _validators.instances.get(serializer_class)
-    if serializer is None:
-        serializer = _validators.instances[serializer_class] = serializer_class()
-    try:
-        return dict(serializer.run_validation(message.data))
-    except ValidationError as exc:
-        raise InvalidCommand(f"{message.type} {message.message_id}: {exc.detail}") from exc
-
-
 @handles(CONTEXT, commands=("ReserveInventory",))
 def on_reserve_inventory(message: Message) -> None:
     """Hold the order's lines, answering InventoryReserved or InventoryReservationFailed."""
-    command = _validated(ReserveInput, message)
+    command = validated(ReserveInput, message)
     order_id = str(command["order_id"])
     reserve_stock(
         order_id=order_id,
@@ -70,14 +37,14 @@ def on_reserve_inventory(message: Message) -> None:
 @handles(CONTEXT, commands=("ConfirmInventory",))
 def on_confirm_inventory(message: Message) -> None:
     """Sell the held units, answering InventoryConfirmed."""
-    order_id = str(_validated(OrderInput, message)["order_id"])
+    order_id = str(validated(OrderInput, message)["order_id"])
     confirm_reservation(order_id=order_id, correlation_id=order_id, causation_id=message.message_id)
 
 
 @handles(CONTEXT, commands=("ReleaseInventory",))
 def on_release_inventory(message: Message) -> None:
     """Give back (or restock) the order's units, answering InventoryReleased."""
-    command = _validated(ReleaseInput, message)
+    command = validated(ReleaseInput, message)
     order_id = str(command["order_id"])
     release_reservation(
         order_id=order_id,

@@ -11,13 +11,11 @@ starts is handed over once the whole batch has committed.
 
 from __future__ import annotations
 
-import threading
 from functools import partial
 
 from django.db import transaction
-from rest_framework.exceptions import ValidationError
-from rest_framework.serializers import Serializer
 
+from eventstore.commands import validated
 from eventstore.messages import Message
 from eventstore.registry import handles, prepares
 from eventstore.tracing import in_current_context
@@ -33,14 +31,10 @@ from .serializers import ProcessPaymentInput, RefundPaymentInput, ReportPaymentO
 prepares(CONTEXT)(prepare_batch)
 
 
-class InvalidCommand(ValueError):
-    """A command whose data breaks the contract (it goes to the dead letters)."""
-
-
 @handles(CONTEXT, commands=("ProcessPayment",))
 def process_payment(message: Message) -> None:
     """Record the charge request; charge after commit."""
-    data = _valid(ProcessPaymentInput, message)
+    data = validated(ProcessPaymentInput, message)
     order_id = str(data["order_id"])
     payment, must_run = request_payment(
         order_id=order_id,
@@ -61,7 +55,7 @@ def report_payment_outcome(message: Message) -> None:
     A round still running answers when it ends; it is run again (its claim keeps a live
     runner alone) in case a crash left it.
     """
-    data = _valid(ReportPaymentOutcomeInput, message)
+    data = validated(ReportPaymentOutcomeInput, message)
     order_id = str(data["order_id"])
     payment, running = report_outcome(load_payment(order_id), command_id=message.message_id)
     if running:
@@ -79,7 +73,7 @@ def _charge_after_commit(order_id: str, payment: Payment) -> None:
 @handles(CONTEXT, commands=("RefundPayment",))
 def refund_payment(message: Message) -> None:
     """Record the refund request; refund after commit (or at once with 0.00 when nothing was captured)."""
-    data = _valid(RefundPaymentInput, message)
+    data = validated(RefundPaymentInput, message)
     order_id = str(data["order_id"])
     _, must_run = request_refund(
         order_id=order_id,
@@ -90,27 +84,3 @@ def refund_payment(message: Message) -> None:
     )
     if must_run:
         transaction.on_commit(in_current_context(partial(run_refunds, order_id=order_id)), robust=True)
-
-
-class _Validators(threading.local):
-    def __init__(self) -> None:
-        self.instances: dict[type[Serializer], Serializer] = {}
-
-
-_validators = _Validators()
-
-
-def _valid(shape: type[Serializer], message: Message) -> dict:
-    """The command's data as its serializer (the contract's one definition) validates it.
-
-    One serializer per class and thread, validating with ``run_validation`` (which keeps no
-    state on it): DRF deep-copies a serializer's fields for every new instance, and that cost
-    more than the validation itself on a consumer's batch.
-    """
-    serializer = _validators.instances.get(shape)
-    if serializer is None:
-        serializer = _validators.instances[shape] = shape()
-    try:
-        return dict(serializer.run_validation(message.data))
-    except ValidationError as exc:
-        raise InvalidCommand(f"{message.type} {message.message_id}: {exc.detail}") from exc

@@ -7,12 +7,12 @@ import uuid
 import pytest
 from django.utils import timezone
 
+from eventstore.commands import InvalidCommand
 from eventstore.handling import handle
 from eventstore.messages import Message, utc_iso
 from eventstore.models import OutboxMessage
 from eventstore.store import load_stream
 from inventory.models import Product, Reservation
-from inventory.subscriptions import InvalidCommand
 
 from .conftest import new_order_id
 
