@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from django.db import transaction
 from django.db.models import Model
@@ -31,6 +31,15 @@ from django.db.models import Model
 from .sql import insert_rows
 
 T = TypeVar("T")
+
+
+class Buffer(Protocol):
+    """What a context collects in a unit and writes at its flush."""
+
+    def write(self) -> None: ...
+
+
+B = TypeVar("B", bound=Buffer)
 
 
 class UnitOfWork:
@@ -97,6 +106,17 @@ _current = _Current()  # per thread, as Django's connections are
 def current() -> UnitOfWork | None:
     """The unit of work open in this thread, if any."""
     return _current.unit
+
+
+def buffer_of(factory: Callable[[], B]) -> tuple[B, bool]:
+    """This thread's ``factory()`` buffer: the open unit's one (written at its flush, ``True``),
+    or a new one the caller writes itself when no unit is open (``False``)."""
+    unit = _current.unit
+    if unit is None:
+        return factory(), False
+    found = unit.identity(factory, factory)
+    unit.before_flush(factory, found.write)
+    return found, True
 
 
 @contextmanager

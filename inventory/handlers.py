@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from eventstore.messages import Message, utc_iso
 from eventstore.store import ConcurrencyError, NewEvent, append, load_stream
-from eventstore.unit_of_work import current
+from eventstore.unit_of_work import buffer_of
 
 from .bulkhead import reservation_slot
 from .domain import PRODUCT_ID_PATTERN, Line, Reservation, ReservationState, Stock
@@ -204,12 +204,7 @@ class _Loaded:
 
 def _loaded() -> tuple[_Loaded, bool]:
     """This transaction's loaded inventory, and whether the unit of work writes it (else the caller)."""
-    unit = current()
-    if unit is None:
-        return _Loaded(), False
-    loaded = unit.identity(_Loaded, _Loaded)
-    unit.before_flush(_Loaded, loaded.write)
-    return loaded, True
+    return buffer_of(_Loaded)
 
 
 def prepare_batch(messages: Sequence[Message]) -> None:

@@ -32,7 +32,7 @@ from django.db import transaction
 
 from eventstore.messages import Message
 from eventstore.ordering import apply_batch_in_order, apply_in_order
-from eventstore.unit_of_work import current
+from eventstore.unit_of_work import buffer_of
 
 from . import cache
 from .models import PaymentReadModel, ProjectionState
@@ -71,12 +71,7 @@ class _Writes:
 
 def _writes() -> tuple[_Writes, bool]:
     """This transaction's buffer, and whether the unit of work writes it (else the caller does)."""
-    unit = current()
-    if unit is None:
-        return _Writes(), False
-    writes = unit.identity(_Writes, _Writes)
-    unit.before_flush(_Writes, writes.write)
-    return writes, True
+    return buffer_of(_Writes)
 
 
 # Applies one event to one generation, into the transaction's buffer.
