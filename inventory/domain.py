@@ -38,6 +38,11 @@ class ReservationConflict(Exception):
     """The reservation is in a state where the asked transition is not possible."""
 
 
+class ReservationReleased(ReservationConflict):
+    """The reservation was released: only the saga's compensation (or a release before the
+    reserve) releases one, so a later confirm of it is a stale command."""
+
+
 @dataclass(frozen=True, slots=True)
 class DomainEvent:
     """An event a decision produced: its type and its data (the message contract)."""
@@ -177,6 +182,8 @@ class Reservation:
             _move_all(self.lines, stock, source="available", target="sold")
         elif self.state == ReservationState.HELD:
             _move_all(self.lines, stock, source="reserved", target="sold")
+        elif self.state == ReservationState.RELEASED:
+            raise ReservationReleased(f"reservation of {self.order_id} is RELEASED")
         else:
             raise ReservationConflict(f"reservation of {self.order_id} is {self.state or 'unknown'}")
         self.state = ReservationState.CONFIRMED

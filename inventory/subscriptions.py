@@ -9,13 +9,18 @@ each command then decides on rows already in hand.
 
 from __future__ import annotations
 
+import logging
+
 from eventstore.commands import validated
 from eventstore.messages import Message
 from eventstore.registry import handles, prepares
 
+from .domain import ReservationReleased
 from .handlers import confirm_reservation, default_expiry, prepare_batch, release_reservation, reserve_stock
 from .public import CONTEXT
 from .serializers import OrderInput, ReleaseInput, ReserveInput
+
+logger = logging.getLogger(__name__)
 
 prepares(CONTEXT)(prepare_batch)
 
@@ -36,9 +41,20 @@ def on_reserve_inventory(message: Message) -> None:
 
 @handles(CONTEXT, commands=("ConfirmInventory",))
 def on_confirm_inventory(message: Message) -> None:
-    """Sell the held units, answering InventoryConfirmed."""
+    """Sell the held units, answering InventoryConfirmed.
+
+    A confirm of a released reservation is stale: the saga that sent it has compensated since
+    (its command came back late, e.g. through a retry queue, behind the release). It is
+    consumed without effect instead of being retried until it is dead-lettered; nothing is sold.
+    """
     order_id = str(validated(OrderInput, message)["order_id"])
-    confirm_reservation(order_id=order_id, correlation_id=order_id, causation_id=message.message_id)
+    try:
+        confirm_reservation(order_id=order_id, correlation_id=order_id, causation_id=message.message_id)
+    except ReservationReleased:
+        logger.warning(
+            "stale ConfirmInventory: the reservation was released, nothing sold",
+            extra={"correlation_id": order_id, "message_id": message.message_id},
+        )
 
 
 @handles(CONTEXT, commands=("ReleaseInventory",))

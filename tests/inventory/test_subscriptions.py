@@ -156,3 +156,22 @@ def test_a_command_sent_through_the_outbox_is_answered_by_the_bus(make_product) 
     (answer,) = _answers(order_id)
     assert answer.type == "InventoryReserved" and answer.causation_id == command.message_id
     assert Product.objects.get(product_id="A").reserved == 1
+
+
+def test_a_confirm_that_arrives_after_the_release_is_stale_and_changes_nothing(make_product, caplog) -> None:
+    # given a reservation the saga's compensation released (the confirm it had sent before was
+    # retried through a retry queue and comes back after the release)
+    make_product("A", available=5)
+    order_id = new_order_id()
+    handle("inventory", _command("ReserveInventory", order_id, items=[{"product_id": "A", "quantity": 2}]))
+    handle("inventory", _command("ReleaseInventory", order_id, reason="saga compensation"))
+
+    # when the stale confirm is handled
+    handled = handle("inventory", _command("ConfirmInventory", order_id))
+
+    # then it is consumed (not retried until it is dead-lettered) and sells nothing
+    assert handled is True
+    assert [m.type for m in _answers(order_id)] == ["InventoryReserved", "InventoryReleased"]
+    product = Product.objects.get(product_id="A")
+    assert (product.available, product.reserved, product.sold) == (5, 0, 0)
+    assert "stale ConfirmInventory" in caplog.text
