@@ -8,10 +8,8 @@ the events and their outbox rows commit together or not at all.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -300,33 +298,7 @@ def _enqueue(messages: Iterable[Message]) -> None:
     if buffer is not None:
         buffer.outbox.extend(messages)
         return
-    pending: list[Message] | None = getattr(_batch, "pending", None)
-    if pending is not None:
-        pending.extend(messages)
-        return
     _write_outbox(messages)
-
-
-@contextmanager
-def outbox_batch() -> Iterator[None]:
-    """Write every outbox row queued inside the block with one INSERT when the block ends.
-
-    Enter it inside the transaction (``with transaction.atomic(), outbox_batch():``) so the
-    rows are written before the commit. If the block raises, the rows are dropped with the
-    transaction. Do not catch, inside the block, an error that rolls back only a savepoint
-    after rows were queued in it: those rows would still be written. Nested blocks write
-    with the outermost one.
-    """
-    if getattr(_batch, "pending", None) is not None:
-        yield
-        return
-    _batch.pending = []
-    try:
-        yield
-        pending, _batch.pending = _batch.pending, None
-        _write_outbox(pending)
-    finally:
-        _batch.pending = None
 
 
 def _write_outbox(messages: Sequence[Message]) -> None:
@@ -347,9 +319,6 @@ def _write_outbox(messages: Sequence[Message]) -> None:
         committed = [(ids[m.message_id], m) for m in messages]
         transaction.on_commit(lambda: publish_after_commit.hand_off(committed), robust=True)
     transaction.on_commit(wakeup.ring)
-
-
-_batch = threading.local()  # per thread, as Django's connections are
 
 
 class _Buffer:

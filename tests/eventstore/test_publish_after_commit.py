@@ -20,8 +20,9 @@ from eventstore import publish_after_commit
 from eventstore.models import OutboxMessage
 from eventstore.publisher import ConfirmingPublisher
 from eventstore.relay import relay_once
-from eventstore.store import outbox_batch, send
+from eventstore.store import send
 from eventstore.topology import broker_connection, work_queue_name
+from eventstore.unit_of_work import unit_of_work
 from tests.eventstore.conftest import send_probe
 from tests.fixtures.stack import Stack, wait_until
 
@@ -144,7 +145,7 @@ def test_a_full_hand_off_queue_drops_the_hand_off_and_the_relay_publishes_the_ro
 ) -> None:  # type: ignore[no-untyped-def]
     # given room for two rows in this process's queue, when one transaction commits three
     settings.OUTBOX_PUBLISH_MAX_PENDING = 2
-    with transaction.atomic(), outbox_batch():
+    with unit_of_work():
         ids = [
             send(
                 context="probe", command="Touch", aggregate_type="probe", aggregate_id=str(n), data={}

@@ -175,39 +175,20 @@ def test_an_event_nobody_listens_to_is_stored_but_not_queued() -> None:
     assert [row.body["type"] for row in queued] == ["ProbeTouched"]
 
 
-def test_an_outbox_batch_writes_its_rows_with_one_insert_before_the_commit() -> None:
-    from django.test.utils import CaptureQueriesContext
-
-    from eventstore.store import outbox_batch
-
-    streams = [f"batch-{uuid.uuid4()}" for _ in range(3)]
-    with CaptureQueriesContext(connection) as queries, transaction.atomic(), outbox_batch():
-        for stream in streams:
-            _append_one(stream, expected_version=0, label="batched")
-        # queued, not written yet: nothing in the outbox for them inside the block
-        assert not OutboxMessage.objects.filter(body__aggregate_id__in=streams).exists()
-
-    outbox_inserts = [
-        q for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "event_outbox"')
-    ]
-    assert len(outbox_inserts) == 1
-    assert OutboxMessage.objects.filter(body__aggregate_id__in=streams).count() == 3
-
-
-def test_an_outbox_batch_that_raises_writes_nothing() -> None:
-    from eventstore.store import outbox_batch
+def test_a_unit_of_work_that_raises_writes_nothing_and_later_writes_go_straight_to_the_outbox() -> None:
+    from eventstore.unit_of_work import unit_of_work
 
     stream = f"batch-abort-{uuid.uuid4()}"
 
     class Abort(Exception):
         pass
 
-    with pytest.raises(Abort), transaction.atomic(), outbox_batch():
+    with pytest.raises(Abort), unit_of_work():
         _append_one(stream, expected_version=0, label="lost")
         raise Abort
 
     assert not OutboxMessage.objects.filter(body__aggregate_id=stream).exists()
-    # and the next write outside any batch goes straight to the outbox again
+    # and the next write outside any unit goes straight to the outbox again
     with transaction.atomic():
         _append_one(stream, expected_version=0, label="kept")
     assert OutboxMessage.objects.filter(body__aggregate_id=stream).count() == 1

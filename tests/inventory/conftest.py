@@ -6,10 +6,12 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.utils import timezone
 
+from eventstore.messages import Message, utc_iso
 from inventory.domain import Line
 from inventory.handlers import ReservationOutcome, reserve_stock
 from inventory.models import Product
@@ -52,4 +54,20 @@ def reserve(order_id: str, lines: list[Line]) -> ReservationOutcome:
         expires_at=timezone.now() + timedelta(minutes=5),
         correlation_id=order_id,
         causation_id="",
+    )
+
+
+def reservation_command(command: str, order_id: str, **data: Any) -> Message:
+    """A command to inventory about ``order_id``'s reservation, as the saga sends it."""
+    return Message(
+        message_id=str(uuid.uuid4()),
+        kind="command",
+        type=command,
+        aggregate_type="reservation",
+        aggregate_id=f"reservation-{order_id}",
+        data={"order_id": order_id, **data},
+        occurred_at=utc_iso(timezone.now()),
+        correlation_id=order_id,
+        causation_id=str(uuid.uuid4()),
+        source="inventory",
     )

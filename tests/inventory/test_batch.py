@@ -7,42 +7,25 @@ decides on the rows in hand, and the unit writes every moved product and reserva
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import Counter
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from eventstore.handling import handle, handle_batch
-from eventstore.messages import Message, utc_iso
+from eventstore.messages import Message
 from eventstore.store import load_stream
 from inventory.models import Product, Reservation
 
-from .conftest import assert_buckets_balance, new_order_id
+from .conftest import assert_buckets_balance, new_order_id, reservation_command
 
 pytestmark = pytest.mark.django_db
 
 
-def _command(command: str, order_id: str, **data: Any) -> Message:
-    return Message(
-        message_id=str(uuid.uuid4()),
-        kind="command",
-        type=command,
-        aggregate_type="reservation",
-        aggregate_id=f"reservation-{order_id}",
-        data={"order_id": order_id, **data},
-        occurred_at=utc_iso(timezone.now()),
-        correlation_id=order_id,
-        causation_id=str(uuid.uuid4()),
-        source="inventory",
-    )
-
-
 def _reserve(order_id: str, *lines: tuple[str, int]) -> Message:
-    return _command(
+    return reservation_command(
         "ReserveInventory",
         order_id,
         items=[{"product_id": pid, "quantity": quantity} for pid, quantity in lines],
@@ -118,13 +101,13 @@ def _scenario(prefix: str) -> list[Message]:
     return [
         _reserve(a, (p, 2), (q, 1)),
         _reserve(b, (p, 3)),
-        _command("ConfirmInventory", a),
+        reservation_command("ConfirmInventory", a),
         _reserve(c, (p, 1)),  # short: 2 + 3 held of 5
-        _command("ReleaseInventory", b, reason="CANCELLED"),
+        reservation_command("ReleaseInventory", b, reason="CANCELLED"),
         _reserve(c, (p, 1)),  # now there is stock again
-        _command("ReleaseInventory", d, reason="TIMEOUT"),  # unknown: a RELEASED marker
+        reservation_command("ReleaseInventory", d, reason="TIMEOUT"),  # unknown: a RELEASED marker
         _reserve(d, (q, 1)),  # after the marker: answered, holds nothing
-        _command("ReleaseInventory", a, reason="CANCELLED"),  # restocks what was sold
+        reservation_command("ReleaseInventory", a, reason="CANCELLED"),  # restocks what was sold
         _reserve(a, (q, 1)),  # repeated: answers the outcome
     ]
 
@@ -182,7 +165,10 @@ def test_a_redelivered_batch_changes_nothing(make_product, caplog) -> None:
 def test_answers_that_move_no_stock_lock_no_product_in_a_batch(make_product, caplog) -> None:
     make_product("A", available=10)
     held, released = new_order_id(), new_order_id()
-    _batch([_reserve(held, ("A", 2)), _command("ReleaseInventory", released, reason="TIMEOUT")], caplog)
+    _batch(
+        [_reserve(held, ("A", 2)), reservation_command("ReleaseInventory", released, reason="TIMEOUT")],
+        caplog,
+    )
 
     # a redelivered reserve (a new message id) repeats its outcome; a reserve after the release
     # marker answers it: neither needs stock, so the batch locks no product row

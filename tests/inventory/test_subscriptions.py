@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from django.utils import timezone
 
 from eventstore.commands import InvalidCommand
 from eventstore.handling import handle
-from eventstore.messages import Message, utc_iso
+from eventstore.messages import Message
 from eventstore.models import OutboxMessage
 from eventstore.store import load_stream
 from inventory.models import Product, Reservation
 
-from .conftest import new_order_id
+from .conftest import new_order_id, reservation_command
 
 pytestmark = pytest.mark.django_db
-
-
-def _command(command: str, order_id: str, **data) -> Message:
-    return Message(
-        message_id=str(uuid.uuid4()),
-        kind="command",
-        type=command,
-        aggregate_type="reservation",
-        aggregate_id=f"reservation-{order_id}",
-        data={"order_id": order_id, **data},
-        occurred_at=utc_iso(timezone.now()),
-        correlation_id=order_id,
-        causation_id=str(uuid.uuid4()),
-        source="inventory",
-    )
 
 
 def _answers(order_id: str) -> list[Message]:
@@ -41,7 +23,7 @@ def _answers(order_id: str) -> list[Message]:
 def test_reserve_command_answers_inventory_reserved_with_correlation_and_causation(make_product) -> None:
     make_product("A", available=5)
     order_id = new_order_id()
-    command = _command(
+    command = reservation_command(
         "ReserveInventory",
         order_id,
         items=[{"product_id": "A", "quantity": 2}],
@@ -65,7 +47,7 @@ def test_reserve_command_answers_inventory_reserved_with_correlation_and_causati
 def test_redelivered_command_has_no_second_effect(make_product) -> None:
     make_product("A", available=5)
     order_id = new_order_id()
-    command = _command("ReserveInventory", order_id, items=[{"product_id": "A", "quantity": 2}])
+    command = reservation_command("ReserveInventory", order_id, items=[{"product_id": "A", "quantity": 2}])
 
     assert handle("inventory", command) is True
     assert handle("inventory", command) is False
@@ -77,7 +59,10 @@ def test_redelivered_command_has_no_second_effect(make_product) -> None:
 def test_short_stock_answers_reservation_failed(make_product) -> None:
     make_product("A", available=1)
     order_id = new_order_id()
-    handle("inventory", _command("ReserveInventory", order_id, items=[{"product_id": "A", "quantity": 2}]))
+    handle(
+        "inventory",
+        reservation_command("ReserveInventory", order_id, items=[{"product_id": "A", "quantity": 2}]),
+    )
     (answer,) = _answers(order_id)
     assert answer.type == "InventoryReservationFailed"
     assert answer.data == {
@@ -90,9 +75,12 @@ def test_short_stock_answers_reservation_failed(make_product) -> None:
 def test_confirm_then_release_commands_restock(make_product) -> None:
     make_product("A", available=5)
     order_id = new_order_id()
-    handle("inventory", _command("ReserveInventory", order_id, items=[{"product_id": "A", "quantity": 2}]))
-    handle("inventory", _command("ConfirmInventory", order_id))
-    handle("inventory", _command("ReleaseInventory", order_id, reason="CANCELLED"))
+    handle(
+        "inventory",
+        reservation_command("ReserveInventory", order_id, items=[{"product_id": "A", "quantity": 2}]),
+    )
+    handle("inventory", reservation_command("ConfirmInventory", order_id))
+    handle("inventory", reservation_command("ReleaseInventory", order_id, reason="CANCELLED"))
 
     _reserved, confirmed, released = _answers(order_id)
     assert confirmed.type == "InventoryConfirmed" and confirmed.data["items"] == [
@@ -106,7 +94,7 @@ def test_confirm_then_release_commands_restock(make_product) -> None:
 
 def test_release_command_for_an_order_never_reserved_answers_empty_items() -> None:
     order_id = new_order_id()
-    handle("inventory", _command("ReleaseInventory", order_id, reason="TIMEOUT"))
+    handle("inventory", reservation_command("ReleaseInventory", order_id, reason="TIMEOUT"))
     (answer,) = _answers(order_id)
     assert answer.type == "InventoryReleased"
     assert answer.data == {"order_id": order_id, "items": [], "reason": "TIMEOUT", "restocked": False}
@@ -127,7 +115,7 @@ def test_malformed_command_raises_and_changes_nothing(make_product, data) -> Non
     make_product("A", available=5)
     order_id = new_order_id()
     with pytest.raises(InvalidCommand):
-        handle("inventory", _command("ReserveInventory", order_id, **data))
+        handle("inventory", reservation_command("ReserveInventory", order_id, **data))
     assert _answers(order_id) == []
     assert Product.objects.get(product_id="A").reserved == 0
 
@@ -163,11 +151,14 @@ def test_a_confirm_that_arrives_after_the_release_is_stale_and_changes_nothing(m
     # retried through a retry queue and comes back after the release)
     make_product("A", available=5)
     order_id = new_order_id()
-    handle("inventory", _command("ReserveInventory", order_id, items=[{"product_id": "A", "quantity": 2}]))
-    handle("inventory", _command("ReleaseInventory", order_id, reason="saga compensation"))
+    handle(
+        "inventory",
+        reservation_command("ReserveInventory", order_id, items=[{"product_id": "A", "quantity": 2}]),
+    )
+    handle("inventory", reservation_command("ReleaseInventory", order_id, reason="saga compensation"))
 
     # when the stale confirm is handled
-    handled = handle("inventory", _command("ConfirmInventory", order_id))
+    handled = handle("inventory", reservation_command("ConfirmInventory", order_id))
 
     # then it is consumed (not retried until it is dead-lettered) and sells nothing
     assert handled is True

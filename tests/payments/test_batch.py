@@ -15,34 +15,19 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from eventstore.handling import handle, handle_batch
-from eventstore.messages import Message, utc_iso
+from eventstore.messages import Message
 from payments.models import PaymentRecord
 
 from .conftest import ledger_entry, stream_types
+from .test_refunds_and_commands import command
 
 pytestmark = pytest.mark.django_db
 
 
-def _command(name: str, order_id: str, **data: Any) -> Message:
-    return Message(
-        message_id=str(uuid.uuid4()),
-        kind="command",
-        type=name,
-        aggregate_type="payment",
-        aggregate_id=f"payment-{order_id}",
-        data={"order_id": order_id, **data},
-        occurred_at=utc_iso(timezone.now()),
-        correlation_id=order_id,
-        causation_id=str(uuid.uuid4()),
-        source="payments",
-    )
-
-
 def _process(order_id: str, token: str = "tok_ok") -> Message:  # noqa: S107 - a simulator token
-    return _command("ProcessPayment", order_id, amount="40.00", method="card", token=token)
+    return command("ProcessPayment", order_id, {"amount": "40.00", "method": "card", "token": token})
 
 
 def _batch(messages: list[Message], caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -104,11 +89,11 @@ def _scenario() -> list[Message]:
     a, b, c = (str(uuid.uuid4()) for _ in range(3))
     return [
         _process(a),
-        _command("RefundPayment", b, amount=None, reason="CANCELLED"),  # nothing captured: 0.00
+        command("RefundPayment", b, {"amount": None, "reason": "CANCELLED"}),  # nothing captured: 0.00
         _process(a),  # a second request while the first round runs: left to its runner
-        _command("ReportPaymentOutcome", c),  # never requested
+        command("ReportPaymentOutcome", c, {}),  # never requested
         _process(c, token="tok_declined"),
-        _command("ReportPaymentOutcome", a),
+        command("ReportPaymentOutcome", a, {}),
     ]
 
 
