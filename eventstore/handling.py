@@ -20,6 +20,7 @@ from . import tracing
 from .messages import Message
 from .models import InboxMessage
 from .registry import handlers_for, preparers_of
+from .sql import bound_cursor
 from .store import ConcurrencyError
 from .unit_of_work import unit_of_work
 
@@ -108,7 +109,7 @@ def _record_batch_in_inbox(context: str, messages: Sequence[Message]) -> set[str
     for message in messages:
         params += [context, field.get_db_prep_value(uuid.UUID(message.message_id), connection), message.type]
     values = ", ".join(["(%s, %s, %s, CURRENT_TIMESTAMP)"] * len(messages))
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {InboxMessage._meta.db_table} (consumer, message_id, message_type, handled_at) "
             f"VALUES {values} ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id",
@@ -121,7 +122,7 @@ def _record_in_inbox(context: str, message: Message) -> bool:
     field = InboxMessage._meta.get_field("message_id")
     message_id = field.get_db_prep_value(uuid.UUID(message.message_id), connection)
     table = InboxMessage._meta.db_table
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (consumer, message_id, message_type, handled_at) "
             "VALUES (%s, %s, %s, CURRENT_TIMESTAMP) "

@@ -20,7 +20,7 @@ from django.db import connection, transaction
 
 from .messages import Message
 from .models import StreamCursor
-from .sql import dialect
+from .sql import bound_cursor, dialect
 from .store import load_slices, load_stream
 
 _TABLE = StreamCursor._meta.db_table
@@ -68,7 +68,7 @@ def apply_in_order(consumer: str, message: Message, apply: Callable[[Message], N
         pending = load_stream(message.aggregate_id, after_version=applied_version, up_to=message.version)
     for event in pending:
         apply(event)
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             f"UPDATE {_TABLE} SET version = %s WHERE consumer = %s AND aggregate_id = %s",
             [message.version, consumer, message.aggregate_id],
@@ -78,7 +78,7 @@ def apply_in_order(consumer: str, message: Message, apply: Callable[[Message], N
 
 def _claim_next(consumer: str, aggregate_id: str, version: int) -> bool:
     """Move the cursor to ``version`` when it stands just before it (one statement)."""
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         if version == 1:
             cursor.execute(_CLAIM_FIRST, [consumer, aggregate_id])
         else:
@@ -88,7 +88,7 @@ def _claim_next(consumer: str, aggregate_id: str, version: int) -> bool:
 
 def _lock_if_behind(consumer: str, aggregate_id: str, version: int) -> int | None:
     """The locked cursor's version when it is below ``version``, else ``None``."""
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(_LOCK_BEHIND, [consumer, aggregate_id, version])
         row = cursor.fetchone()
     return None if row is None else int(row[0])
@@ -114,7 +114,7 @@ def apply_batch_in_order(consumer: str, messages: Sequence[Message], apply: Call
     if not targets:
         return 0
     streams = sorted(targets)
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_TABLE} (consumer, aggregate_id, version) "
             "SELECT %s, stream, 0 FROM unnest(%s::text[]) AS s (stream) ORDER BY stream "
@@ -136,7 +136,7 @@ def apply_batch_in_order(consumer: str, messages: Sequence[Message], apply: Call
         for event in missing[stream]:
             apply(event)
             applied += 1
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             f"UPDATE {_TABLE} AS c SET version = m.version "
             "FROM unnest(%s::text[], %s::integer[]) AS m (stream, version) "

@@ -17,6 +17,7 @@ from django.db import connection
 
 from .messages import Message
 from .models import StoredEvent
+from .sql import bound_cursor
 from .store import stored_to_message
 
 
@@ -72,7 +73,7 @@ def lag(position: Position, *, event_types: Iterable[str] | None = None) -> int:
         rows = StoredEvent.objects.filter(id__gt=position.id)
         return (rows.filter(event_type__in=types) if types is not None else rows).count()
     of_types = " AND event_type = ANY(%s)" if types is not None else ""
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             f"SELECT count(*) FROM {StoredEvent._meta.db_table} "
             f"WHERE (tx, id) > (%s::text::xid8, %s){of_types}",

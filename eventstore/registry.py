@@ -37,6 +37,9 @@ class Subscription:
 
 _subscriptions: dict[str, list[Subscription]] = defaultdict(list)
 _preparers: dict[str, list[Preparer]] = defaultdict(list)
+# The table by (kind, type, source) -> {context: handlers}, filled on first use: every message
+# written asks who consumes it, so the lookup is a dictionary read, not a scan of the table.
+_routes: dict[tuple[str, str, str], dict[str, list[Handler]]] = {}
 
 
 def handles(
@@ -50,6 +53,7 @@ def handles(
                 subscription = Subscription(context, kind, name, handler)  # type: ignore[arg-type]
                 if subscription not in _subscriptions[context]:
                     _subscriptions[context].append(subscription)
+        _routes.clear()
         return handler
 
     return register
@@ -83,21 +87,35 @@ def subscriptions_of(context: str) -> list[Subscription]:
 
 def handlers_for(context: str, message: Message) -> list[Handler]:
     """The handlers ``context`` runs for ``message``."""
-    return [
-        sub.handler
-        for sub in _subscriptions.get(context, ())
-        if sub.kind == message.kind
-        and sub.message_type == message.type
-        and (sub.kind == "event" or message.source in ("", context))
-    ]
+    return list(_route(message).get(context, ()))
 
 
 def consumers_of(message: Message) -> list[str]:
-    """The contexts that handle ``message``."""
-    return [name for name in contexts() if handlers_for(name, message)]
+    """The contexts that handle ``message`` (in name order)."""
+    return list(_route(message))
+
+
+def _route(message: Message) -> dict[str, list[Handler]]:
+    key = (message.kind, message.type, message.source)
+    found = _routes.get(key)
+    if found is None:
+        found = {}
+        for context in contexts():
+            handlers = [
+                sub.handler
+                for sub in _subscriptions[context]
+                if sub.kind == message.kind
+                and sub.message_type == message.type
+                and (sub.kind == "event" or message.source in ("", context))
+            ]
+            if handlers:
+                found[context] = handlers
+        _routes[key] = found
+    return found
 
 
 def unregister(context: str) -> None:
     """Forget a context's subscriptions (tests that register throwaway contexts)."""
     _subscriptions.pop(context, None)
     _preparers.pop(context, None)
+    _routes.clear()

@@ -41,7 +41,7 @@ from . import tracing
 from .deadletters import record_dead_letter
 from .models import OutboxMessage
 from .publisher import CONFIRM_TIMEOUT_SECONDS, ConfirmingPublisher, Envelope, is_unroutable
-from .sql import column, prepared, table_name
+from .sql import bound_cursor, column, prepared, table_name
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def claim_batch(*, batch_size: int) -> list[OutboxMessage]:
     born_before = now - timedelta(seconds=settings.RELAY_MIN_AGE_SECONDS)
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     table = table_name(OutboxMessage)
-    with suppress_instrumentation(), connection.cursor() as cursor:  # autocommit: its own transaction
+    with suppress_instrumentation(), bound_cursor() as cursor:  # autocommit: its own transaction
         cursor.execute(
             f"UPDATE {table} SET claimed_until = %s, attempts = attempts + 1 "
             f"WHERE id IN (SELECT id FROM {table} WHERE sent_at IS NULL "
@@ -108,7 +108,7 @@ def claim_rows(row_ids: Sequence[int]) -> list[int]:
         return []
     now = timezone.now()
     lease_end = now + timedelta(seconds=settings.RELAY_CLAIM_SECONDS)
-    with suppress_instrumentation(), connection.cursor() as cursor:
+    with suppress_instrumentation(), bound_cursor() as cursor:
         cursor.execute(
             f"UPDATE {table_name(OutboxMessage)} SET claimed_until = %s, attempts = attempts + 1 "
             "WHERE id = ANY(%s) AND sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= %s) "
@@ -182,7 +182,7 @@ def mark_sent(row_ids: list[int]) -> None:
     """Mark published rows as sent, in one statement (plain SQL: it runs after every publish)."""
     if not row_ids:
         return
-    with suppress_instrumentation(), connection.cursor() as cursor:
+    with suppress_instrumentation(), bound_cursor() as cursor:
         cursor.execute(
             f"UPDATE {table_name(OutboxMessage)} SET sent_at = %s, last_error = '' "
             f"WHERE id IN ({', '.join(['%s'] * len(row_ids))})",

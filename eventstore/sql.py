@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, JSONField, Model
 
 _columns: dict[tuple[type[Model], str], Field[Any, Any]] = {}
@@ -78,12 +80,50 @@ def insert_statement(model: type[Model], names: Sequence[str], rows: Sequence[Se
     return f"INSERT INTO {table_name(model)} ({columns}) VALUES {', '.join(tuples)}", params
 
 
+@contextmanager
+def bound_cursor() -> Iterator[CursorWrapper]:
+    """A cursor for the statements of the hot paths (the recorders', the event store's).
+
+    On PostgreSQL its parameters are bound by the server and lists travel in binary: an array
+    of a few hundred JSON documents is then copied, not escaped character by character, which
+    made the client-side quoting of Django's default cursor the largest cost of writing a batch
+    (20x slower per array, measured). Elsewhere it is Django's own cursor. Either way it is
+    wrapped as Django wraps its cursors (errors as ``django.db`` errors, queries logged under
+    DEBUG). With the server binding, a parameter must have a type PostgreSQL can infer (cast
+    it, ``%s::text``, where it stands alone, as in ``%s IS NULL``).
+    """
+    if not dialect().arrays:
+        with connection.cursor() as found:
+            yield found
+        return
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        raw = _binding_cursor(connection.connection)
+    connection.validate_thread_sharing()
+    logged = connection.queries_logged
+    with connection.make_debug_cursor(raw) if logged else connection.make_cursor(raw) as wrapped:
+        yield wrapped
+
+
+def _binding_cursor(raw_connection: Any) -> Any:
+    """A server-binding psycopg cursor on ``raw_connection`` that sends lists in binary."""
+    # Imported here: the portable dialect (SQLite) runs without the PostgreSQL backend loaded.
+    from django.db.backends.postgresql import base
+    from psycopg.types.array import ListBinaryDumper
+
+    binding: Any = base.ServerBindingCursor  # Django's psycopg cursor with server-side binding
+    found = binding(raw_connection)
+    found.adapters.register_dumper(list, ListBinaryDumper)
+    return found
+
+
 def insert_rows(model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Insert ``rows`` with one statement (the dialect's: arrays on PostgreSQL)."""
     if rows:
         sql, params = dialect().insert(model, names, rows)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+        with bound_cursor() as found:
+            found.execute(sql, params)
 
 
 def insert_returning_ids(
@@ -97,9 +137,9 @@ def insert_returning_ids(
         return {}
     sql, params = dialect().insert(model, names, rows)
     sql += f" RETURNING {column_name(model, 'id')}, {column_name(model, key)}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {_text(value): row_id for row_id, value in cursor.fetchall()}
+    with bound_cursor() as found:
+        found.execute(sql, params)
+        return {_text(value): row_id for row_id, value in found.fetchall()}
 
 
 def _text(value: Any) -> str:
@@ -219,8 +259,8 @@ def execute_as_one(statements: Sequence[Statement]) -> None:
     sql = last_sql
     if first:
         sql = "WITH " + ", ".join(f"w{i} AS ({part})" for i, (part, _) in enumerate(first)) + " " + last_sql
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [param for _, params in statements for param in params])
+    with bound_cursor() as found:
+        found.execute(sql, [param for _, params in statements for param in params])
 
 
 def converters_of(

@@ -22,7 +22,7 @@ from . import publish_after_commit, tracing, wakeup
 from .messages import Message, utc_iso
 from .models import OutboxMessage, StoredEvent
 from .registry import consumers_of
-from .sql import dialect, insert_returning_ids, insert_rows
+from .sql import bound_cursor, dialect, insert_returning_ids, insert_rows
 from .unit_of_work import UnitOfWork, current
 
 
@@ -139,7 +139,7 @@ def load_stream(aggregate_id: str, *, after_version: int = 0, up_to: int | None 
     if up_to is not None:
         upper = " AND version <= %s"
         params.append(up_to)
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             f"{_SELECT_EVENTS} WHERE aggregate_id = %s AND version > %s{upper} ORDER BY version", params
         )
@@ -157,7 +157,7 @@ def load_streams(aggregate_ids: Sequence[str]) -> dict[str, list[Message]]:
     if not ids:
         return found
     where, params = dialect().any_of("aggregate_id", ids)
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(f"{_SELECT_EVENTS} WHERE {where} ORDER BY aggregate_id, version", params)
         for row in cursor.fetchall():
             message = _stored_message(row)
@@ -174,7 +174,7 @@ def stream_versions(aggregate_ids: Sequence[str]) -> dict[str, int]:
     if not ids:
         return versions
     where, params = dialect().any_of("aggregate_id", ids)
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             f"SELECT aggregate_id, MAX(version) FROM {_EVENT_TABLE} WHERE {where} GROUP BY aggregate_id",
             params,
@@ -193,7 +193,7 @@ def load_slices(slices: Sequence[tuple[str, int, int]]) -> dict[str, list[Messag
     if not slices:
         return found
     ids, afters, uptos = (list(column) for column in zip(*sorted(slices), strict=True))
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         if dialect().arrays:
             cursor.execute(
                 f"{_SELECT_EVENTS} AS e JOIN unnest(%s::text[], %s::integer[], %s::integer[]) "
@@ -253,7 +253,7 @@ def _aware(value: datetime | str) -> datetime:
 
 def stream_version(aggregate_id: str) -> int:
     """The current version of a stream, 0 when it has no event."""
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             f"SELECT MAX(version) FROM {connection.ops.quote_name(StoredEvent._meta.db_table)} "
             "WHERE aggregate_id = %s",

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from eventstore.messages import utc_iso
 from eventstore.models import StoredEvent
-from eventstore.sql import prepared
+from eventstore.sql import bound_cursor, prepared
 from eventstore.store import ConcurrencyError, stream_versions
 
 from .domain import Line, Reservation, ReservationState, Stock
@@ -126,7 +126,7 @@ class InventoryRecorder:
         if not product_ids:
             return []
         placeholders = ", ".join(["%s"] * len(product_ids))
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(
                 f"SELECT product_id, name, price, available, reserved FROM {Product._meta.db_table} "
                 f"WHERE product_id IN ({placeholders})",
@@ -166,7 +166,7 @@ class PostgresRecorder(InventoryRecorder):
         if not ids:
             return {}
         streams = [stream_of(order_id) for order_id in ids]
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(
                 _LOCK_RESERVATIONS, {"ids": [uuid.UUID(order_id) for order_id in ids], "streams": streams}
             )
@@ -202,7 +202,7 @@ class PostgresRecorder(InventoryRecorder):
         ids = sorted(set(product_ids))
         if not ids:
             return {}
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(
                 f"SELECT product_id, available, reserved, sold FROM {Product._meta.db_table} "
                 "WHERE product_id = ANY(%s) ORDER BY product_id FOR UPDATE",
@@ -260,7 +260,7 @@ class PostgresRecorder(InventoryRecorder):
         else:
             sql += "SELECT 1"
         try:
-            with connection.cursor() as cursor:
+            with bound_cursor() as cursor:
                 cursor.execute(sql, params)
         except IntegrityError as exc:
             if getattr(exc.__cause__, "sqlstate", None) != UNIQUE_VIOLATION:

@@ -7,6 +7,7 @@ revealed) → 400/422 (input) → 409 (state).
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from typing import Any
 
@@ -25,6 +26,10 @@ from . import domain, handlers, idempotency, intake, serializers
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+# One PlaceOrderInput per thread, built once: a serializer deep-copies its declared fields each
+# time it is created, which was a tenth of the CPU of placing an order. Validating is read-only
+# on the serializer (it keeps no request in its context), so a thread's instance is reused.
+_forms = threading.local()
 _ERRORS = {400: ProblemSerializer, 401: ProblemSerializer, 403: ProblemSerializer, 404: ProblemSerializer}
 
 
@@ -111,9 +116,11 @@ def answer_to(placement: intake.Placement, outcome: intake.Outcome) -> Response:
 def _validated(request: Request) -> dict[str, Any]:
     if not isinstance(request.data, dict):
         raise exceptions.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
-    form = serializers.PlaceOrderInput(data=request.data)
-    form.is_valid(raise_exception=True)
-    return dict(form.validated_data)
+    form = getattr(_forms, "place_order", None)
+    if form is None:
+        form = _forms.place_order = serializers.PlaceOrderInput()
+    # What is_valid(raise_exception=True) runs: the same rules and the same errors.
+    return dict(form.run_validation(request.data))
 
 
 def _customer(request: Request, data: dict[str, Any]) -> str:

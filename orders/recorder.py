@@ -21,9 +21,9 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Q
 
+from eventstore.sql import bound_cursor
 from eventstore.unit_of_work import current
 
 from .models import IdempotencyRecord
@@ -103,7 +103,7 @@ class PostgresRecorder(PortableRecorder):
         hashes = [_lock_id(pair) for pair in pairs]
         # One statement for the batch; a lock this transaction already holds is taken again at
         # once (re-entrant), so a key twice in one batch is held by it.
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(
                 "SELECT pg_try_advisory_xact_lock(%s, k) FROM unnest(%s::int[]) WITH ORDINALITY AS t(k, n) "
                 "ORDER BY n",

@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from eventstore.sql import insert_rows, prepared
+from eventstore.sql import bound_cursor, insert_rows, prepared
 
 from .domain import Payment
 from .models import PaymentRecord
@@ -70,7 +70,7 @@ def project(payment: Payment, *, first: bool, release_claim: bool = False) -> No
         quote = connection.ops.quote_name
         sets = ", ".join(f"{quote(name)} = %s" for name in columns)
         params = [prepared(PaymentRecord, name, value) for name, value in zip(columns, values, strict=True)]
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(
                 f"UPDATE {quote(PaymentRecord._meta.db_table)} SET {sets} WHERE {quote('order_id')} = %s",
                 [*params, payment.order_id],
@@ -98,7 +98,7 @@ def project_all(payments: Sequence[Payment]) -> None:
     ]
     quote = connection.ops.quote_name
     updates = ", ".join(f"{quote(name)} = EXCLUDED.{quote(name)}" for name in _UPDATED)
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(PaymentRecord._meta.db_table)} ({', '.join(quote(n) for n in names)}) "
             f"VALUES {', '.join([row] * len(payments))} "

@@ -21,7 +21,7 @@ from typing import Any
 from django.db import connection
 
 from eventstore.models import StreamCursor
-from eventstore.sql import column, column_name, prepared
+from eventstore.sql import bound_cursor, column, column_name, prepared
 
 from .models import OrderItemReadModel, OrderReadModel, PaymentReadModel
 
@@ -130,7 +130,7 @@ class ProjectionRecorder:
                 values["failure_reason"] = change.failure_reason
             sets = ", ".join(f"{column_name(OrderReadModel, name)} = %s" for name in values)
             params = [prepared(OrderReadModel, name, value) for name, value in values.items()]
-            with connection.cursor() as cursor:
+            with bound_cursor() as cursor:
                 cursor.execute(
                     f"UPDATE {_ORDERS} SET {sets} WHERE generation = %s AND order_id = %s "
                     "RETURNING customer_id",
@@ -142,7 +142,7 @@ class ProjectionRecorder:
     def upsert_payments(self, outcomes: Sequence[PaymentOutcome]) -> None:
         """Insert or update payment outcomes; a row already CAPTURED stays so."""
         for outcome in outcomes:
-            with connection.cursor() as cursor:
+            with bound_cursor() as cursor:
                 cursor.execute(
                     _UPSERT_PAYMENTS.format(values="(%s, %s, %s, %s)"),
                     [
@@ -153,7 +153,7 @@ class ProjectionRecorder:
 
     def clear_orders(self, generation: int) -> None:
         """Delete one generation's order rows and their lines."""
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(
                 f"DELETE FROM {_LINES} WHERE order_id IN (SELECT id FROM {_ORDERS} WHERE generation = %s)",
                 [generation],
@@ -170,7 +170,7 @@ class PostgresProjectionRecorder(ProjectionRecorder):
 
     def hold_lock(self, key: int, *, exclusive: bool) -> None:
         function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(f"SELECT {function}(%s)", [key])
 
     def claim(self, consumer: str, claims: Sequence[Claim]) -> set[str]:
@@ -185,7 +185,7 @@ class PostgresProjectionRecorder(ProjectionRecorder):
         ordered = sorted(claims, key=lambda c: c.aggregate_id)
         values = ", ".join(["(%s, %s::integer, %s::integer)"] * len(ordered))
         params: list[Any] = [value for c in ordered for value in (c.aggregate_id, c.first, c.last)]
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(
                 f"WITH wanted (aggregate_id, first, last) AS (VALUES {values}), "
                 f"firsts AS (INSERT INTO {_CURSORS} (consumer, aggregate_id, version) "
@@ -233,7 +233,7 @@ class PostgresProjectionRecorder(ProjectionRecorder):
                     for name, values in zip(_LINE_COLUMNS, columns[2:], strict=True)
                 ),
             ]
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(sql, params)
 
     def change_orders(self, changes: Sequence[OrderChange]) -> set[str]:
@@ -256,7 +256,7 @@ class PostgresProjectionRecorder(ProjectionRecorder):
                 c.failure_reason,
             )
         ]
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(
                 f"UPDATE {_ORDERS} AS o SET status = v.status, updated_at = v.updated_at, "
                 "version = v.version, "
@@ -275,7 +275,7 @@ class PostgresProjectionRecorder(ProjectionRecorder):
             return
         values = ", ".join(["(%s, %s, %s, %s)"] * len(outcomes))
         params = [value for outcome in outcomes for value in _payment_values(outcome)]
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(_UPSERT_PAYMENTS.format(values=values), [*params, PaymentReadModel.CAPTURED])
 
 

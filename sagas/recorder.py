@@ -35,6 +35,7 @@ from eventstore.sql import (
     Expression,
     Statement,
     array_insert_statement,
+    bound_cursor,
     column_name,
     converters_of,
     execute_as_one,
@@ -192,7 +193,7 @@ class SagaRecorder:
         if not order_ids:
             return {}
         sql, params = self._select(sorted(set(order_ids)), lock=lock, skip_locked=skip_locked)
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         loaded = (self._saga_of(row) for row in rows)
@@ -358,7 +359,7 @@ class PortableRecorder(SagaRecorder):
     def write(self, changes: Changes) -> None:
         updated, inserted = self._rows(changes)
         quote = connection.ops.quote_name
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             if updated:
                 sets = ", ".join(f"{column_name(SagaInstance, name)} = %s" for name in _UPDATED_FIELDS[1:])
                 cursor.executemany(
