@@ -41,8 +41,9 @@ def order_console(order_id: str) -> dict[str, Any] | None:
     events = store.events_of(streams)
     attempts = saga["step_attempts"] if saga is not None else []
     message_ids = [e["message_id"] for e in events] + [a["message_id"] for a in attempts]
-    outbox = store.outbox_of(message_ids)
     dead_letters = store.dead_letters_of(correlation_id=order_id, message_ids=message_ids)
+    # A replayed dead letter goes back through the outbox under its own message id.
+    outbox = store.outbox_of([*message_ids, *(d["message_id"] for d in dead_letters)])
     if dead_letters:
         replays = store.events_of(dead_letter_stream(d["id"]) for d in dead_letters)
         events = sorted(events + replays, key=lambda e: e["position"])
