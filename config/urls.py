@@ -19,6 +19,8 @@ class OrderCollectionView(OrderListView, OrderPlaceView):
 
 urlpatterns = [
     path("api/auth/", include("orders.auth_urls")),
+    # The ops console API (ADMIN; docs/console.md).
+    path("api/admin/", include("config.console.urls")),
     path("api/orders", OrderCollectionView.as_view(), name="orders-collection"),
     path("api/", include("queries.urls")),
     path("api/", include("orders.urls")),

@@ -1,7 +1,9 @@
 """Dead letters: recording a message that failed every retry, and replaying it.
 
 A replay goes back through the outbox with the *same* message id and body, so every context
-that had already handled the message drops it (inbox) and only the one that failed acts.
+that had already handled the message drops it (inbox) and only the one that failed acts. It is
+recorded as an event, ``DeadLetterReplayed`` on the stream ``dead-letter-<id>``, naming who
+replayed it (correlated with the dead letter's message, so an order's console shows it).
 """
 
 from __future__ import annotations
@@ -75,8 +77,38 @@ def replay_dead_letter(dead_letter_id: int, *, by: str) -> OutboxMessage:
         dead.replayed_at = timezone.now()
         dead.replayed_by = by[:150]
         dead.save(update_fields=["replayed_at", "replayed_by"])
+        _record_replay(dead, row)
         transaction.on_commit(wakeup.ring)
     return row
+
+
+def dead_letter_stream(dead_letter_id: int) -> str:
+    """The stream of a dead letter's own events (its replay, naming who replayed it)."""
+    return f"dead-letter-{dead_letter_id}"
+
+
+def _record_replay(dead: DeadLetter, row: OutboxMessage) -> None:
+    """``DeadLetterReplayed`` on the dead letter's own stream (replayed once: always version 1)."""
+    # Imported here: the store's publishing path (relay) records dead letters through this module.
+    from .store import NewEvent, append
+
+    data = {
+        "dead_letter_id": dead.id,
+        "message_id": str(dead.message_id),
+        "message_type": dead.message_type,
+        "consumer": dead.consumer,
+        "outbox_id": row.id,
+        "admin": dead.replayed_by,
+    }
+    append(
+        context="eventstore",
+        aggregate_type="dead_letter",
+        aggregate_id=dead_letter_stream(dead.id),
+        expected_version=0,
+        events=[NewEvent("DeadLetterReplayed", data)],
+        correlation_id=dead.correlation_id,
+        causation_id=str(dead.message_id),
+    )
 
 
 def storable_body(raw_body: bytes) -> tuple[Any, dict[str, Any]]:

@@ -7,7 +7,7 @@ transaction in which its saga does.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import domain, handlers
 from .audit import OrderFact, order_facts
@@ -22,6 +22,7 @@ __all__ = [
     "expect_changes",
     "order_customer",
     "order_facts",
+    "order_overview",
 ]
 
 
@@ -65,6 +66,25 @@ def order_customer(order_id: str) -> str | None:
         return handlers.load_order(order_id).customer_id
     except handlers.OrderNotFound:
         return None
+
+
+def order_overview(order_id: str) -> dict[str, Any] | None:
+    """The order as its stream tells it (its stream id is the order id), or None (for the ops console)."""
+    try:
+        order = handlers.load_order(order_id)
+    except handlers.OrderNotFound:
+        return None
+    return {
+        "order_id": order.order_id,
+        "customer_id": order.customer_id,
+        "status": order.status,
+        "total_amount": order.total_amount,
+        "items": order.items,
+        "failure_reason": order.failure_reason,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+        "version": order.version,
+    }
 
 
 def _decision(change: OrderChange) -> Callable[[domain.Order], list[domain.DomainEvent]]:

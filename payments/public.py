@@ -41,3 +41,18 @@ def ledger_facts(*, since: datetime | None = None) -> dict[str, LedgerFact]:
     from .audit import ledger_facts as read
 
     return read(since=since)
+
+
+def payment_stream(order_id: str) -> str:
+    """The event stream of the order's payment (for the ops console)."""
+    from .domain import stream_id
+
+    return stream_id(order_id)
+
+
+def payment_console(order_id: str) -> dict[str, Any] | None:
+    """The order's payment, its charge attempts, the gateway ledger's entry and the
+    reconciliation's verdict on them (``payments.console``), or None when there is none."""
+    from .console import payment_console as read
+
+    return read(order_id)

@@ -28,7 +28,13 @@ from django.utils import timezone
 from config import metrics
 
 from .domain import Payment, PaymentStatus, idempotency_key_for
-from .gateway import GatewayError, PaymentGateway, default_gateway, ensure_outside_transaction
+from .gateway import (
+    GatewayError,
+    LedgerStatus,
+    PaymentGateway,
+    default_gateway,
+    ensure_outside_transaction,
+)
 from .handlers import load_payment, record
 from .models import PaymentRecord
 
@@ -77,14 +83,33 @@ def _reconcile_batch(
         return
     for (order_id, _status, captures, refunded, pending_refunds), key in zip(rows, keys, strict=True):
         entry = ledger.get(key)
-        captured_at_gateway = entry is not None and entry.captured
-        if captured_at_gateway and not captures:
+        kind = disagreement(
+            captures=captures, refunded=refunded, pending_refunds=pending_refunds, entry=entry
+        )
+        if kind == LATE_CAPTURE:
             if _record_late_capture(str(order_id)):
                 _found(found, LATE_CAPTURE, str(order_id), "the gateway captured a payment recorded as not")
-        elif captures and not captured_at_gateway:
+        elif kind == CAPTURED_UNKNOWN_TO_LEDGER:
             _found(found, CAPTURED_UNKNOWN_TO_LEDGER, str(order_id), "captured here, not at the gateway")
-        elif entry is not None and captures and not pending_refunds and entry.refunded != refunded:
+        elif kind == REFUND_MISMATCH and entry is not None:
             _found(found, REFUND_MISMATCH, str(order_id), f"refunded {refunded} here, {entry.refunded} there")
+
+
+def disagreement(
+    *, captures: int, refunded: object, pending_refunds: int, entry: LedgerStatus | None
+) -> str | None:
+    """How a settled payment disagrees with the ledger's ``entry`` (one of the kinds above), or None.
+
+    Also what the ops console shows for one order (``payments.console``).
+    """
+    captured_at_gateway = entry is not None and entry.captured
+    if captured_at_gateway and not captures:
+        return LATE_CAPTURE
+    if captures and not captured_at_gateway:
+        return CAPTURED_UNKNOWN_TO_LEDGER
+    if entry is not None and captures and not pending_refunds and entry.refunded != refunded:
+        return REFUND_MISMATCH
+    return None
 
 
 def _record_late_capture(order_id: str) -> bool:

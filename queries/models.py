@@ -115,3 +115,12 @@ class AnalyticsRefresh(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.refreshed_at}"
+
+
+class Order(OrderReadModel):
+    """The Django admin's "Orders" entry: the orders of the live generation (a proxy, no table)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "order"
+        verbose_name_plural = "orders"

@@ -63,6 +63,22 @@ _KEPT_COMMANDS = 8
 CANCELLED_OUTCOME = "CANCELLED"
 FAILED_OUTCOME = "FAILED"
 
+# An operator's interventions (README "Manual intervention"; the methods of the same names).
+RETRY_STEP = "retry_step"
+FORCE_COMPENSATION = "force_compensation"
+FORCE_CANCELLATION = "force_cancellation"  # force_compensation(as_cancellation=True)
+MARK_FAILED = "mark_failed"
+INTERVENTIONS = (RETRY_STEP, FORCE_COMPENSATION, FORCE_CANCELLATION, MARK_FAILED)
+# The events they record, each naming the admin.
+INTERVENTION_EVENTS = frozenset({"SagaStepRetried", "SagaManuallyCompensated", "SagaManuallyFailed"})
+
+# Why a saga needs a person to look at it: parked (a compensation kept failing), stuck past its
+# deadline (the sweep did not act), or failed lately.
+ATTENTION = "attention"
+STUCK = "stuck"
+FAILED_LATELY = "failed"
+LOOK_KINDS = (ATTENTION, STUCK, FAILED_LATELY)
+
 
 class SagaRuleViolation(Exception):
     """A request the saga's current state does not allow (e.g. cancelling a failed order)."""

@@ -10,10 +10,31 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from . import audit, domain, handlers
+from . import audit, console, domain, handlers
 from .audit import SagaFact
 
 CONTEXT = "sagas"
+# The console's operator actions and the kinds of sagas that need a look (docs/console.md).
+ACTIONS = domain.INTERVENTIONS
+KINDS = domain.LOOK_KINDS
+
+__all__ = [
+    "ACTIONS",
+    "CONTEXT",
+    "KINDS",
+    "SagaConflict",
+    "SagaFact",
+    "counts_to_look_at",
+    "intervene",
+    "request_cancellation",
+    "request_failure",
+    "saga_facts",
+    "saga_record",
+    "saga_stream",
+    "saga_summary",
+    "sagas_to_look_at",
+    "start_order_saga",
+]
 
 
 class SagaConflict(Exception):
@@ -72,3 +93,40 @@ def _decide(order_id: str, decision: Any) -> str:
 def saga_facts(*, since: datetime | None = None) -> dict[str, SagaFact]:
     """``{order id: SagaFact}`` of every saga started at or after ``since`` (for the money audit)."""
     return audit.saga_facts(since=since)
+
+
+# --- the ops console (docs/console.md) ----------------------------------------------------------
+
+
+def saga_stream(order_id: str) -> str:
+    """The event stream of the saga of ``order_id``."""
+    return f"saga-{order_id}"
+
+
+def sagas_to_look_at(
+    *, kinds: tuple[str, ...] = KINDS, offset: int = 0, limit: int = 20
+) -> tuple[int, list[dict[str, Any]]]:
+    """``(count, page)`` of the sagas parked, stuck past their deadline or failed lately (``KINDS``)."""
+    return console.sagas_to_look_at(kinds=kinds, offset=offset, limit=limit)
+
+
+def counts_to_look_at() -> dict[str, int]:
+    """``{"attention", "stuck", "failed"}``: how many sagas of each kind need a look."""
+    return console.counts_to_look_at()
+
+
+def saga_record(order_id: str) -> dict[str, Any] | None:
+    """The saga of an order with its transitions and step attempts, or ``None``."""
+    return console.saga_record(order_id)
+
+
+def intervene(order_id: str, action: str, *, admin: str) -> console.Intervention:
+    """An operator's ``action`` (one of ``ACTIONS``), recorded as an event naming ``admin``.
+
+    Raises :class:`SagaConflict` when the saga's state refuses it (nothing changed) and
+    ``LookupError`` when there is no such saga.
+    """
+    try:
+        return console.intervene(order_id, action, admin=admin)
+    except domain.SagaRuleViolation as exc:
+        raise SagaConflict(str(exc)) from exc

@@ -409,3 +409,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Ops console (docs/console.md) ------------------------------------------------------------
+# A link from an order's console to its trace, e.g. "http://localhost:16686/trace/{trace_id}".
+TRACE_URL_TEMPLATE = env("TRACE_URL_TEMPLATE", default="")

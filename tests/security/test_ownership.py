@@ -19,6 +19,8 @@ from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
+from tests.fixtures.deadletters import probe_dead_letter
+
 from .conftest import PRODUCT, assert_problem
 
 pytestmark = pytest.mark.django_db
@@ -168,6 +170,29 @@ TABLE: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
     ("GET", "api/orders/customer/<str:customer_id>"): (
         lambda w: ("/api/orders/customer/alice", None),
         USER_ONLY_OWN,
+    ),
+    # --- the ops console (docs/console.md): ADMIN only ---
+    ("GET", "api/admin/summary"): (lambda w: ("/api/admin/summary", None), ADMIN_ONLY_200),
+    ("GET", "api/admin/sagas"): (lambda w: ("/api/admin/sagas", None), ADMIN_ONLY_200),
+    ("GET", "api/admin/orders/<uuid:order_id>"): (
+        lambda w: (f"/api/admin/orders/{w.alice_order()}", None),
+        ADMIN_ONLY_200,
+    ),
+    ("POST", "api/admin/sagas/<uuid:order_id>/retry-step"): (
+        lambda w: (f"/api/admin/sagas/{w.alice_order()}/retry-step", None),
+        ADMIN_ONLY_200,
+    ),
+    ("POST", "api/admin/sagas/<uuid:order_id>/force-compensation"): (
+        lambda w: (f"/api/admin/sagas/{w.alice_order()}/force-compensation", {"as_cancellation": True}),
+        ADMIN_ONLY_200,
+    ),
+    ("POST", "api/admin/sagas/<uuid:order_id>/mark-failed"): (
+        lambda w: (f"/api/admin/sagas/{w.alice_order()}/mark-failed", None),
+        ADMIN_ONLY_200,
+    ),
+    ("POST", "api/admin/dead-letters/<int:dead_letter_id>/replay"): (
+        lambda w: (f"/api/admin/dead-letters/{probe_dead_letter().id}/replay", None),
+        ADMIN_ONLY_200,
     ),
 }
 
