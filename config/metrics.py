@@ -85,6 +85,14 @@ DB_CONNECTIONS_OPEN = Gauge(
     multiprocess_mode="livesum",
 )
 
+# --- Read replica (config/replica.py) ------------------------------------------------------------
+REPLICA_FALLBACKS = Counter(
+    "oms_db_replica_fallbacks",
+    "Query-side reads the primary answered instead of the replica, by reason "
+    "(error, recent_error, not_streaming, lagging).",
+    ["reason"],
+)
+
 _ORDER_COUNTERS = {
     "OrderCreated": ORDERS_CREATED,
     "OrderCompleted": ORDERS_COMPLETED,
@@ -151,6 +159,11 @@ def _count_handled(context: str, handled: int, duplicates: int) -> None:
 def observe_saga_end(*, state: str, seconds: float) -> None:
     """Observe a saga's duration once the transaction that ended it commits."""
     transaction.on_commit(lambda: SAGA_DURATION.labels(state=state).observe(max(seconds, 0.0)))
+
+
+def count_replica_fallback(reason: str) -> None:
+    """A query-side read went to the primary because the replica could not answer it well."""
+    REPLICA_FALLBACKS.labels(reason).inc()
 
 
 def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:

@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from . import replica
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ class StateCollector(Collector):
             ("projections", _projection_metrics),
             ("audit", _audit_metrics),
         ]
+        if replica.configured():
+            sources.append(("replica", _replica_metrics))
         for name, source in sources:
             try:
                 metrics = source()
@@ -159,6 +163,36 @@ def _connection_metrics(cursor: Any) -> list[Metric]:
         int(cursor.fetchone()[0]),
     )
     return [used, limit]
+
+
+# --- Read replica (config/replica.py) ------------------------------------------------------------
+
+
+def _replica_metrics() -> list[Metric]:
+    """How far the replica is behind: its replay delay, and the primary's WAL it has not replayed."""
+    try:
+        status = replica.replica_status()
+    except Exception:
+        connections[replica.REPLICA].close_if_unusable_or_obsolete()
+        raise
+    behind = max(0, replica.primary_position() - status.replayed) if status.in_recovery else 0
+    return [
+        GaugeMetricFamily(
+            "oms_db_replica_lag_seconds",
+            "How long the read replica's replay is behind the WAL it has received (0 when caught up).",
+            status.lag_seconds,
+        ),
+        GaugeMetricFamily(
+            "oms_db_replica_lag_bytes",
+            "Bytes of the primary's WAL the read replica has not replayed yet.",
+            float(behind),
+        ),
+        GaugeMetricFamily(
+            "oms_db_replica_streaming",
+            "Whether the read replica streams WAL from the primary (1) or not (0).",
+            1.0 if status.streaming else 0.0,
+        ),
+    ]
 
 
 # --- Circuit breaker ----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The query side's API (README "API at a glance" "Queries"): one thin view per operation.
 
-Reads come from the read models (eventually consistent) through the cache. Checks run in
+Reads come from the read models (eventually consistent) through the cache, on the read
+replica when there is one (``config.replica``; the cache decides which answers it keeps). Checks run in
 the contract's order: 401 → 403 (role) → 404 (another customer) → 400 (input).
 A USER only ever sees their own orders: the scope is forced to their customer id (a
 ``customer_id`` parameter from a USER is ignored).
@@ -19,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config import replica
 from config.permissions import IsAdmin, customer_of, is_admin
 from config.problems import ProblemSerializer
 
@@ -166,4 +168,4 @@ class OrderAnalyticsView(APIView):
     )
     def get(self, request: Request) -> Response:
         start, end = parse_day_range(request.query_params, today=timezone.now().date())
-        return Response(analytics.order_analytics(start, end))
+        return Response(replica.read(lambda: analytics.order_analytics(start, end)).value)

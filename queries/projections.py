@@ -208,8 +208,13 @@ def state_of(projection: Projection) -> ProjectionState:
 
 
 def active_generation(name: str) -> int:
-    """The generation the live API reads for projection ``name``."""
-    return state_of(PROJECTIONS[name]).generation
+    """The generation the live API reads for projection ``name``.
+
+    Read where the caller's other reads go (the replica inside ``config.replica.read``), so a
+    generation swapped by a rebuild is seen together with its rows, never before them.
+    """
+    generation = ProjectionState.objects.filter(name=name).values_list("generation", flat=True).first()
+    return generation if generation is not None else state_of(PROJECTIONS[name]).generation
 
 
 class _AfterCommit:

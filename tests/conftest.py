@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.stack", "tests.fixtures.api"]
+pytest_plugins = ["tests.fixtures.stack", "tests.fixtures.api", "tests.fixtures.replica"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -125,6 +125,26 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Read replica (README "Read replica", config/replica.py): the query side's lists, search and
+# analytics read from this hot standby; commands, projections and everything else use the
+# primary. It is skipped (the primary answers) while its replay is more than
+# DATABASE_REPLICA_MAX_LAG seconds behind, or when it fails.
+DATABASE_REPLICA_URL = env("DATABASE_REPLICA_URL", default="")
+DATABASE_REPLICA_MAX_LAG = env.float("DATABASE_REPLICA_MAX_LAG", default=10.0)
+DATABASE_ROUTERS = ["config.replica.ReplicaRouter"]
+if DATABASE_URL and DATABASE_REPLICA_URL:
+    DATABASES["replica"] = env.db_url_config(DATABASE_REPLICA_URL)
+    DATABASES["replica"]["OPTIONS"] = {
+        **DATABASES["default"]["OPTIONS"],
+        **DATABASES["replica"].get("OPTIONS", {}),
+        # A replica that does not answer costs a read at most this long, then the primary serves.
+        "connect_timeout": env.int("DATABASE_REPLICA_CONNECT_TIMEOUT", default=2),
+    }
+    DATABASES["replica"]["CONN_MAX_AGE"] = DATABASES["default"]["CONN_MAX_AGE"]
+    DATABASES["replica"]["CONN_HEALTH_CHECKS"] = False
+    # Tests: the replica is the test database's copy, never created or flushed on its own.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+
 if REDIS_URL:
     CACHES = {
         "default": {

@@ -11,6 +11,8 @@ from .base import *  # noqa: F403
 from .base import DATABASES, env
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+if "replica" in DATABASES:
+    DATABASES["replica"]["CONN_MAX_AGE"] = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Test-only hooks of the transport (eventstore): extra handler modules that consumer
