@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import beat_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -18,3 +18,11 @@ def _trace_worker_process(**kwargs: object) -> None:
     from config.telemetry import setup_tracing
 
     setup_tracing(component="worker", instrument_celery=True)
+
+
+@beat_init.connect
+def _trace_beat(**kwargs: object) -> None:
+    # Beat's sends (apply_async spans) start the trace of each periodic task it schedules.
+    from config.telemetry import setup_tracing
+
+    setup_tracing(component="beat", instrument_celery=True)

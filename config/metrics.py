@@ -37,6 +37,12 @@ PAYMENT_OUTCOMES = Counter(
     ["outcome"],
 )
 
+BREAKER_OPENINGS = Counter(
+    "oms_payment_circuit_breaker_openings",
+    "Times the payment gateway's circuit breaker opened (its window's rule, or a failed trial call).",
+    ["gateway"],
+)
+
 PAYMENT_RECONCILIATIONS = Counter(
     "oms_payment_reconciliations",
     "Disagreements with the gateway's ledger found by the reconciliation, by kind "
@@ -74,6 +80,11 @@ RELAY_FAILED = Counter("oms_relay_publish_failures", "Outbox rows the broker did
 OUTBOX_DEAD_LETTERED = Counter(
     "oms_outbox_dead_lettered",
     "Outbox rows moved to the dead letters after RELAY_MAX_ATTEMPTS attempts came back unroutable.",
+)
+
+# --- Retention (eventstore.retention) -----------------------------------------------------------
+PRUNED_ROWS = Counter(
+    "oms_pruned_rows", "Rows deleted by the retention tasks, by table (outbox, inbox).", ["table"]
 )
 
 # --- Database connections of this process ------------------------------------------------------
@@ -164,6 +175,23 @@ def observe_saga_end(*, state: str, seconds: float) -> None:
 def count_replica_fallback(reason: str) -> None:
     """A query-side read went to the primary because the replica could not answer it well."""
     REPLICA_FALLBACKS.labels(reason).inc()
+
+
+def initialise_series(*, contexts: Iterable[str], gateways: Iterable[str]) -> None:
+    """Create every label set of the labelled counters at 0, before anything counts.
+
+    A labelled counter has no series until its first increment, so a dashboard shows "No
+    data" on a healthy system and ``increase()`` misses the first step (a series that starts
+    at 1 has no earlier sample to rise from). The process that serves ``/metrics`` calls this
+    (``config.metrics_view``); in multiprocess mode its zeros are summed with the others.
+    """
+    for context in contexts:
+        for counter in (CONSUMER_HANDLED, CONSUMER_DUPLICATES, CONSUMER_RETRIED, CONSUMER_DEAD_LETTERED):
+            counter.labels(context=context)
+    for gateway in gateways:
+        BREAKER_OPENINGS.labels(gateway=gateway)
+    for table in ("outbox", "inbox"):
+        PRUNED_ROWS.labels(table=table)
 
 
 def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:

@@ -134,9 +134,19 @@ def _dead_letter_metric(cursor: Any) -> Metric:
     family = GaugeMetricFamily(
         "oms_dead_letters", "Dead letters not replayed yet, by consuming context.", labels=["context"]
     )
-    for consumer, count in cursor.fetchall():
-        family.add_metric([consumer], int(count))
+    # Every consumer at 0 first: the alert tells "none" from "not scraped".
+    counts = dict.fromkeys(_dead_letter_consumers(), 0)
+    counts.update((consumer, int(count)) for consumer, count in cursor.fetchall())
+    for consumer, count in sorted(counts.items()):
+        family.add_metric([consumer], count)
     return family
+
+
+def _dead_letter_consumers() -> list[str]:
+    from eventstore.registry import contexts
+    from eventstore.relay import DEAD_LETTER_CONSUMER
+
+    return [*contexts(), DEAD_LETTER_CONSUMER]
 
 
 def _connection_metrics(cursor: Any) -> list[Metric]:
@@ -201,7 +211,8 @@ def _replica_metrics() -> list[Metric]:
 def _breaker_metrics() -> list[Metric]:
     family = GaugeMetricFamily(
         "oms_payment_circuit_breaker_state",
-        "The payment gateway's circuit breaker: 0 closed, 1 open, 2 half-open (trial call allowed).",
+        "The payment gateway's circuit breaker: 0 calls go through (closed, or the open period is over"
+        " and the next call is the trial), 1 open (failing fast), 2 half-open (the trial call runs).",
         labels=["gateway"],
     )
     for gateway, state in _breaker_states().items():
@@ -220,15 +231,22 @@ def _breaker_states() -> dict[str, str]:
     prefix = str(getattr(settings, "PAYMENT_BREAKER_PREFIX", "oms:breaker"))
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
     try:
-        # The layout written by payments.breaker.RedisBreakerStore: open_until in Redis ms.
-        open_until = int(client.hget(f"{prefix}:{name}:state", "open_until") or 0)
-        seconds, micros = client.time()
+        # The layout written by payments.breaker.RedisBreakerStore: open_until in Redis ms, and
+        # the trial key while the one trial call of the half-open state runs.
+        pipe = client.pipeline(transaction=False)
+        pipe.hget(f"{prefix}:{name}:state", "open_until")
+        pipe.exists(f"{prefix}:{name}:trial")
+        pipe.time()
+        raw_open_until, trial_running, (seconds, micros) = pipe.execute()
     finally:
         client.close()
     now_ms = seconds * 1000 + micros // 1000
-    if open_until == 0:
-        return {name: "CLOSED"}
-    return {name: "OPEN" if now_ms < open_until else "HALF_OPEN"}
+    if now_ms < int(raw_open_until or 0):
+        return {name: "OPEN"}
+    # Past the open period calls reach the gateway again: the first is the trial, and while it
+    # runs the others still fail fast (half-open). Before it starts nothing is refused, so an
+    # idle system whose breaker opened once reads closed, not half-open until the next payment.
+    return {name: "HALF_OPEN" if trial_running else "CLOSED"}
 
 
 # --- Projections (the queries context) ----------------------------------------------------------

@@ -3,7 +3,9 @@
 With ``PROMETHEUS_MULTIPROC_DIR`` set (stack mode: gunicorn workers, consumers, relay, Celery
 share one directory), the answer sums every process's files, whichever worker serves the
 scrape; without it (embedded mode, one process) it is this process's registry. The
-scrape-time gauges of :mod:`config.metrics_state` are added in both cases.
+scrape-time gauges of :mod:`config.metrics_state` are added in both cases. Before the first
+answer this process creates every label set of the labelled counters at 0 (one per consuming
+context, per gateway), so a healthy, idle system shows zeros, not "No data".
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-import config.metrics  # noqa: F401 - registers the oms_ metrics in this process
+from config import metrics
 
 from .metrics_state import StateCollector
 
@@ -32,8 +34,23 @@ def process_registry() -> CollectorRegistry:
     return registry
 
 
+_series_initialised = False
+
+
+def _initialise_series() -> None:
+    global _series_initialised
+    if _series_initialised:
+        return
+    from eventstore.registry import contexts
+    from payments.gateway import default_gateway
+
+    metrics.initialise_series(contexts=contexts(), gateways=[default_gateway().name])
+    _series_initialised = True
+
+
 def render_metrics() -> bytes:
     """The exposition text: process metrics, then the scrape-time state gauges."""
+    _initialise_series()
     return generate_latest(process_registry()) + generate_latest(_state_registry)
 
 

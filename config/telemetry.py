@@ -2,8 +2,9 @@
 
 A ``BatchSpanProcessor`` owns a thread, and threads do not survive ``fork``: gunicorn calls
 :func:`setup_tracing` from ``post_fork`` (config/gunicorn.conf.py), Celery from
-``worker_process_init`` (config/celery_app.py), the consumer and relay commands when they
-start. The master processes never set a provider, so no child inherits a dead one.
+``worker_process_init`` and ``beat_init`` (config/celery_app.py), the consumer, relay and
+``serve_embedded`` commands when they start. The master processes never set a provider, so no
+child inherits a dead one.
 
 Spans go to ``OTEL_EXPORTER_OTLP_ENDPOINT`` over OTLP/HTTP (Jaeger, Tempo and the collector
 ingest it) and, when ``OTEL_SPANS_FILE`` is set, to that file as JSON lines — handy on a
@@ -11,6 +12,11 @@ laptop without Jaeger, and how the test suite follows one order across processes
 is parent-based with the ratio ``OTEL_TRACES_SAMPLER_ARG`` (1.0 in development, 0.1 in
 production), so a sampled order keeps all its spans in every process. A process with no
 exporter records no span at all (trace ids still propagate).
+
+The relay's periodic poll (the Celery task ``eventstore.tasks.relay_outbox``, sent by beat
+every few seconds) is never a trace of its own (:class:`QuietPolls`): it would be one span,
+most often for a poll that found nothing, and what it does publish is traced anyway, in the
+trace of each message's origin (its publish span continues the outbox row's context).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from django.conf import settings
 from opentelemetry import trace
@@ -31,7 +38,16 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanKind, get_current_span
+from opentelemetry.util.types import Attributes
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +83,7 @@ def setup_tracing(
         ),
         # With nowhere to send spans, record none: ids and traceparent still flow (events,
         # logs and messages keep their trace id), but no span is built only to be dropped.
-        sampler=ParentBased(TraceIdRatioBased(float(settings.OTEL_TRACES_SAMPLER_ARG)))
+        sampler=QuietPolls(ParentBased(TraceIdRatioBased(float(settings.OTEL_TRACES_SAMPLER_ARG))))
         if processors
         else ALWAYS_OFF,
     )
@@ -77,6 +93,43 @@ def setup_tracing(
     _instrument(provider, django=instrument_django, celery=instrument_celery)
     logger.info("tracing set up", extra={"component": component})
     return provider
+
+
+# Root spans never recorded: the relay's periodic poll, sent by beat and run by a worker (span
+# names of the Celery instrumentation). Its run inherits beat's decision, so both are listed.
+QUIET_ROOT_SPANS = frozenset(
+    {"apply_async/eventstore.tasks.relay_outbox", "run/eventstore.tasks.relay_outbox"}
+)
+
+
+class QuietPolls(Sampler):
+    """Drops the root spans named in ``QUIET_ROOT_SPANS``; asks ``delegate`` about every other span.
+
+    Only roots: a span of that name continuing a sampled trace is kept. The children of a
+    dropped root are dropped with it by the parent-based delegate.
+    """
+
+    def __init__(self, delegate: Sampler) -> None:
+        self._delegate = delegate
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        if name in QUIET_ROOT_SPANS and not get_current_span(parent_context).get_span_context().is_valid:
+            return SamplingResult(Decision.DROP)
+        return self._delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"QuietPolls{{{self._delegate.get_description()}}}"
 
 
 def _configured_processors() -> list[SpanProcessor]:

@@ -15,3 +15,5 @@ class EventstoreConfig(AppConfig):
         # Test-only throwaway contexts, so consumer subprocesses load them too (test settings).
         for module in getattr(settings, "EXTRA_SUBSCRIPTION_MODULES", ()):
             import_module(module)
+        # Registers the system check of the inbox retention.
+        from . import retention  # noqa: F401

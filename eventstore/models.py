@@ -89,6 +89,9 @@ class InboxMessage(models.Model):
                 fields=["consumer", "message_id"], name="event_inbox_consumer_message_uniq"
             ),
         ]
+        # Retention (eventstore.retention): each consumer's last handled message, and its rows
+        # oldest first.
+        indexes = [models.Index(fields=["consumer", "handled_at"], name="event_inbox_consumer_handled")]
 
     def __str__(self) -> str:
         return f"{self.consumer} {self.message_id}"

@@ -1,14 +1,10 @@
-"""Celery tasks: the relay's safety net and outbox pruning (the beat schedule is in settings)."""
+"""Celery tasks: the relay's safety net and the retention of outbox and inbox (schedule: settings)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from celery import shared_task
-from django.conf import settings
-from django.utils import timezone
 
-from .models import OutboxMessage
+from . import retention
 from .publisher import ConfirmingPublisher
 from .relay import relay_until_idle
 from .topology import broker_connection
@@ -26,7 +22,11 @@ def relay_outbox() -> int:
 
 @shared_task(name="eventstore.tasks.prune_outbox", acks_late=True, reject_on_worker_lost=True)
 def prune_outbox() -> int:
-    """Delete sent outbox rows older than ``OUTBOX_RETENTION_HOURS``; returns how many."""
-    cutoff = timezone.now() - timedelta(hours=settings.OUTBOX_RETENTION_HOURS)
-    deleted, _ = OutboxMessage.objects.filter(sent_at__lt=cutoff).delete()
-    return deleted
+    """Delete sent outbox rows older than ``OUTBOX_RETENTION_HOURS``, in bounded batches; how many."""
+    return retention.prune_outbox()
+
+
+@shared_task(name="eventstore.tasks.prune_inbox", acks_late=True, reject_on_worker_lost=True)
+def prune_inbox() -> int:
+    """Delete inbox rows past ``INBOX_RETENTION_DAYS`` that no redelivery can need; how many."""
+    return retention.prune_inbox()

@@ -4,7 +4,10 @@ Over a sliding window of the last ``window`` calls, with at least ``min_calls`` 
 failure rate of at least ``failure_rate`` opens the breaker for ``open_seconds``; then ONE
 trial call is let through (half-open): its success closes the breaker, its failure opens it
 again. While open, calls fail fast with :class:`CircuitOpenError`. Only transient failures
-and timeouts count as failures; a declined card is a successful call.
+and timeouts count as failures; a declined card is a successful call. Every opening (the window's
+rule, or a failed trial) counts ``oms_payment_circuit_breaker_openings_total{gateway}``: a trip
+that recovers at its first trial lasts seconds, shorter than a scrape, so the alert is on that
+counter, not on the state.
 
 The Redis store keeps the window in a list and the opening time in a hash, updated by Lua
 scripts (atomic, one clock: Redis ``TIME``); the trial call's exclusivity is a ``SET NX`` with
@@ -24,12 +27,16 @@ from typing import Protocol, TypeVar
 
 from django.conf import settings
 
+from config import metrics
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 CLOSED = "CLOSED"
 TRIAL = "TRIAL"
+# What the Redis script answers when the call it records opened the breaker (reported as OPEN).
+_OPENED = "OPENED"
 
 
 class CircuitOpenError(Exception):
@@ -83,8 +90,11 @@ class CircuitBreaker:
 class LocalBreakerStore:
     """The breaker's state in this process only (embedded mode, or Redis unreachable)."""
 
-    def __init__(self, config: BreakerConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, config: BreakerConfig, *, name: str = "", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.config = config
+        self.name = name
         self._clock = clock
         self._lock = threading.Lock()
         self._window: deque[bool] = deque(maxlen=config.window)
@@ -110,6 +120,8 @@ class LocalBreakerStore:
                 self._trial_until = None
                 self._window.clear()
                 self._open_until = now + self.config.open_seconds if failed else None
+                if failed:
+                    _count_opening(self.name)
                 return "OPEN" if failed else CLOSED
             if self._open_until is not None:
                 return "OPEN"  # opened meanwhile by another call: this late result is moot
@@ -117,8 +129,13 @@ class LocalBreakerStore:
             if _should_open(self._window.count(True), len(self._window), self.config):
                 self._window.clear()
                 self._open_until = now + self.config.open_seconds
+                _count_opening(self.name)
                 return "OPEN"
             return CLOSED
+
+
+def _count_opening(name: str) -> None:
+    metrics.BREAKER_OPENINGS.labels(gateway=name or "unnamed").inc()
 
 
 def _should_open(failures: int, calls: int, config: BreakerConfig) -> bool:
@@ -151,7 +168,7 @@ if ARGV[2] == 'TRIAL' then
   if failed then
     redis.call('HSET', KEYS[1], 'open_until', now + open_ms)
     redis.call('PEXPIRE', KEYS[1], ttl_ms)
-    return 'OPEN'
+    return 'OPENED'
   end
   redis.call('HSET', KEYS[1], 'open_until', 0)
   return 'CLOSED'
@@ -167,7 +184,7 @@ if #calls >= tonumber(ARGV[4]) and failures >= tonumber(ARGV[5]) * #calls then
   redis.call('DEL', KEYS[3])
   redis.call('HSET', KEYS[1], 'open_until', now + open_ms)
   redis.call('PEXPIRE', KEYS[1], ttl_ms)
-  return 'OPEN'
+  return 'OPENED'
 end
 return 'CLOSED'
 """
@@ -191,7 +208,7 @@ class RedisBreakerStore:
         self._keys = [f"{base}:state", f"{base}:trial", f"{base}:window"]
         self._acquire = self._client.register_script(_ACQUIRE)
         self._record = self._client.register_script(_RECORD)
-        self._fallback = LocalBreakerStore(config)
+        self._fallback = LocalBreakerStore(config, name=name)
         self._redis_error = redis.RedisError
 
     def acquire(self) -> str:
@@ -220,7 +237,11 @@ class RedisBreakerStore:
         except self._redis_error:
             logger.warning("circuit breaker store unreachable, using the in-process window", exc_info=True)
             return self._fallback.record(permit=permit, failed=failed)
-        return answer.decode() if isinstance(answer, bytes) else str(answer)
+        state = answer.decode() if isinstance(answer, bytes) else str(answer)
+        if state == _OPENED:
+            _count_opening(self.name)
+            return "OPEN"
+        return state
 
     def reset(self) -> None:
         """Forget the state (operators, and tests that reuse a name)."""
@@ -248,7 +269,7 @@ def make_breaker(
         key_prefix = str(prefix or getattr(settings, "PAYMENT_BREAKER_PREFIX", "oms:breaker"))
         return CircuitBreaker(store=RedisBreakerStore(config, name=name, client=client, prefix=key_prefix))
     with _local_lock:
-        store = _local_stores.setdefault(name, LocalBreakerStore(config))
+        store = _local_stores.setdefault(name, LocalBreakerStore(config, name=name))
     return CircuitBreaker(store=store)
 
 

@@ -268,7 +268,17 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 ANALYTICS_REFRESH_SECONDS = env.float("ANALYTICS_REFRESH_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox-safety-net": {"task": "eventstore.tasks.relay_outbox", "schedule": 5.0},
-    "prune-sent-outbox": {"task": "eventstore.tasks.prune_outbox", "schedule": 3600.0},
+    # Retention (eventstore/retention.py): bounded batches per run, so runs are frequent.
+    "prune-sent-outbox": {
+        "task": "eventstore.tasks.prune_outbox",
+        "schedule": env.float("PRUNE_EVERY_SECONDS", default=600.0),
+        "options": {"expires": env.float("PRUNE_EVERY_SECONDS", default=600.0) * 0.9},
+    },
+    "prune-inbox": {
+        "task": "eventstore.tasks.prune_inbox",
+        "schedule": env.float("PRUNE_EVERY_SECONDS", default=600.0),
+        "options": {"expires": env.float("PRUNE_EVERY_SECONDS", default=600.0) * 0.9},
+    },
     "payments-resume-stalled": {"task": "payments.tasks.resume_payments", "schedule": 5.0},
     "payments-reconcile": {
         "task": "payments.tasks.reconcile_payments",
@@ -330,7 +340,17 @@ RELAY_MIN_AGE_SECONDS = env.float("RELAY_MIN_AGE_SECONDS", default=1.0)
 RELAY_IDLE_POLL_SECONDS = env.float(
     "RELAY_IDLE_POLL_SECONDS", default=0.5 if OUTBOX_PUBLISH_ON_COMMIT else 0.05
 )
+# --- Retention (eventstore/retention.py; the event store itself is never pruned) -------------
+# Sent outbox rows are kept this long (a sent row is never published again).
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
+# Inbox rows are kept this long after their consumer's last handled message; far longer than
+# any redelivery (seconds), and rows a pending publish or an unreplayed dead letter may still
+# need are kept whatever their age.
+INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=7)
+# Each prune deletes in batches of this many rows (one short transaction each), at most this
+# many batches per table and run; the next run goes on.
+PRUNE_BATCH_SIZE = env.int("PRUNE_BATCH_SIZE", default=5000)
+PRUNE_MAX_BATCHES = env.int("PRUNE_MAX_BATCHES", default=100)
 # Group commit of POST /api/orders (orders/intake.py): a batch closes when this many orders
 # joined it or this many milliseconds after it opened, and commits them all at once.
 ORDER_BATCH_MAX = env.int("ORDER_BATCH_MAX", default=200)

@@ -8,6 +8,7 @@ it in a fixture of the scope it needs.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -77,15 +78,17 @@ class EmbeddedServer:
 
 
 def free_port() -> int:
-    """A free port in 8300-8399 (the range this suite's servers use)."""
-    for port in range(8300, 8400):
+    """A free port in 8300-8399 (the range this suite's servers use; ``TEST_SERVER_PORTS``, e.g.
+    ``8630-8639``, narrows it when several runs share a machine)."""
+    first, last = (int(p) for p in os.environ.get("TEST_SERVER_PORTS", "8300-8399").split("-"))
+    for port in range(first, last + 1):
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 8300-8399")
+    raise RuntimeError(f"no free port in {first}-{last}")
 
 
 def wait_until_ready(server: EmbeddedServer, timeout: float = 60) -> None:

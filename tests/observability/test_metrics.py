@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -34,6 +35,8 @@ OWN_FAMILIES = {
     "oms_relay_messages_published",
     "oms_relay_publish_failures",
     "oms_payment_circuit_breaker_state",
+    "oms_payment_circuit_breaker_openings",
+    "oms_pruned_rows",
     "oms_db_connections_open",
     "oms_db_server_connections",
     "oms_db_server_connections_max",
@@ -130,6 +133,68 @@ def test_breaker_gauge_follows_the_shared_breaker(api_client):
         families = scrape(api_client)
 
     assert sample_value(families, "oms_payment_circuit_breaker_state", gateway="simulator") == 1
+    breaker.store.reset()  # type: ignore[attr-defined]
+
+
+def test_an_idle_system_has_every_label_set_at_zero_not_no_data(api_client):
+    from eventstore.registry import contexts
+
+    families = scrape(api_client)
+
+    def labels(sample: str, label: str) -> set[str]:
+        return {
+            s.labels[label]
+            for family in families.values()
+            for s in family.samples  # type: ignore[attr-defined]
+            if s.name == sample
+        }
+
+    consuming = set(contexts())
+    assert consuming >= {"inventory", "payments", "queries", "sagas"}
+    for counter in ("handled", "duplicates", "retried", "dead_lettered"):
+        assert labels(f"oms_consumer_messages_{counter}_total", "context") >= consuming, counter
+    assert labels("oms_dead_letters", "context") == consuming | {"relay"}
+    assert all(s.value == 0 for s in families["oms_dead_letters"].samples)  # type: ignore[attr-defined]
+    assert labels("oms_payment_circuit_breaker_openings_total", "gateway") == {"simulator"}
+    assert labels("oms_pruned_rows_total", "table") == {"outbox", "inbox"}
+
+
+def test_breaker_gauge_reads_closed_once_the_open_period_is_over_and_half_open_only_during_the_trial(
+    api_client,
+):
+    from payments.breaker import BreakerConfig, make_breaker
+
+    prefix = f"oms:test-breaker:{uuid.uuid4().hex}"
+
+    def state() -> float:
+        return sample_value(scrape(api_client), "oms_payment_circuit_breaker_state", gateway="simulator")
+
+    def openings() -> float:
+        return sample_value(
+            scrape(api_client), "oms_payment_circuit_breaker_openings_total", gateway="simulator"
+        )
+
+    with override_settings(PAYMENT_BREAKER_PREFIX=prefix):
+        before = openings()
+        breaker = make_breaker(name="simulator", prefix=prefix, config=BreakerConfig(open_seconds=0.3))
+        # given a breaker the window opened: open, and counted
+        for _ in range(5):
+            with pytest.raises(ConnectionError):
+                breaker.call(_failing_call)
+        assert state() == 1
+        assert openings() == before + 1
+        # when its open period ends and no payment comes, it reads closed (nothing is refused)
+        deadline = time.monotonic() + 10
+        while state() == 1:
+            assert time.monotonic() < deadline, "still open 10 s after a 0.3 s period"
+            time.sleep(0.05)
+        assert state() == 0
+        # while the next call, the trial, runs, it reads half-open; the trial failing opens it again
+        permit = breaker.store.acquire()
+        assert state() == 2
+        assert breaker.store.record(permit=permit, failed=True) == "OPEN"
+        assert state() == 1
+        assert openings() == before + 2
     breaker.store.reset()  # type: ignore[attr-defined]
 
 

@@ -10,11 +10,6 @@ writing to one ``PROMETHEUS_MULTIPROC_DIR``, and scrapes it over HTTP.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,8 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from tests.fixtures.stack import subprocess_env
-from tests.observability.conftest import parse_metrics, sample_value
+from tests.observability.conftest import http, parse_metrics, sample_value
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
@@ -152,67 +146,6 @@ def test_one_order_is_one_connected_trace_from_http_through_relay_to_every_consu
     # and the trace id is stored with every event of the order's saga
     stored = set(StoredEvent.objects.filter(correlation_id=order_id).values_list("trace_id", flat=True))
     assert stored == {trace_id}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def http(method: str, url: str, *, token: str | None = None, body: dict | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None)  # noqa: S310
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback test server
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-@pytest.fixture
-def gunicorn_unit(stack_factory, tmp_path):
-    """gunicorn (2 workers), consumers and relay sharing one PROMETHEUS_MULTIPROC_DIR."""
-    metrics_dir = tmp_path / "prometheus"
-    metrics_dir.mkdir()
-    extra = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    stack_factory.consumer = stack_factory.start_consumer(**extra)
-    stack_factory.relay = stack_factory.start_relay(**extra)
-    port = free_port()
-    log = (tmp_path / "gunicorn.log").open("ab")
-    web = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            f"--config={ROOT / 'config' / 'gunicorn.conf.py'}",
-            f"--bind=127.0.0.1:{port}",
-            "--workers=2",
-            # As deploy/run_stack.py runs it: POST /api/orders on the thin endpoint.
-            "--worker-class=uvicorn_worker.UvicornWorker",
-            "config.asgi:application",
-        ],
-        cwd=ROOT,
-        env=subprocess_env(**extra),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if http("GET", f"{base}/health/live")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert web.poll() is None and time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
-            time.sleep(0.2)
-        yield base
-    finally:
-        web.terminate()
-        web.wait(timeout=20)
 
 
 @pytest.mark.stack

@@ -264,3 +264,48 @@ def test_the_in_process_store_on_an_injected_clock():
     assert breaker.call(calls.ok) == "ok"
     assert calls.count == 2
     assert not is_open(other)
+
+
+def openings(name: str) -> float:
+    from config.metrics import BREAKER_OPENINGS
+
+    return BREAKER_OPENINGS.labels(gateway=name)._value.get()
+
+
+def test_every_opening_is_counted_once_in_process(name):
+    now = [1000.0]
+    store = LocalBreakerStore(BreakerConfig(open_seconds=5.0), name=name, clock=lambda: now[0])
+    breaker = CircuitBreaker(store=store)
+    # the window's rule opens it: one opening, and the calls refused meanwhile add none
+    play(breaker, Calls(), "FFFFF")
+    assert openings(name) == 1
+    assert is_open(breaker) and is_open(breaker)
+    assert openings(name) == 1
+    # a failed trial opens it again
+    now[0] = 1005.0
+    play(breaker, Calls(), "F")
+    assert openings(name) == 2
+    # a successful trial closes it without counting
+    now[0] = 1010.0
+    play(breaker, Calls(), "S")
+    assert openings(name) == 2 and not is_open(breaker)
+
+
+def test_every_opening_is_counted_once_on_redis(name):
+    breaker = redis_breaker(name, open_seconds=OPEN_SECONDS)
+    other = redis_breaker(name, open_seconds=OPEN_SECONDS)
+    # given two calls in flight when the window opens the breaker
+    store = breaker.store
+    permits = [store.acquire() for _ in range(6)]
+    for permit in permits[:4]:
+        store.record(permit=permit, failed=True)
+    opened = (time.monotonic(), 0.0)
+    store.record(permit=permits[4], failed=True)
+    opened = (opened[0], time.monotonic())
+    assert openings(name) == 1
+    # a result that comes back after it opened is moot: no second opening
+    assert store.record(permit=permits[5], failed=True) == "OPEN"
+    assert openings(name) == 1
+    # the period ends: a failed trial (of another process) opens it again
+    until_let_through(other, Calls().fail, opened=opened, open_seconds=OPEN_SECONDS)
+    assert openings(name) == 2

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from config.telemetry import setup_tracing
 from eventstore.bus import start_dispatcher
 from eventstore.scheduler import start_scheduler
 
@@ -40,6 +41,8 @@ class Command(BaseCommand):
                 "(use `make stack` for the stack mode)."
             )
         signal.signal(signal.SIGTERM, _interrupt)
+        # Before the server builds its middleware chain (the Django instrumentation adds to it).
+        setup_tracing(component="embedded", instrument_django=True)
         dispatcher = start_dispatcher()
         scheduler = start_scheduler()
         self.stdout.write(f"In-process bus and scheduler started; serving on http://{options['addrport']}/")
