@@ -18,7 +18,7 @@ STACK_DATABASE_URL := postgres://postgres@127.0.0.1:5432/oms
 STACK_BROKER_URL := amqp://guest:guest@127.0.0.1:5672//
 STACK_REDIS_URL := redis://127.0.0.1:6379/0
 
-.PHONY: help install run stack services test pytest lint format clean bench chaos
+.PHONY: help install run stack services test pytest lint format clean bench chaos screenshots
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ lint: $(INSTALLED)  ## ruff (lint + format check), import-linter contracts, mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy .
+
+screenshots: $(INSTALLED)  ## Web app screenshots (desktop, phone) into docs/screenshots/ (needs chromium, chromium-driver)
+	$(PY) -m tests.web.screenshots docs/screenshots
 
 format: $(INSTALLED)  ## Fix what ruff can fix and format the code
 	$(VENV)/bin/ruff check --fix .

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from config.permissions import IsAdmin, customer_of, is_admin
 from config.problems import Conflict, ProblemSerializer, UnprocessableEntity
+from payments import public as payments_public
 from sagas import public as sagas_public
 
 from . import domain, handlers, idempotency, intake, serializers
@@ -157,6 +158,34 @@ class OrderDetailView(APIView):
         except sagas_public.SagaConflict as exc:
             raise Conflict(f"The order cannot be cancelled: {exc}.", "order_terminal") from None
         return Response({"order_id": order.order_id, "status": current}, status=status.HTTP_202_ACCEPTED)
+
+
+class OrderTimelineView(APIView):
+    """GET /api/orders/{order_id}/timeline: what happened to the order, for its page.
+
+    The saga's step attempts and transitions and the payment's events, each with its time, read
+    from the write side like GET /api/orders/{order_id} (strongly consistent); the order itself
+    stays on that endpoint.
+    """
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="orders_timeline", responses={200: serializers.OrderTimelineOutput, **_ERRORS}
+    )
+    def get(self, request: Request, order_id: uuid.UUID) -> Response:
+        order = _visible_order(request, order_id)
+        return Response(
+            {
+                "order_id": order.order_id,
+                "status": order.status,
+                "failure_reason": order.failure_reason,
+                "created_at": order.created_at,
+                "updated_at": order.updated_at,
+                **sagas_public.saga_history(order.order_id),
+                "payment": payments_public.payment_history(order.order_id),
+            }
+        )
 
 
 class OrderStatusView(APIView):

@@ -93,6 +93,52 @@ class OrderOutput(serializers.Serializer):
     version = serializers.IntegerField()
 
 
+class SagaStepOutput(serializers.Serializer):
+    step = serializers.CharField()
+    command = serializers.CharField()
+    attempt = serializers.IntegerField()
+    sent_at = serializers.CharField()
+    outcome = serializers.CharField()
+    answered_at = serializers.CharField(allow_null=True)
+    answer = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True)
+
+
+class SagaTransitionOutput(serializers.Serializer):
+    at = serializers.CharField()
+    from_state = serializers.CharField()
+    to_state = serializers.CharField()
+    step = serializers.CharField(allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+
+
+class PaymentEventOutput(serializers.Serializer):
+    """One event of the payment; the other members depend on ``type``."""
+
+    at = serializers.CharField()
+    type = serializers.CharField()
+    attempt = serializers.IntegerField(required=False)
+    attempts = serializers.IntegerField(required=False)
+    outcome = serializers.CharField(required=False)
+    amount = serializers.CharField(required=False, allow_null=True)
+    refunded_amount = serializers.CharField(required=False)
+    reason = serializers.CharField(required=False)
+    error = serializers.CharField(required=False, allow_blank=True)
+
+
+class OrderTimelineOutput(serializers.Serializer):
+    """GET /api/orders/{order_id}/timeline."""
+
+    order_id = serializers.UUIDField()
+    status = serializers.CharField()
+    failure_reason = serializers.CharField(allow_null=True)
+    created_at = serializers.CharField()
+    updated_at = serializers.CharField()
+    steps = SagaStepOutput(many=True)
+    transitions = SagaTransitionOutput(many=True)
+    payment = PaymentEventOutput(many=True)
+
+
 def order_body(order: domain.Order, saga: dict[str, Any] | None) -> dict[str, Any]:
     """The response body of GET /api/orders/{order_id}."""
     return {

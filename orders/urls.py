@@ -10,4 +10,5 @@ from . import api
 urlpatterns = [
     path("orders/<uuid:order_id>", api.OrderDetailView.as_view(), name="orders-detail"),
     path("orders/<uuid:order_id>/status", api.OrderStatusView.as_view(), name="orders-status"),
+    path("orders/<uuid:order_id>/timeline", api.OrderTimelineView.as_view(), name="orders-timeline"),
 ]

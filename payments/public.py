@@ -29,6 +29,13 @@ def payment_status(order_id: str) -> dict[str, Any] | None:
     }
 
 
+def payment_history(order_id: str) -> list[dict[str, Any]]:
+    """The payment's charge attempts, outcome and refunds, oldest first (empty before payment)."""
+    from .history import payment_history as read
+
+    return read(order_id)
+
+
 def payment_facts(*, since: datetime | None = None) -> dict[str, PaymentFact]:
     """``{order id: PaymentFact}``: the payment projection of every order (for the money audit)."""
     from .audit import payment_facts as read

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from . import audit, console, domain, handlers
+from . import audit, console, domain, handlers, history
 from .audit import SagaFact
 
 CONTEXT = "sagas"
@@ -80,6 +80,11 @@ def request_failure(*, order_id: str, by: str, reason: str) -> str:
 def saga_summary(order_id: str) -> dict[str, Any] | None:
     """``{"state","step","attempts","deadline","needs_attention"}`` or ``None``."""
     return handlers.summary_of(order_id)
+
+
+def saga_history(order_id: str) -> dict[str, list[dict[str, Any]]]:
+    """``{"steps", "transitions"}``: every step attempt and state change of the order's saga."""
+    return history.saga_history(order_id)
 
 
 def _decide(order_id: str, decision: Any) -> str:

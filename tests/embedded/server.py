@@ -107,13 +107,13 @@ def wait_until_ready(server: EmbeddedServer, timeout: float = 60) -> None:
 
 
 @contextmanager
-def running_server(folder: Path, **extra_env: str) -> Iterator[EmbeddedServer]:
-    """A migrated, seeded embedded server on a free port; stopped with SIGTERM on exit."""
+def running_server(folder: Path, port: int | None = None, **extra_env: str) -> Iterator[EmbeddedServer]:
+    """A migrated, seeded embedded server on ``port`` (a free one by default); SIGTERM on exit."""
     env = embedded_env(folder) | extra_env
     for command in (("migrate", "--noinput"), ("seed_demo",)):
         result = manage(*command, env=env)
         assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
-    port = free_port()
+    port = port or free_port()
     log_path = folder / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -127,6 +127,10 @@ TABLE: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
         lambda w: (f"/api/orders/{w.alice_order()}", None),
         {"anon": 401, "owner": 202, "other": 404, "admin": 202},
     ),
+    ("GET", "api/orders/<uuid:order_id>/timeline"): (
+        lambda w: (f"/api/orders/{w.alice_order()}/timeline", None),
+        USER_ONLY_OWN,
+    ),
     ("PUT", "api/orders/<uuid:order_id>/status"): (
         lambda w: (f"/api/orders/{w.alice_order()}/status", {"status": "CANCELLED", "reason": "test"}),
         {"anon": 401, "owner": 403, "other": 403, "admin": 202},

@@ -1,40 +1,89 @@
-"""The web UI: its page and assets are served, and it only talks to the public API."""
+"""The web UI: its page and assets are served, the CSP allows them, and it only calls the API."""
 
+import posixpath
 import re
+import uuid
+from pathlib import Path
 
 import pytest
 from django.test import Client
+from django.urls import Resolver404, resolve
 
 pytestmark = pytest.mark.django_db
+
+UI = Path(__file__).resolve().parents[2] / "static" / "ui"
 
 
 def test_the_page_and_its_assets_are_served() -> None:
     # when a browser opens /
     page = Client().get("/")
-    # then it gets the HTML page, whose script and stylesheet are served too
+    # then it gets the HTML page, whose script, stylesheet and icon are served too
     assert page.status_code == 200
     html = page.content.decode()
     assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
-    assert {a.rsplit(".", 1)[-1] for a in assets} == {"js", "css"}
+    assert {a.rsplit(".", 1)[-1] for a in assets} == {"js", "css", "svg"}
     for asset in assets:
         response = Client().get(asset)
         assert response.status_code == 200, asset
         assert _body(response), asset
+    # the icon is declared, so browsers do not ask for a missing /favicon.ico
+    assert re.search(r'<link rel="icon" href="/static/ui/favicon.svg"', html)
 
 
-def test_the_script_calls_only_documented_endpoints() -> None:
-    # given the paths the UI's script requests
-    source = _body(Client().get("/static/ui/app.js")).decode()
-    paths = set(re.findall(r'"(/api/[a-z/]+)', source)) | set(re.findall(r"`(/api/[a-z/]+)", source))
-    # then each is part of the API contract
-    assert paths == {
+def test_every_module_the_script_imports_is_served_as_javascript() -> None:
+    # given every import of every module, from app.js on
+    seen: set[str] = set()
+    pending = ["app.js"]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        response = Client().get(f"/static/ui/{name}")
+        # then each is served with a JavaScript type (browsers refuse modules served otherwise)
+        assert response.status_code == 200, name
+        assert "javascript" in response["Content-Type"], (name, response["Content-Type"])
+        for target in re.findall(r'from "(\.[^"]+)"', _body(response).decode()):
+            pending.append(posixpath.normpath(posixpath.join(posixpath.dirname(name), target)))
+    assert {"app.js", "api.js", "router.js", "views/order.js"} <= seen
+    assert seen == {str(p.relative_to(UI)) for p in UI.rglob("*.js")}, "a module nothing imports"
+
+
+def test_the_page_keeps_a_strict_content_security_policy() -> None:
+    policy = Client().get("/")["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";") if d.strip())
+    assert directives["script-src"].split()[0] == "'self'" and "unsafe" not in policy
+    assert directives["connect-src"] == "'self'"
+    # no inline script or style in the page itself
+    html = Client().get("/").content.decode()
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html) and "<style" not in html and " style=" not in html
+
+
+def test_the_scripts_call_only_api_routes_that_exist() -> None:
+    # given every API path the modules request (a ${...} part stands for an order id)
+    calls = set()
+    for module in UI.rglob("*.js"):
+        source = module.read_text()
+        calls |= set(re.findall(r'["`](/api/[^"`?]*)', source))
+    assert calls
+    for call in sorted(calls):
+        path = re.sub(r"\$\{[^}]+\}", str(uuid.uuid4()), call)
+        # then each resolves to an API view of the URL conf
+        try:
+            match = resolve(path)
+        except Resolver404:
+            pytest.fail(f"the web app calls {call}, which no route serves")
+        assert match.route.startswith("api/"), call
+    assert {
         "/api/auth/token",
         "/api/auth/token/refresh",
         "/api/auth/logout",
         "/api/inventory",
         "/api/orders",
-        "/api/orders/",
-    }
+        "/api/orders/${orderId}",
+        "/api/orders/${orderId}/timeline",
+        "/api/payments/${orderId}",
+    } <= calls
 
 
 def _body(response) -> bytes:  # type: ignore[no-untyped-def]

@@ -1,0 +1,82 @@
+"""Screenshots of the web app's main pages, desktop and phone, into docs/screenshots/.
+
+``make screenshots`` (or ``python -m tests.web.screenshots [folder]``) starts an embedded
+server on a fresh SQLite file, drives headless Chromium through the same steps as the browser
+tests (tests/web/browser.py) and saves one PNG per page and screen size.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.embedded.embedded_env import ROOT
+from tests.embedded.server import running_server
+
+from .browser import DESKTOP, PHONE, WebApp, chromium_driver, find_chromium
+
+SIZES = {"desktop": DESKTOP, "phone": PHONE}
+
+
+def take(app: WebApp, folder: Path, size: str) -> list[Path]:
+    """Sign in, place orders (one completed, one declined, one cancelled) and shoot each page."""
+    shots: list[Path] = []
+
+    def shoot(page: str) -> None:
+        path = folder / f"{page}-{size}.png"
+        app.driver.execute_script("window.scrollTo(0, 0); document.activeElement?.blur()")
+        app.full_page_screenshot(path)
+        shots.append(path)
+
+    app.open("/signin")
+    app.find("#signin-form")
+    shoot("signin")
+    app.sign_in("alice")
+    app.add_to_cart("SKU-0007")
+    app.place_order("tok_declined")
+    app.wait_for_status()
+    app.open("/shop")
+    app.add_to_cart("SKU-0003")
+    app.place_order("tok_ok")
+    app.wait_for_status()
+    app.click("#cancel-order")
+    app.click("#confirm-cancel")
+    app.wait_for_status("CANCELLED")
+    app.open("/shop")
+    app.add_to_cart("SKU-0001", 2)
+    app.add_to_cart("SKU-0004")
+    order_id = app.place_order("tok_flaky")
+    app.wait_for_status()
+    shoot("order")
+    app.open("/shop")
+    app.add_to_cart("SKU-0002", 3)
+    app.add_to_cart("SKU-0010")
+    shoot("shop")
+    app.open("/orders")
+    app.find(f'#orders tr[data-order-id="{order_id}"]')
+    shoot("orders")
+    app.sign_out()
+    return shots
+
+
+def main(folder: Path) -> int:
+    chromium = find_chromium()
+    if chromium is None:
+        print(
+            "Chromium and chromedriver are needed: apt-get install chromium chromium-driver", file=sys.stderr
+        )
+        return 2
+    folder.mkdir(parents=True, exist_ok=True)
+    port = int(os.environ.get("BROWSER_TEST_PORT", "0")) or None
+    with tempfile.TemporaryDirectory() as data, running_server(Path(data), port=port) as server:
+        for size, dimensions in SIZES.items():
+            with chromium_driver(chromium, dimensions) as driver:
+                for path in take(WebApp(driver, server.base_url), folder, size):
+                    print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "screenshots"))
