@@ -123,7 +123,7 @@ def test_metrics_and_tracing_are_set_up_in_every_app_service(services):
         assert services[name]["environment"]["METRICS_PORT"] == "9100"
     for name in NON_WEB:
         assert services[name]["environment"]["HEARTBEAT_FILE"] == "/tmp/heartbeat"  # noqa: S108 - in the container
-        assert services[name]["healthcheck"]["test"][1:4] == ["python", "-I", "config/heartbeat.py"]
+        assert services[name]["healthcheck"]["test"][1:4] == ["python", "-I", "/app/config/heartbeat.py"]
 
 
 def test_prometheus_grafana_and_jaeger_are_there_and_prometheus_scrapes_every_process(services):

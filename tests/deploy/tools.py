@@ -11,6 +11,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The Dockerfile's WORKDIR: where the repository is inside the image.
+IMAGE_ROOT = "/app/"
+
+
+def in_repository(path: str) -> Path:
+    """The repository file an image path (absolute under /app, or relative to it) stands for."""
+    return ROOT / path.removeprefix(IMAGE_ROOT)
 
 
 def tool(name: str, *, installed_by: str) -> str:
@@ -61,7 +68,7 @@ def check_command(argv: list[str]) -> None:
         assert "/health/" in argv[2], "inline Python is for the health probe only"
     elif program == "python":
         script = next(arg for arg in argv[1:] if not arg.startswith("-"))
-        assert (ROOT / script).is_file(), f"{script} is not in the repository"
+        assert in_repository(script).is_file(), f"{script} is not in the repository"
     elif program == "celery":
         assert argv[1:3] == ["-A", "config"], argv
         assert argv[3] in ("worker", "beat"), argv
