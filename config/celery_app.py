@@ -1,15 +1,21 @@
 """The Celery application: periodic safety nets and maintenance tasks (not the event wire)."""
 
 import os
+from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, worker_process_init
+from celery.beat import PersistentScheduler
+from celery.signals import beat_init, heartbeat_sent, worker_process_init, worker_ready
+
+from config import heartbeat
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("oms")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Every beat touches HEARTBEAT_FILE when it is set (its probes); otherwise the stock scheduler.
+app.conf.beat_scheduler = "config.celery_app:HeartbeatScheduler"
 
 
 @worker_process_init.connect
@@ -26,3 +32,29 @@ def _trace_beat(**kwargs: object) -> None:
     from config.telemetry import setup_tracing
 
     setup_tracing(component="beat", instrument_celery=True)
+
+
+@worker_ready.connect
+@heartbeat_sent.connect
+def _worker_heartbeat(**kwargs: object) -> None:
+    # The worker's own event heartbeat (every 2 s while it is connected to the broker) is the
+    # sign of life its probes read (HEARTBEAT_FILE, config/heartbeat.py).
+    heartbeat.beat()
+
+
+@worker_ready.connect
+def _serve_worker_metrics(**kwargs: object) -> None:
+    # The pool processes write to PROMETHEUS_MULTIPROC_DIR; the main process serves their sum
+    # on METRICS_PORT when one is set (a container of its own, config/metrics_server.py).
+    from config.metrics_server import serve_metrics_if_configured
+
+    serve_metrics_if_configured()
+
+
+class HeartbeatScheduler(PersistentScheduler):
+    """Celery beat's scheduler, touching HEARTBEAT_FILE on every tick (at least once a minute
+    with the schedule of config/settings/base.py, at most once per heartbeat interval)."""
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        heartbeat.beat()
+        return float(super().tick(*args, **kwargs))

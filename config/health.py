@@ -1,8 +1,12 @@
 """Liveness and readiness probes (README "API at a glance"): no auth, cheap, each check bounded (~1 s).
 
-Readiness needs the database and the broker; the cache is reported but a cache outage alone
-keeps the process ready, because reads degrade to the database. Each check runs in its own
-thread so a dependency that hangs (a black-holed host) cannot hold the probe past its deadline.
+Readiness needs the database with every migration applied and the broker with its topology
+declared (``manage.py migrate`` and ``manage.py declare_topology``, the deploy's one-shot
+step): a process started on a fresh database would otherwise be routed traffic and answer
+500 (no table), and one on a bare vhost would publish into nothing. The cache is reported but
+a cache outage alone keeps the process ready, because reads degrade to the database. Each
+check runs in its own thread so a dependency that hangs (a black-holed host) cannot hold the
+probe past its deadline. Not ready is a 503 problem document naming what is missing.
 """
 
 from __future__ import annotations
@@ -24,11 +28,22 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .problems import problem_response
+
 CHECK_TIMEOUT = 1.0
-REQUIRED = ("database", "broker")
+REQUIRED = ("database", "migrations", "broker", "topology")
 OK = "ok"
 
 logger = logging.getLogger(__name__)
+
+# Databases (host, port, name) seen with every migration applied: that stays true for the
+# life of the process (its code cannot gain migrations), so the migration graph is loaded
+# only until the first success.
+_migrated: set[tuple[str, str, str]] = set()
+
+
+class NotReady(Exception):
+    """A dependency answers but is not set up yet; the message is safe to show publicly."""
 
 
 def check_database() -> None:
@@ -43,12 +58,47 @@ def check_database() -> None:
         connection.close()
 
 
+def check_migrations() -> None:
+    """Every migration of the code is applied to the default database."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    connection = connections["default"]
+    key = (
+        str(connection.settings_dict.get("HOST")),
+        str(connection.settings_dict.get("PORT")),
+        str(connection.settings_dict.get("NAME")),
+    )
+    if key in _migrated:
+        return
+    try:
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    finally:
+        connection.close()
+    if pending:
+        raise NotReady(f"{len(pending)} migrations not applied")
+    _migrated.add(key)
+
+
 def check_broker() -> None:
     """RabbitMQ accepts a connection (stack mode); the in-process bus of the embedded mode is always up."""
     if settings.EMBEDDED or not settings.BROKER_URL:
         return
     with Connection(settings.BROKER_URL, connect_timeout=CHECK_TIMEOUT) as connection:
         connection.ensure_connection(max_retries=0, interval_start=0, interval_step=0, timeout=CHECK_TIMEOUT)
+
+
+def check_topology() -> None:
+    """The broker has every exchange and queue of ``declare_topology`` (stack mode only)."""
+    if settings.EMBEDDED or not settings.BROKER_URL:
+        return
+    from eventstore.topology import missing_topology
+
+    with Connection(settings.BROKER_URL, connect_timeout=CHECK_TIMEOUT) as connection:
+        connection.ensure_connection(max_retries=0, interval_start=0, interval_step=0, timeout=CHECK_TIMEOUT)
+        missing = missing_topology(connection)
+    if missing:
+        raise NotReady(f"{missing} not declared")
 
 
 def check_cache() -> None:
@@ -63,7 +113,9 @@ def check_cache() -> None:
 
 CHECKS: dict[str, Callable[[], None]] = {
     "database": check_database,
+    "migrations": check_migrations,
     "broker": check_broker,
+    "topology": check_topology,
     "cache": check_cache,
 }
 
@@ -93,6 +145,8 @@ def _outcome(name: str, future: Future[None], timeout: float) -> str:
 
 def _reason(exc: Exception) -> str:
     # The probe is public: name the failure, never the host, user or connection string.
+    if isinstance(exc, NotReady):
+        return str(exc)
     strerror = getattr(exc, "strerror", None) or getattr(exc.__cause__, "strerror", None)
     return f"{type(exc).__name__}: {strerror}" if strerror else type(exc).__name__
 
@@ -101,9 +155,22 @@ _LIVE = inline_serializer("Liveness", fields={"status": serializers.CharField()}
 _READY = inline_serializer(
     "Readiness",
     fields={
-        "status": serializers.ChoiceField(choices=["ok", "unavailable"]),
+        "status": serializers.ChoiceField(choices=["ok"]),
         "checks": inline_serializer(
             "ReadinessChecks",
+            fields={name: serializers.CharField(help_text='"ok" or "down: <reason>"') for name in CHECKS},
+        ),
+    },
+)
+_NOT_READY = inline_serializer(
+    "NotReady",
+    fields={
+        "type": serializers.CharField(help_text="urn:oms:problem:service_unavailable"),
+        "title": serializers.CharField(),
+        "status": serializers.IntegerField(help_text="503"),
+        "detail": serializers.CharField(help_text="The required checks that are down, with their reasons"),
+        "checks": inline_serializer(
+            "NotReadyChecks",
             fields={name: serializers.CharField(help_text='"ok" or "down: <reason>"') for name in CHECKS},
         ),
     },
@@ -124,7 +191,8 @@ class LiveView(APIView):
 
 
 class ReadyView(APIView):
-    """GET /health/ready — 200 when the database and the broker answer, else 503 naming what is down."""
+    """GET /health/ready — 200 when the database (migrated) and the broker (topology declared)
+    answer, else a 503 problem document naming what is down."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -136,12 +204,23 @@ class ReadyView(APIView):
         tags=["health"],
         responses={
             200: _READY,
-            503: OpenApiResponse(response=_READY, description="The database or the broker is down"),
+            503: OpenApiResponse(
+                response=_NOT_READY,
+                description="A problem document: the database or the broker is down, a migration is "
+                "not applied or the broker topology is not declared",
+            ),
         },
         auth=[],
     )
     def get(self, request: Request) -> Response:
         checks = run_checks()
-        ready = all(checks[name] == OK for name in REQUIRED)
-        body = {"status": "ok" if ready else "unavailable", "checks": checks}
-        return Response(body, status=200 if ready else 503, headers={"Cache-Control": "no-store"})
+        down = [f"{name} ({checks[name]})" for name in REQUIRED if checks[name] != OK]
+        if not down:
+            return Response({"status": OK, "checks": checks}, headers={"Cache-Control": "no-store"})
+        return problem_response(
+            503,
+            code="service_unavailable",
+            detail=f"Not ready: {'; '.join(down)}.",
+            headers={"Cache-Control": "no-store"},
+            checks=checks,
+        )

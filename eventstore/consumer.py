@@ -23,7 +23,7 @@ from kombu import Connection, Consumer, Queue
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 
-from config import metrics
+from config import heartbeat, metrics
 
 from . import tracing
 from .deadletters import record_dead_letter
@@ -139,6 +139,9 @@ class QueueConsumer:
         logger.info("consuming %s", ", ".join(self.context_names))
         while not stopping.is_set():
             self._drain(conn)
+            # At most one touch every few seconds (config/heartbeat.py): the exec probes' proof
+            # that this loop still drains its queues.
+            heartbeat.beat()
         if self._buffer:
             self._process(self._take_buffer())
         for consumer in consumers:

@@ -35,7 +35,7 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from config import metrics
+from config import heartbeat, metrics
 
 from . import tracing
 from .deadletters import record_dead_letter
@@ -290,6 +290,7 @@ def run_relay(stopping: threading.Event, *, batch_size: int | None = None) -> No
                 close_old_connections()
                 stopping.wait(1.0)
                 continue
+            heartbeat.beat()  # a pass went through: the probes see this loop alive
             if result.claimed < size:
                 close_old_connections()
                 stopping.wait(settings.RELAY_IDLE_POLL_SECONDS)

@@ -90,6 +90,38 @@ def declare_topology(connection: Connection, *, context_names: Iterable[str] | N
         channel.close()
 
 
+def missing_topology(connection: Connection, *, context_names: Iterable[str] | None = None) -> str | None:
+    """The first exchange or queue of the topology the broker lacks, or ``None`` when all exist.
+
+    Passive declarations only (nothing is created): the readiness probe's question "has
+    ``declare_topology`` run on this broker?". A missing one closes the channel, so the
+    check stops at the first.
+    """
+    names = [(exchange.name, "exchange") for exchange in exchanges()]
+    for context in context_names if context_names is not None else contexts():
+        names.extend((queue.name, "queue") for queue in queues_of(context))
+    channel = connection.channel()
+    try:
+        checked: set[str] = set()
+        for name, kind in names:
+            if name in checked:
+                continue
+            try:
+                if kind == "exchange":
+                    channel.exchange_declare(exchange=name, type="topic", passive=True)
+                else:
+                    channel.queue_declare(queue=name, passive=True)
+            except connection.channel_errors:
+                return f"{kind} {name}"
+            checked.add(name)
+        return None
+    finally:
+        try:
+            channel.close()
+        except (OSError, *connection.connection_errors, *connection.channel_errors):
+            pass  # already closed by the broker after a missing name
+
+
 def broker_connection() -> Connection:
     """A connection to the configured broker (``BROKER_URL``)."""
     return Connection(settings.BROKER_URL, connect_timeout=5)

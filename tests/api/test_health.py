@@ -22,6 +22,15 @@ CLOSED_REDIS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _declared_topology() -> None:
+    """Readiness needs the broker topology: declare it on this run's vhost (idempotent)."""
+    from eventstore.topology import broker_connection, declare_topology
+
+    with broker_connection() as connection:
+        declare_topology(connection)
+
+
 def test_live_is_200_without_auth(api_client):
     response = api_client.get("/health/live")
     assert response.status_code == 200
@@ -31,7 +40,10 @@ def test_live_is_200_without_auth(api_client):
 def test_ready_is_200_when_database_broker_and_cache_answer(api_client):
     response = api_client.get("/health/ready")
     assert response.status_code == 200, response.content
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok", "cache": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "migrations": "ok", "broker": "ok", "topology": "ok", "cache": "ok"},
+    }
 
 
 def test_ready_ignores_a_bad_authorization_header(api_client):
@@ -46,9 +58,12 @@ def test_ready_is_503_naming_the_broker_when_it_is_down(api_client):
         response = api_client.get("/health/ready")
         elapsed = time.monotonic() - started
     assert response.status_code == 503
+    assert response["Content-Type"].startswith("application/problem+json")
     body = response.json()
-    assert body["status"] == "unavailable"
+    assert body["status"] == 503
+    assert body["type"] == "urn:oms:problem:service_unavailable"
     assert body["checks"]["broker"].startswith("down")
+    assert "broker" in body["detail"]
     assert body["checks"]["database"] == "ok"
     # Public probe: no credentials or hosts in the answer.
     assert "guest" not in response.content.decode()
@@ -80,8 +95,9 @@ def test_ready_is_503_when_the_database_is_down(api_client, monkeypatch):
     monkeypatch.setitem(connections.settings["default"], "PORT", "1")
     response = api_client.get("/health/ready")
     assert response.status_code == 503
+    assert response["Content-Type"].startswith("application/problem+json")
     body = response.json()
-    assert body["status"] == "unavailable"
+    assert body["status"] == 503
     assert body["checks"]["database"].startswith("down")
     assert body["checks"]["broker"] == "ok"
     assert "5432" not in response.content.decode()

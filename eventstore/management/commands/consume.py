@@ -11,6 +11,7 @@ from typing import Any
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from config.metrics_server import serve_metrics_if_configured
 from config.telemetry import setup_tracing
 from eventstore.consumer import QueueConsumer
 from eventstore.registry import contexts
@@ -36,6 +37,7 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"no subscriptions for {', '.join(unknown)} (known: {', '.join(known)})")
         setup_tracing(component="consumer")
+        serve_metrics_if_configured()  # METRICS_PORT: a container of its own (config/metrics_server.py)
         consumer = QueueConsumer(chosen, prefetch=options["prefetch"], batch_size=options["batch_size"])
         stopping = stop_on_signals()
         hooked = [app for app in apps.get_app_configs() if hasattr(app, "consumer_started")]

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from config.metrics_server import serve_metrics_if_configured
 from config.telemetry import setup_tracing
 from eventstore.publisher import ConfirmingPublisher
 from eventstore.registry import contexts
@@ -22,6 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         setup_tracing(component="relay")
+        serve_metrics_if_configured()  # METRICS_PORT: a container of its own (config/metrics_server.py)
         # Queues must exist before the first mandatory publish, or it is returned unroutable.
         with broker_connection() as connection:
             declare_topology(connection, context_names=contexts())
