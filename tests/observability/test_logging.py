@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 from django.conf import settings
+from django.http import HttpResponse
 from django.test import RequestFactory
 from opentelemetry.sdk.trace import TracerProvider
-from pythonjsonlogger.json import JsonFormatter
 
-from config.logging import LogContextFilter, RequestLogContextMiddleware, bound_fields
+from config.logging import JsonFormatter, LogContextFilter, RequestLogContextMiddleware, bound_fields
 
 
 @pytest.fixture
@@ -22,11 +22,11 @@ def json_log():
     config = settings.LOGGING
     console = config["handlers"]["console"]
     assert console["formatter"] == "json" and console["filters"] == ["context"]
-    # Django's dictConfig consumed the "()" keys at start-up; the remaining options are ours.
-    options = config["formatters"]["json"]
+    assert config["formatters"]["json"]["()"] == "config.logging.JsonFormatter"
+    assert config["filters"]["context"]["()"] == "config.logging.LogContextFilter"
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter(options["fmt"], rename_fields=options["rename_fields"]))
+    handler.setFormatter(JsonFormatter())
     handler.addFilter(LogContextFilter())
     logger = logging.getLogger(f"tests.observability.{uuid.uuid4().hex}")
     logger.addHandler(handler)
@@ -86,8 +86,6 @@ def test_a_request_logs_the_caller_and_the_order_it_is_about(json_log, token_for
 
     def view(request):
         json_log.warning("looking at an order")
-        from django.http import HttpResponse
-
         return HttpResponse("ok")
 
     middleware = RequestLogContextMiddleware(
@@ -105,5 +103,5 @@ def test_a_request_logs_the_caller_and_the_order_it_is_about(json_log, token_for
 
 def test_an_invalid_token_logs_no_user(json_log):
     request = RequestFactory().get("/api/orders", HTTP_AUTHORIZATION="Bearer not-a-token")
-    RequestLogContextMiddleware(lambda r: json_log.info("anonymous") or None)(request)
+    RequestLogContextMiddleware(lambda r: json_log.info("anonymous") or HttpResponse("ok"))(request)
     assert json_log.lines()[0]["user_id"] is None
