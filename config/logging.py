@@ -42,6 +42,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS, merge_record_extra
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 FIELDS = ("correlation_id", "user_id")
+_tracer = trace.get_tracer(__name__)
 # The baggage entry that carries the caller from a request into every message it causes.
 USER_BAGGAGE = "oms.user_id"
 
@@ -305,14 +306,16 @@ class RequestLogContextMiddleware:
     """Binds the caller and the order a request is about for the request's log lines.
 
     An error response is logged here, inside that scope: Django would log it (once) only
-    after every middleware returned, without the caller or the order.
+    after every middleware returned, without the caller or the order. A request the Django
+    instrumentation does not trace (it traces no ASGI request: the web process serves Django
+    over ASGI) gets a server span here, so its lines and the events it writes have a trace.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        with caller_context(_user_id(request)):
+        with _server_span(request), caller_context(_user_id(request)):
             response = self.get_response(request)
             if response.status_code >= 400:
                 from django.utils.log import log_response
@@ -327,6 +330,27 @@ class RequestLogContextMiddleware:
         order_id = kwargs.get("order_id")
         if order_id:
             bind(correlation_id=str(order_id))
+        span = getattr(request, "_oms_server_span", None)
+        match = request.resolver_match
+        if span is not None and match is not None and match.route:
+            span.update_name(f"{request.method} {match.route}")
+
+
+@contextmanager
+def _server_span(request: HttpRequest) -> Iterator[None]:
+    if trace.get_current_span().get_span_context().is_valid:
+        yield  # the instrumentation's span (or the caller's)
+        return
+    from opentelemetry.propagate import extract
+
+    with _tracer.start_as_current_span(
+        str(request.method),
+        context=extract(dict(request.headers)),
+        kind=trace.SpanKind.SERVER,
+        attributes={"http.request.method": str(request.method)},
+    ) as span:
+        request._oms_server_span = span  # type: ignore[attr-defined]
+        yield
 
 
 def _user_id(request: HttpRequest) -> str | None:

@@ -156,7 +156,9 @@ class Supervisor:
             if line.startswith("{"):
                 self._write(line)  # a JSON line of the child's: passed through, not parsed again
             elif line.strip():
-                self._write(json_line("WARNING", line, process=name, pid=process.pid))
+                # Printed past the logging configuration (Celery's "Warm shutdown" note, a crash
+                # before logging was set up): kept, as a JSON line of logger "stdout".
+                self._write(json_line("INFO", line, process=name, pid=process.pid, logger="stdout"))
 
     def _stop_all(self) -> None:
         for process in self._processes.values():
@@ -181,12 +183,12 @@ class Supervisor:
             sys.stdout.flush()
 
 
-def json_line(level: str, event: str, *, process: str, pid: int) -> str:
+def json_line(level: str, event: str, *, process: str, pid: int, logger: str = "stack") -> str:
     """A log line of the supervisor's, with the fields of config/logging.py's lines."""
     now = time.time()
     timestamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-    record = {"timestamp": timestamp, "level": level, "logger": "stack", "event": event}
-    return json.dumps({**record, "process": process, "pid": pid}, ensure_ascii=False)
+    record = {"timestamp": timestamp, "level": level, "logger": logger, "event": event}
+    return json.dumps({**record, "process": process, "pid": pid}, ensure_ascii=False, separators=(",", ":"))
 
 
 def prepare_metrics_dir(directory: Path) -> Path:
