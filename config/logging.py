@@ -137,12 +137,16 @@ class LogContextFilter(logging.Filter):
 # --- The one configuration ----------------------------------------------------------------------
 
 
+# The management commands that are processes of README "Run modes", by their names there.
+_COMMANDS = {"consume": "consumers", "relay_outbox": "relay", "serve_embedded": "embedded"}
+
+
 def process_name(argv: list[str] | None = None) -> str:
     """The name of this process in its log lines: ``OMS_PROCESS``, else guessed from the command.
 
     deploy/run_stack.py sets ``OMS_PROCESS`` to the names of README "Run modes" (web,
-    consumers, worker, beat, relay); elsewhere a management command's name, ``worker`` or
-    ``beat`` for Celery and ``web`` for gunicorn stand in.
+    consumers, worker, beat, relay); elsewhere (a container, a test) the same names come from
+    the command line, and any other management command is named by itself.
     """
     named = os.environ.get("OMS_PROCESS", "")
     if named:
@@ -150,7 +154,7 @@ def process_name(argv: list[str] | None = None) -> str:
     args = sys.argv if argv is None else argv
     program = os.path.basename(args[0]) if args else ""
     if program == "manage.py" and len(args) > 1:
-        return args[1]
+        return _COMMANDS.get(args[1], args[1])
     if program == "celery":
         return next((arg for arg in args[1:] if arg in ("worker", "beat")), program)
     if program == "gunicorn":

@@ -152,7 +152,9 @@ def test_a_line_is_one_json_object_with_iso_time_process_and_its_exception_insid
 
 def test_the_process_is_named_by_the_supervisor_or_guessed_from_the_command(monkeypatch):
     monkeypatch.delenv("OMS_PROCESS", raising=False)
-    assert process_name(["/srv/manage.py", "consume", "--all"]) == "consume"
+    assert process_name(["/srv/manage.py", "consume", "--all"]) == "consumers"
+    assert process_name(["manage.py", "relay_outbox"]) == "relay"
+    assert process_name(["manage.py", "rebuild_projections"]) == "rebuild_projections"
     assert process_name(["/venv/bin/celery", "-A", "config", "--quiet", "beat"]) == "beat"
     assert process_name(["/venv/bin/gunicorn", "config.asgi:application"]) == "web"
     monkeypatch.setenv("OMS_PROCESS", "consumers-2")
