@@ -5,7 +5,7 @@ from typing import Any
 
 from celery import Celery
 from celery.beat import PersistentScheduler
-from celery.signals import beat_init, heartbeat_sent, worker_process_init, worker_ready
+from celery.signals import beat_init, heartbeat_sent, setup_logging, worker_process_init, worker_ready
 
 from config import heartbeat
 
@@ -58,3 +58,12 @@ class HeartbeatScheduler(PersistentScheduler):
     def tick(self, *args: Any, **kwargs: Any) -> float:
         heartbeat.beat()
         return float(super().tick(*args, **kwargs))
+
+
+@setup_logging.connect
+def _log_as_the_project_does(**kwargs: Any) -> None:
+    # A receiver here means Celery installs no handler of its own (no plain-text lines, no
+    # hijacked root logger): the worker and beat log through the project's one configuration.
+    from config.logging import configure, logging_config
+
+    configure(logging_config())

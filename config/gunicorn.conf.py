@@ -6,11 +6,24 @@ The hooks are why this file exists: tracing is set up in each worker after fork 
 exporter's thread does not survive ``fork``), and a worker that exits has its Prometheus
 multiprocess files marked dead so its live gauges stop counting (its counters still do).
 Command-line flags (bind, workers) override what is set here.
+
+Logging: the master logs through the project's one configuration (``logconfig_dict``, JSON
+lines), the workers through Django's (the same, config/logging.py), uvicorn's loggers
+included; an access log asked for here or with ``--access-logfile`` turns on uvicorn's
+request lines in the workers (``WEB_ACCESS_LOG=1``).
 """
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+# gunicorn reads this file before it makes the project importable (whatever the directory).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from config.logging import logging_config
+
+logconfig_dict = logging_config()
 
 wsgi_app = "config.asgi:application"
 worker_class = "uvicorn_worker.UvicornWorker"
@@ -21,6 +34,12 @@ graceful_timeout = 15
 accesslog = "-" if os.environ.get("WEB_ACCESS_LOG", "") == "1" else None
 # The app is loaded in each worker (no preload): Django connections and OTel state are per worker.
 preload_app = False
+
+
+def on_starting(server):
+    """Before the workers start: they write request lines when the access log is on."""
+    if server.cfg.accesslog:
+        os.environ["WEB_ACCESS_LOG"] = "1"
 
 
 def post_fork(server, worker):

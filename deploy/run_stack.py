@@ -1,7 +1,10 @@
 """Run the stack mode's processes together in the foreground (``make stack``, one container).
 
 web (gunicorn with uvicorn workers, config/asgi.py), consumers, the Celery worker, beat and
-the outbox relay start side by side; each output line is prefixed with its process name.
+the outbox relay start side by side. The output stays one JSON object per line (README
+"Observability"): each child logs JSON naming itself (``OMS_PROCESS``, the ``process`` field)
+and its lines are passed through as they are; a line that is not JSON (something printed
+past the logging configuration) is wrapped into one, and the supervisor's own lines are JSON.
 Ctrl-C or SIGTERM stops all of them; if one exits on its own, the others are stopped too and
 the supervisor exits non-zero, so a container restarts as a whole instead of running
 without, say, its relay.
@@ -9,6 +12,7 @@ without, say, its relay.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -28,7 +32,7 @@ WEB_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """One supervised program: a name for its log prefix and its command line."""
+    """One supervised program: a name for its log lines (``process``) and its command line."""
 
     name: str
     argv: list[str]
@@ -65,7 +69,8 @@ def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
         *consumer_processes(manage, os.environ.get("STACK_CONSUMERS", "all")),
         ProcessSpec(
             "worker",
-            [str(bin_dir / "celery"), "-A", "config", "worker", "-Q", "oms.tasks", "--loglevel=INFO"],
+            # --quiet: no banner (plain text); the log level is LOG_LEVEL, as everywhere.
+            [str(bin_dir / "celery"), "-A", "config", "--quiet", "worker", "-Q", "oms.tasks"],
         ),
         ProcessSpec(
             "beat",
@@ -73,8 +78,8 @@ def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
                 str(bin_dir / "celery"),
                 "-A",
                 "config",
+                "--quiet",
                 "beat",
-                "--loglevel=INFO",
                 f"--schedule={ROOT / 'var' / 'celerybeat-schedule'}",
             ],
         ),
@@ -105,7 +110,6 @@ class Supervisor:
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._stop_requested = threading.Event()
         self._print_lock = threading.Lock()
-        self._width = max(len(spec.name) for spec in specs)
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """Signal handler: stop everything (the main loop does the work)."""
@@ -134,6 +138,7 @@ class Supervisor:
         process = subprocess.Popen(  # noqa: S603 - our own command lines
             spec.argv,
             cwd=ROOT,
+            env={**os.environ, "OMS_PROCESS": spec.name},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             # Own process group: a terminal's Ctrl-C reaches only the supervisor, which then
@@ -147,7 +152,13 @@ class Supervisor:
     def _relay_output(self, name: str, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
         for raw in iter(process.stdout.readline, b""):
-            self._print(name, raw.decode(errors="replace").rstrip("\n"))
+            line = raw.decode(errors="replace").rstrip("\n")
+            if line.startswith("{"):
+                self._write(line)  # a JSON line of the child's: passed through, not parsed again
+            elif line.strip():
+                # Printed past the logging configuration (Celery's "Warm shutdown" note, a crash
+                # before logging was set up): kept, as a JSON line of logger "stdout".
+                self._write(json_line("INFO", line, process=name, pid=process.pid, logger="stdout"))
 
     def _stop_all(self) -> None:
         for process in self._processes.values():
@@ -164,12 +175,20 @@ class Supervisor:
         self._say("all processes stopped")
 
     def _say(self, text: str) -> None:
-        self._print("stack", text)
+        self._write(json_line("INFO", text, process="stack", pid=os.getpid()))
 
-    def _print(self, name: str, line: str) -> None:
+    def _write(self, line: str) -> None:
         with self._print_lock:
-            sys.stdout.write(f"{name:<{self._width}} | {line}\n")
+            sys.stdout.write(line + "\n")
             sys.stdout.flush()
+
+
+def json_line(level: str, event: str, *, process: str, pid: int, logger: str = "stack") -> str:
+    """A log line of the supervisor's, with the fields of config/logging.py's lines."""
+    now = time.time()
+    timestamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    record = {"timestamp": timestamp, "level": level, "logger": logger, "event": event}
+    return json.dumps({**record, "process": process, "pid": pid}, ensure_ascii=False, separators=(",", ":"))
 
 
 def prepare_metrics_dir(directory: Path) -> Path:

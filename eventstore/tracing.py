@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from config.logging import log_context
+from config.logging import carried_user, log_context
 
 if TYPE_CHECKING:
     from .messages import Message
@@ -50,7 +50,11 @@ def detach(token: object) -> None:
 
 @contextmanager
 def consuming(context: str, message: Message) -> Iterator[None]:
-    """Handle ``message`` for ``context`` in a CONSUMER span continuing its headers, logs bound to it."""
+    """Handle ``message`` for ``context`` in a CONSUMER span continuing its headers, logs bound to it.
+
+    The headers' context is made current, baggage included: the lines carry the order and the
+    user who placed it, and what the handler sends carries them on.
+    """
     attributes = {
         "messaging.system": "rabbitmq",
         "messaging.operation": "process",
@@ -59,16 +63,21 @@ def consuming(context: str, message: Message) -> Iterator[None]:
         "oms.context": context,
         "oms.correlation_id": message.correlation_id,
     }
-    with (
-        tracer.start_as_current_span(
-            f"{context} handle {message.type}",
-            context=extract(message.headers),
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
-        ),
-        log_context(correlation_id=message.correlation_id),
-    ):
-        yield
+    carried = extract(message.headers)
+    token = otel_context.attach(carried)
+    try:
+        with (
+            tracer.start_as_current_span(
+                f"{context} handle {message.type}",
+                context=carried,
+                kind=SpanKind.CONSUMER,
+                attributes=attributes,
+            ),
+            log_context(correlation_id=message.correlation_id, user_id=carried_user(carried)),
+        ):
+            yield
+    finally:
+        otel_context.detach(token)
 
 
 def start_publish_span(

@@ -55,7 +55,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.connections import drop_closed_connections
-from config.logging import log_context
+from config.logging import caller_context, carried_user, log_context
 from config.middleware import limits_refusal, max_body_bytes
 from config.problems import PayloadTooLarge
 
@@ -80,7 +80,7 @@ _APPLIED = (  # MiddlewareMixin classes whose process_request/view/response hook
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 )
 _DONE_HERE = {
-    "config.logging.RequestLogContextMiddleware": "the caller is bound with log_context",
+    "config.logging.RequestLogContextMiddleware": "the caller is bound with caller_context",
     "config.middleware.RequestLimitsMiddleware": "limits_refusal runs before the body is read",
     "config.connections.ClosedConnectionMiddleware": "a batch's writer drops closed connections first",
     # Added by config/telemetry.py when tracing is set up: the endpoint opens the server span.
@@ -203,13 +203,17 @@ class PlaceOrderEndpoint:
         drf_request = view.initialize_request(request)
         view.request = drf_request
         view.headers = view.default_response_headers
+        caller = None
         try:
             view.initial(drf_request)
-            with log_context(user_id=_user_id(drf_request)):
+            caller = _user_id(drf_request)
+            # The placement keeps the caller (baggage in its trace context) for its order's lines.
+            with caller_context(caller):
                 return view, api.placement_of(drf_request)
         except Exception as exc:  # noqa: BLE001 - the view's own exception handling decides
             error = exc
-        return self._view_response(request, view, lambda: view.handle_exception(error))
+        with log_context(user_id=caller):  # the refusal's log line names the caller
+            return self._view_response(request, view, lambda: view.handle_exception(error))
 
     def _finish(
         self,
@@ -226,7 +230,8 @@ class PlaceOrderEndpoint:
             except Exception as exc:  # noqa: BLE001 - as the view would handle it
                 return view.handle_exception(exc)
 
-        return self._view_response(request, view, answer)
+        with log_context(user_id=carried_user(placement.trace)):  # a refusal's line names the caller
+            return self._view_response(request, view, answer)
 
     def _too_large(self, request: HttpRequest) -> HttpResponseBase:
         """A body without (or beyond) its declared length that outgrew the limit while read."""

@@ -3,10 +3,15 @@
 Placing an order appends ``OrderCreated`` and starts its saga in the same transaction, so the
 saga exists from the moment the client gets its 202. Later changes to the order come from the
 saga (through ``orders.public``), inside the saga's own transaction.
+
+Each event of an order is logged at INFO once its transaction commits ("order created", "order
+status updated", "order completed", "order failed", "order cancelled"), with the order id as
+``correlation_id``: with the saga's transitions, one order's lines tell its journey.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +20,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from config import metrics
-from config.logging import log_context
+from config.logging import carried_user, log_context, log_on_commit
 from eventstore.messages import Message
 from eventstore.store import NewEvent, append, load_stream, load_streams
 from eventstore.unit_of_work import UnitOfWork, current, unit_of_work
@@ -24,7 +29,18 @@ from sagas import public as sagas_public
 
 from . import domain
 
+logger = logging.getLogger(__name__)
+
 CONTEXT = "orders"
+
+# The log line of each event of an order, the status it leaves, and the fields of its data shown.
+_LOGGED: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
+    "OrderCreated": ("order created", domain.PENDING, ("customer_id", "total_amount")),
+    "OrderStatusUpdated": ("order status updated", None, ("status", "previous_status")),
+    "OrderCompleted": ("order completed", domain.COMPLETED, ()),
+    "OrderFailed": ("order failed", domain.FAILED, ("reason",)),
+    "OrderCancelled": ("order cancelled", domain.CANCELLED, ("reason", "by")),
+}
 
 
 class UnknownProducts(Exception):
@@ -79,7 +95,8 @@ def place_order(
     events = domain.place_order(
         order_id=order_id, customer_id=customer_id, lines=priced, payment_method=payment["method"]
     )
-    with log_context(correlation_id=order_id), unit_of_work():
+    # The caller travels with the placement (a batch is written on another thread).
+    with log_context(correlation_id=order_id, user_id=carried_user()), unit_of_work():
         stored = _append(order_id, 0, events, cause_id="")
         created = events[0].data
         sagas_public.start_order_saga(
@@ -198,6 +215,8 @@ def _append(
     order_id: str, version: int, events: Sequence[domain.DomainEvent], *, cause_id: str
 ) -> list[Message]:
     metrics.count_order_events((event.type, event.data) for event in events)
+    for event in events:
+        _log(order_id, event)
     return append(
         context=CONTEXT,
         aggregate_type="order",
@@ -207,3 +226,11 @@ def _append(
         correlation_id=order_id,
         causation_id=cause_id,
     )
+
+
+def _log(order_id: str, event: domain.DomainEvent) -> None:
+    line, status, shown = _LOGGED.get(event.type, ("order event", None, ()))
+    fields = {name: event.data[name] for name in shown if name in event.data}
+    if status is not None:
+        fields["status"] = status
+    log_on_commit(logger, logging.INFO, line, correlation_id=order_id, order_event=event.type, **fields)

@@ -13,6 +13,11 @@ The Redis store keeps the window in a list and the opening time in a hash, updat
 scripts (atomic, one clock: Redis ``TIME``); the trial call's exclusivity is a ``SET NX`` with
 expiry. Without Redis (embedded mode), or when Redis does not answer, an in-process store
 applies the same rules.
+
+Every change of state is a WARNING line, written once by the process whose call caused it
+(state shared in Redis is changed by exactly one call): "payment breaker opened" (the window
+tripped, or the trial call failed), "payment breaker half-open" (the trial call goes ahead) and
+"payment breaker closed" (the trial call succeeded).
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ T = TypeVar("T")
 
 CLOSED = "CLOSED"
 TRIAL = "TRIAL"
-# What the Redis script answers when the call it records opened the breaker (reported as OPEN).
-_OPENED = "OPENED"
+OPEN = "OPEN"
+OPENED = "OPENED"  # what record() answers when the outcome it recorded opened the breaker
 
 
 class CircuitOpenError(Exception):
@@ -62,26 +67,40 @@ class BreakerStore(Protocol):
         ...
 
     def record(self, *, permit: str, failed: bool) -> str:
-        """Record a call's outcome; returns the resulting state (``CLOSED`` or ``OPEN``)."""
+        """Record a call's outcome; returns the resulting state: ``CLOSED``, ``OPENED`` (this
+        outcome opened it) or ``OPEN`` (it was open already: this late outcome is moot)."""
         ...
 
 
 class CircuitBreaker:
-    """Guards calls to one gateway."""
+    """Guards calls to one gateway (``name``: the gateway, for the log lines)."""
 
-    def __init__(self, *, store: BreakerStore) -> None:
+    def __init__(self, *, store: BreakerStore, name: str = "") -> None:
         self.store = store
+        self.name = name
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` unless the breaker is open; transient failures and timeouts count against it."""
         permit = self.store.acquire()
+        if permit == TRIAL:
+            self._changed("payment breaker half-open", "HALF_OPEN", "one trial call goes ahead")
         try:
             result = fn()
         except Exception:
-            self.store.record(permit=permit, failed=True)
+            self._recorded(permit, self.store.record(permit=permit, failed=True))
             raise
-        self.store.record(permit=permit, failed=False)
+        self._recorded(permit, self.store.record(permit=permit, failed=False))
         return result
+
+    def _recorded(self, permit: str, state: str) -> None:
+        if state == OPENED:
+            cause = "the trial call failed" if permit == TRIAL else "too many failed calls in the window"
+            self._changed("payment breaker opened", OPEN, cause)
+        elif permit == TRIAL and state == CLOSED:
+            self._changed("payment breaker closed", CLOSED, "the trial call succeeded")
+
+    def _changed(self, line: str, state: str, cause: str) -> None:
+        logger.warning(line, extra={"breaker": self.name, "breaker_state": state, "cause": cause})
 
 
 # --- In-process store ---------------------------------------------------------------------------
@@ -122,15 +141,15 @@ class LocalBreakerStore:
                 self._open_until = now + self.config.open_seconds if failed else None
                 if failed:
                     _count_opening(self.name)
-                return "OPEN" if failed else CLOSED
+                return OPENED if failed else CLOSED
             if self._open_until is not None:
-                return "OPEN"  # opened meanwhile by another call: this late result is moot
+                return OPEN  # opened meanwhile by another call: this late result is moot
             self._window.append(failed)
             if _should_open(self._window.count(True), len(self._window), self.config):
                 self._window.clear()
                 self._open_until = now + self.config.open_seconds
                 _count_opening(self.name)
-                return "OPEN"
+                return OPENED
             return CLOSED
 
 
@@ -238,9 +257,8 @@ class RedisBreakerStore:
             logger.warning("circuit breaker store unreachable, using the in-process window", exc_info=True)
             return self._fallback.record(permit=permit, failed=failed)
         state = answer.decode() if isinstance(answer, bytes) else str(answer)
-        if state == _OPENED:
+        if state == OPENED:
             _count_opening(self.name)
-            return "OPEN"
         return state
 
     def reset(self) -> None:
@@ -267,10 +285,11 @@ def make_breaker(
 
         client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         key_prefix = str(prefix or getattr(settings, "PAYMENT_BREAKER_PREFIX", "oms:breaker"))
-        return CircuitBreaker(store=RedisBreakerStore(config, name=name, client=client, prefix=key_prefix))
+        store: BreakerStore = RedisBreakerStore(config, name=name, client=client, prefix=key_prefix)
+        return CircuitBreaker(store=store, name=name)
     with _local_lock:
         store = _local_stores.setdefault(name, LocalBreakerStore(config, name=name))
-    return CircuitBreaker(store=store)
+    return CircuitBreaker(store=store, name=name)
 
 
 _default: dict[str, CircuitBreaker] = {}

@@ -10,6 +10,10 @@ loaded once, into the unit's identity map: the batch's sagas are loaded and lock
 other's effects, and everything the batch decided is written when the unit flushes, one
 statement for all the sagas (``sagas.recorder``). Outside a unit (the API, the admin) the same
 code loads one saga and writes it at once.
+
+Each transition of a saga is logged at INFO once it commits ("saga transitioned", with the
+states, the step and the reason), a step that timed out at WARNING; the order id is the
+``correlation_id`` of every line.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from config import metrics
+from config.logging import log_on_commit
 from eventstore import backlog
 from eventstore.messages import Message
 from eventstore.store import NewEvent, append, send
@@ -42,6 +47,14 @@ CONTEXT = "sagas"
 
 # The contexts whose queues carry a saga's commands and answers.
 _SAGA_PIPELINE = ("inventory", "payments", CONTEXT)
+
+# The saga events logged (when their transaction commits): level and line.
+_LOGGED = {
+    "SagaTransitioned": (logging.INFO, "saga transitioned"),
+    "SagaStepRetried": (logging.INFO, "saga step retried by an operator"),
+    "SagaManuallyCompensated": (logging.INFO, "saga compensation forced by an operator"),
+    "SagaManuallyFailed": (logging.INFO, "saga marked failed by an operator"),
+}
 
 # Which context and stream each command goes to.
 _TARGETS = {
@@ -333,6 +346,7 @@ def _carry_out(
     for effect in effects:
         if isinstance(effect, domain.Record):
             records.append(NewEvent(effect.type, effect.data))
+            _log(saga.order_id, effect)
             if effect.type == "SagaTransitioned":
                 tracked.transitions.append(_transition(saga.order_id, effect.data, cause_id, now))
         elif isinstance(effect, domain.Send):
@@ -384,6 +398,19 @@ def _transition(order_id: str, data: dict[str, Any], cause_id: str, now: datetim
         reason=str(data.get("reason", "")),
         cause_id=cause_id,
     )
+
+
+def _log(order_id: str, record: domain.Record) -> None:
+    if record.type == "SagaStepTimedOut" and record.data.get("outcome") == "RESENT":
+        level, line = logging.INFO, "saga step sent again"
+    elif record.type == "SagaStepTimedOut":
+        level, line = logging.WARNING, "saga step timed out"
+    elif record.type in _LOGGED:
+        level, line = _LOGGED[record.type]
+    else:
+        return
+    fields = {name: value for name, value in record.data.items() if name != "order_id"}
+    log_on_commit(logger, level, line, correlation_id=order_id, saga_event=record.type, **fields)
 
 
 def _settle_answered(tracked: _Tracked, message: Message, now: datetime) -> None:

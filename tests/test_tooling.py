@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -37,9 +38,11 @@ import signal, sys
 sys.path.insert(0, "deploy")
 from run_stack import ProcessSpec, Supervisor
 py = sys.executable
+logs = "import json, os; print(json.dumps({'event': 'hello', 'process': os.environ['OMS_PROCESS']}))"
 specs = [
     ProcessSpec("sleeper", [py, "-c", "import time; print('up', flush=True); time.sleep(60)"]),
     ProcessSpec("quitter", [py, "-c", "import time; print('bye', flush=True); time.sleep(%s); exit(3)"]),
+    ProcessSpec("logger", [py, "-u", "-c", logs + "; import time; time.sleep(60)"]),
 ]
 supervisor = Supervisor(specs)
 signal.signal(signal.SIGTERM, supervisor.request_stop)
@@ -62,9 +65,16 @@ def test_supervisor_stops_everything_when_one_process_exits() -> None:
     output, _ = supervisor.communicate(timeout=60)
     # the quitter's exit code is the supervisor's; the sleeper did not outlive it
     assert supervisor.returncode == 3, output
-    assert "quitter | bye" in output and "sleeper | up" in output
-    assert "quitter exited with 3: stopping the others" in output
-    assert "all processes stopped" in output
+    # every line is a JSON object naming its process: the children's plain lines are wrapped,
+    # their JSON lines (which name the process OMS_PROCESS gave them) pass through as written
+    lines = [json.loads(line) for line in output.splitlines()]
+    said = [(line["process"], line["event"]) for line in lines]
+    assert ("quitter", "bye") in said and ("sleeper", "up") in said, said
+    assert '{"event": "hello", "process": "logger"}' in output.splitlines()
+    assert ("stack", "quitter exited with 3: stopping the others") in said
+    assert ("stack", "all processes stopped") in said
+    wrapped = [line for line in lines if line["event"] == "bye"]
+    assert wrapped[0]["logger"] == "stdout" and wrapped[0]["timestamp"].endswith("Z")
 
 
 def test_supervisor_stops_everything_on_sigterm() -> None:

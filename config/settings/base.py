@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from csp.constants import NONCE as CSP_NONCE
 
+from config.logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -428,27 +430,10 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
 OTEL_TRACES_SAMPLER_ARG = env.float("OTEL_TRACES_SAMPLER_ARG", default=1.0)
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
-# JSON lines with correlation_id, trace_id and user_id on every record (config/logging.py).
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"context": {"()": "config.logging.LogContextFilter"}},
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {
-                "asctime": "timestamp",
-                "levelname": "level",
-                "name": "logger",
-                "message": "event",
-            },
-        },
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# JSON lines with correlation_id, trace_id and user_id on every record, one configuration for
+# every process of both modes (config/logging.py: LOG_LEVEL, WEB_ACCESS_LOG).
+LOGGING_CONFIG = "config.logging.configure"
+LOGGING = logging_config()
 
 # --- Ops console (docs/console.md) ------------------------------------------------------------
 # A link from an order's console to its trace, e.g. "http://localhost:16686/trace/{trace_id}".

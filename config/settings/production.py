@@ -55,4 +55,4 @@ if BROKER_URL.startswith("amqps://"):
 # --- Observability --------------------------------------------------------------------------
 # A tenth of the traces (parent-based, so a sampled order keeps every span), INFO logs.
 OTEL_TRACES_SAMPLER_ARG = env.float("OTEL_TRACES_SAMPLER_ARG", default=0.1)
-LOGGING["root"] = {**LOGGING["root"], "level": env("LOG_LEVEL", default="INFO")}  # type: ignore[dict-item]
+LOGGING["root"] = {**LOGGING["root"], "level": env("LOG_LEVEL", default="INFO")}

@@ -9,6 +9,7 @@ a call through and checks, call by call, that what it saw fits the period (see
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -309,3 +310,65 @@ def test_every_opening_is_counted_once_on_redis(name):
     # the period ends: a failed trial (of another process) opens it again
     until_let_through(other, Calls().fail, opened=opened, open_seconds=OPEN_SECONDS)
     assert openings(name) == 2
+
+
+# --- Its changes of state are logged, once each ------------------------------------------------
+
+
+OPENED_BY_THE_WINDOW = ("WARNING", "payment breaker opened", "too many failed calls in the window")
+
+
+def breaker_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, str]]:
+    """The breaker's lines so far: (level, line, cause), then forgotten."""
+    lines = [
+        (r.levelname, r.getMessage(), r.cause)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "payments.breaker"
+    ]
+    caplog.clear()
+    return lines
+
+
+def test_each_change_of_state_is_one_warning(caplog):
+    caplog.set_level(logging.WARNING, logger="payments.breaker")
+    now = [1000.0]
+    breaker = CircuitBreaker(
+        store=LocalBreakerStore(BreakerConfig(open_seconds=5.0), clock=lambda: now[0]), name="simulator"
+    )
+    # calls that do not change the state write nothing
+    play(breaker, Calls(), "FSFS")
+    assert breaker_lines(caplog) == []
+    # the call that trips the window opens it
+    play(breaker, Calls(), "F")
+    assert breaker_lines(caplog) == [OPENED_BY_THE_WINDOW]
+    assert is_open(breaker) and breaker_lines(caplog) == []  # refused calls: no line
+    # after the period the trial call goes ahead; it fails and opens it again
+    now[0] = 1005.0
+    play(breaker, Calls(), "F")
+    assert breaker_lines(caplog) == [
+        ("WARNING", "payment breaker half-open", "one trial call goes ahead"),
+        ("WARNING", "payment breaker opened", "the trial call failed"),
+    ]
+    # a successful trial closes it
+    now[0] = 1010.0
+    play(breaker, Calls(), "S")
+    assert breaker_lines(caplog) == [
+        ("WARNING", "payment breaker half-open", "one trial call goes ahead"),
+        ("WARNING", "payment breaker closed", "the trial call succeeded"),
+    ]
+
+
+def test_the_shared_breaker_is_logged_opened_by_the_one_call_that_opened_it(name, caplog):
+    caplog.set_level(logging.WARNING, logger="payments.breaker")
+    first, second = redis_breaker(name), redis_breaker(name)
+
+    def fails_while_another_process_opens_it() -> str:
+        play(first, Calls(), "FFFFF")
+        raise TransientGatewayError("down")
+
+    # a call in flight while another process's calls open the shared breaker: its late failure
+    # changes nothing and says nothing; the call that opened it says so, once
+    with pytest.raises(TransientGatewayError):
+        second.call(fails_while_another_process_opens_it)
+    assert breaker_lines(caplog) == [OPENED_BY_THE_WINDOW]
+    assert is_open(second)

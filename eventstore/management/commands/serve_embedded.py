@@ -3,10 +3,15 @@
 The embedded mode needs exactly one in-process dispatcher, so this command starts it (and
 the periodic scheduler) itself and serves HTTP without Django's autoreloader, which would
 run the code twice. Static files (Swagger UI, admin) are served by WhiteNoise with finders.
+
+Everything it prints is a JSON log line (config/logging.py), ``runserver``'s banner included;
+tracing is set up as in the stack's processes (no exporter: ids only), so the lines of one
+order carry its trace id here too.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from types import FrameType
@@ -16,9 +21,12 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from config.logging import LineLogger
 from config.telemetry import setup_tracing
 from eventstore.bus import start_dispatcher
 from eventstore.scheduler import start_scheduler
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -45,9 +53,17 @@ class Command(BaseCommand):
         setup_tracing(component="embedded", instrument_django=True)
         dispatcher = start_dispatcher()
         scheduler = start_scheduler()
-        self.stdout.write(f"In-process bus and scheduler started; serving on http://{options['addrport']}/")
+        logger.info("in-process bus and scheduler started; serving on http://%s/", options["addrport"])
         try:
-            call_command("runserver", options["addrport"], use_reloader=False, use_threading=True)
+            call_command(
+                "runserver",
+                options["addrport"],
+                use_reloader=False,
+                use_threading=True,
+                # Its banner and errors (its request lines go to "django.server": WEB_ACCESS_LOG).
+                stdout=LineLogger(logger),
+                stderr=LineLogger(logger, logging.ERROR),
+            )
         finally:
             scheduler.stop()
             dispatcher.stop()
