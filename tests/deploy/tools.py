@@ -71,7 +71,8 @@ def check_command(argv: list[str]) -> None:
         assert in_repository(script).is_file(), f"{script} is not in the repository"
     elif program == "celery":
         assert argv[1:3] == ["-A", "config"], argv
-        assert argv[3] in ("worker", "beat"), argv
+        subcommand = next(arg for arg in argv[3:] if not arg.startswith("-"))  # after --quiet
+        assert subcommand in ("worker", "beat"), argv
     elif program == "gunicorn":
         config = next(arg.split("=", 1)[1] for arg in argv if arg.startswith("--config="))
         assert (ROOT / config).is_file(), f"{config} is not in the repository"

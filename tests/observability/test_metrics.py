@@ -192,7 +192,7 @@ def test_breaker_gauge_reads_closed_once_the_open_period_is_over_and_half_open_o
         # while the next call, the trial, runs, it reads half-open; the trial failing opens it again
         permit = breaker.store.acquire()
         assert state() == 2
-        assert breaker.store.record(permit=permit, failed=True) == "OPEN"
+        assert breaker.store.record(permit=permit, failed=True) == "OPENED"  # the failed trial opened it
         assert state() == 1
         assert openings() == before + 2
     breaker.store.reset()  # type: ignore[attr-defined]

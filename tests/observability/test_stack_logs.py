@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from tests.fixtures.stack import subprocess_env, wait_until
-from tests.observability.test_stack import free_port, http, order_status
+from tests.observability.conftest import free_port, http
+from tests.observability.test_stack import order_status
 
 ROOT = Path(__file__).resolve().parents[2]
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
