@@ -47,7 +47,6 @@ ROUTING_KEY_HEADER = "x-oms-routing-key"
 EXCHANGE_HEADER = "x-oms-exchange"
 
 IDLE_WAIT_SECONDS = 1.0
-BATCH_WAIT_SECONDS = 0.01
 RECONNECT_PAUSE_SECONDS = 1.0
 
 
@@ -111,6 +110,7 @@ class QueueConsumer:
         self.context_names = list(context_names)
         self.prefetch = prefetch or settings.CONSUMER_PREFETCH
         self.batch_size = batch_size or settings.CONSUMER_BATCH_SIZE
+        self.batch_wait = float(settings.CONSUMER_BATCH_WAIT_MS) / 1000
         self.publisher = ConfirmingPublisher(broker_connection())
         self._buffer: list[Delivery] = []
 
@@ -160,7 +160,7 @@ class QueueConsumer:
     def _drain(self, conn: Connection) -> None:
         # Collect until the batch is full or no message came for a moment, then handle it.
         try:
-            conn.drain_events(timeout=BATCH_WAIT_SECONDS if self._buffer else IDLE_WAIT_SECONDS)
+            conn.drain_events(timeout=self.batch_wait if self._buffer else IDLE_WAIT_SECONDS)
             if len(self._buffer) < self.batch_size:
                 return
         except TimeoutError:

@@ -319,6 +319,10 @@ CONSUMER_RETRY_DELAYS = env.list("CONSUMER_RETRY_DELAYS", cast=float, default=[1
 # batches cost few statements per message (eventstore.unit_of_work).
 CONSUMER_PREFETCH = env.int("CONSUMER_PREFETCH", default=300)
 CONSUMER_BATCH_SIZE = env.int("CONSUMER_BATCH_SIZE", default=300)
+# How long a consumer holding messages waits for more before it handles them. Batches form by
+# themselves under load (messages arrive while the previous batch is handled); on an idle
+# stack every hop of an order pays this wait, so it is short.
+CONSUMER_BATCH_WAIT_MS = env.float("CONSUMER_BATCH_WAIT_MS", default=1.0)
 RELAY_BATCH_SIZE = env.int("RELAY_BATCH_SIZE", default=500)
 RELAY_CLAIM_SECONDS = env.int("RELAY_CLAIM_SECONDS", default=30)
 # An outbox row returned unroutable (no queue bound) on this attempt or a later one becomes a
