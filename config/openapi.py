@@ -22,6 +22,7 @@ the first line of its docstring.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
@@ -95,6 +96,21 @@ class ProblemAutoSchema(AutoSchema):
         if self._needs_admin() and ADMIN_TAG not in tags:
             tags.append(ADMIN_TAG)
         return tags
+
+    def get_description(self) -> str:  # type: ignore[override]
+        """The docstring of the method, else of the view class that defines it.
+
+        config/urls.py composes /api/orders from two contexts' views; each operation keeps the
+        description of its own view, not the composed class's.
+        """
+        handler_name = self.method.lower()
+        handler = getattr(self.view, handler_name, None)
+        if handler is not None and handler.__doc__:
+            return inspect.cleandoc(handler.__doc__)
+        for owner in type(self.view).__mro__:
+            if handler_name in vars(owner):
+                return inspect.cleandoc(owner.__doc__ or "")
+        return str(super().get_description())
 
     def get_summary(self) -> str | None:
         """The view's summary when it gives one (extend_schema), else its docstring's first line."""

@@ -8,6 +8,7 @@ it in a fixture of the scope it needs.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -77,15 +78,17 @@ class EmbeddedServer:
 
 
 def free_port() -> int:
-    """A free port in 8300-8399 (the range this suite's servers use)."""
-    for port in range(8300, 8400):
+    """A free port in 8300-8399 (the range this suite's servers use), or ``TEST_SERVER_PORTS``
+    (``first-last``) when runs side by side on one machine must keep to their own ports."""
+    first, _, last = os.environ.get("TEST_SERVER_PORTS", "8300-8399").partition("-")
+    for port in range(int(first), int(last or first) + 1):
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 8300-8399")
+    raise RuntimeError(f"no free port in {first}-{last or first}")
 
 
 def wait_until_ready(server: EmbeddedServer, timeout: float = 60) -> None:
