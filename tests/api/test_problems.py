@@ -62,6 +62,13 @@ def test_unknown_api_path_is_a_404_problem_also_with_debug_on(api_client, settin
         assert "tried" not in json.dumps(body)
 
 
+def test_an_accept_header_without_json_is_a_406_problem(alice_client):
+    # declared on every API operation (config/openapi.py)
+    for path in ("/api/orders", "/api/inventory"):
+        body = assert_problem(alice_client.get(path, HTTP_ACCEPT="text/html"), 406)
+        assert body["type"] == "urn:oms:problem:not_acceptable"
+
+
 def test_unknown_path_outside_the_api_is_a_problem_too(api_client):
     assert_problem(api_client.get("/nothing-here.html"), 404)
 
