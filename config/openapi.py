@@ -15,9 +15,10 @@ view's own configuration, so a new view is documented correctly without doing an
   (config/problems.py), never ``application/json``.
 
 A view still declares what only it knows (404, 409, 422, 503, a 403 of its own) and may give
-any status its own description. Tags name the context that owns the operation (its view's
-module), plus ``admin`` for operations only an ADMIN may call; a summary is the view's own or
-the first line of its docstring.
+any status its own description. The tag names the context that owns the operation (its view's
+module: ``orders``, ``queries``, ``inventory``, ``payments``, ``auth``, ``health``, and
+``admin`` for the operations console under /api/admin/); a summary is the view's own or the
+first line of its docstring.
 """
 
 from __future__ import annotations
@@ -60,13 +61,13 @@ RETRY_AFTER = {
     "description": "Seconds to wait before trying again",
 }
 
-# The context that owns an operation, by the top-level package (or module) of its view method.
+# The context that owns an operation, by the module (or a package) of its view method.
 _CONTEXT_OF_MODULE = {
     "orders.auth_api": "auth",
     "config.health": "health",
+    "config.console": "admin",
 }
 CONTEXTS = ("orders", "inventory", "payments", "queries")
-ADMIN_TAG = "admin"
 # The component name drf-spectacular gives config.problems.ProblemSerializer.
 PROBLEM_COMPONENT = "Problem"
 
@@ -91,11 +92,8 @@ class ProblemAutoSchema(AutoSchema):
     """drf-spectacular's AutoSchema with the statuses, media types and headers every view shares."""
 
     def get_tags(self) -> list[str]:
-        """The owning context (``orders``, ``queries``, ``auth`` …), then ``admin`` if ADMIN only."""
-        tags = [self._context()]
-        if self._needs_admin() and ADMIN_TAG not in tags:
-            tags.append(ADMIN_TAG)
-        return tags
+        """The owning context: ``orders``, ``queries``, ``auth`` … (one tag, one group in Swagger)."""
+        return [self._context()]
 
     def get_description(self) -> str:  # type: ignore[override]
         """The docstring of the method, else of the view class that defines it.
@@ -183,8 +181,9 @@ class ProblemAutoSchema(AutoSchema):
     def _context(self) -> str:
         handler = getattr(self.view, self.method.lower(), None)
         module = getattr(handler, "__module__", None) or type(self.view).__module__
-        if module in _CONTEXT_OF_MODULE:
-            return _CONTEXT_OF_MODULE[module]
+        for prefix, context in _CONTEXT_OF_MODULE.items():
+            if module == prefix or module.startswith(prefix + "."):
+                return context
         package = module.split(".", 1)[0]
         return package if package in CONTEXTS else "api"
 

@@ -229,7 +229,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "queries", "description": "Order lists, search and analytics (read models)"},
         {"name": "inventory", "description": "The catalogue, stock and reservations"},
         {"name": "payments", "description": "Payments and refunds"},
-        {"name": "admin", "description": "Operations only an ADMIN may call"},
+        {"name": "admin", "description": "The operations console under /api/admin/ (ADMIN only)"},
         {"name": "health", "description": "Liveness and readiness probes"},
     ],
     "POSTPROCESSING_HOOKS": [

@@ -78,17 +78,17 @@ class EmbeddedServer:
 
 
 def free_port() -> int:
-    """A free port in 8300-8399 (the range this suite's servers use), or ``TEST_SERVER_PORTS``
-    (``first-last``) when runs side by side on one machine must keep to their own ports."""
-    first, _, last = os.environ.get("TEST_SERVER_PORTS", "8300-8399").partition("-")
-    for port in range(int(first), int(last or first) + 1):
+    """A free port in 8300-8399 (the range this suite's servers use; ``TEST_SERVER_PORTS``, e.g.
+    ``8630-8639``, narrows it when several runs share a machine)."""
+    first, last = (int(p) for p in os.environ.get("TEST_SERVER_PORTS", "8300-8399").split("-"))
+    for port in range(first, last + 1):
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port in {first}-{last or first}")
+    raise RuntimeError(f"no free port in {first}-{last}")
 
 
 def wait_until_ready(server: EmbeddedServer, timeout: float = 60) -> None:
@@ -107,13 +107,13 @@ def wait_until_ready(server: EmbeddedServer, timeout: float = 60) -> None:
 
 
 @contextmanager
-def running_server(folder: Path, **extra_env: str) -> Iterator[EmbeddedServer]:
-    """A migrated, seeded embedded server on a free port; stopped with SIGTERM on exit."""
+def running_server(folder: Path, port: int | None = None, **extra_env: str) -> Iterator[EmbeddedServer]:
+    """A migrated, seeded embedded server on ``port`` (a free one by default); SIGTERM on exit."""
     env = embedded_env(folder) | extra_env
     for command in (("migrate", "--noinput"), ("seed_demo",)):
         result = manage(*command, env=env)
         assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
-    port = free_port()
+    port = port or free_port()
     log_path = folder / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
