@@ -99,14 +99,13 @@ def _day(value: object) -> date | None:
 
 
 def _in_catalogue(stocked, product_id: str) -> str:
-    """``product_id``, stocked once per test (a test's examples share its transaction)."""
-    if product_id not in _STOCKED.setdefault(id(stocked), set()):
+    """``product_id``, stocked once per test: a test's examples share its transaction, and the
+    ``stocked`` factory is made anew for each test, so it remembers what it stocked."""
+    done = stocked.__dict__.setdefault("fuzz_stocked", set())
+    if product_id not in done:
         stocked(product_id)
-        _STOCKED[id(stocked)].add(product_id)
+        done.add(product_id)
     return product_id
-
-
-_STOCKED: dict[int, set[str]] = {}
 
 
 def _call(case, token: str) -> None:
