@@ -151,7 +151,7 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {strerror}" if strerror else type(exc).__name__
 
 
-_LIVE = inline_serializer("Liveness", fields={"status": serializers.CharField()})
+_LIVE = inline_serializer("Liveness", fields={"status": serializers.ChoiceField(choices=[OK])})
 _READY = inline_serializer(
     "Readiness",
     fields={
@@ -185,7 +185,13 @@ class LiveView(APIView):
     # Probes poll from one address; throttling them would fail a healthy pod.
     throttle_classes: list = []
 
-    @extend_schema(operation_id="health_live", tags=["health"], responses={200: _LIVE}, auth=[])
+    @extend_schema(
+        operation_id="health_live",
+        summary="Liveness: 200 while the process serves requests",
+        tags=["health"],
+        responses={200: _LIVE},
+        auth=[],
+    )
     def get(self, request: Request) -> Response:
         return Response({"status": "ok"})
 
@@ -201,6 +207,7 @@ class ReadyView(APIView):
 
     @extend_schema(
         operation_id="health_ready",
+        summary="Readiness: the database and the broker answer (the cache is reported)",
         tags=["health"],
         responses={
             200: _READY,

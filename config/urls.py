@@ -1,13 +1,15 @@
 """The URL map: the API under /api/, health and metrics, the admin, and the web UI."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from config.health import LiveView, ReadyView
 from config.metrics_view import metrics_view
+from config.problems import not_found as api_not_found
 from orders.api import OrderPlaceView
 from queries.api import OrderListView
 
@@ -38,6 +40,10 @@ urlpatterns = [
         ),
         name="docs",
     ),
+    # Any other path under /api/ is a 404 problem document, also with DEBUG on (Django would
+    # otherwise answer its HTML debug page; handler404 below only applies with DEBUG off), and
+    # for any method (a POST must not meet the CSRF check first: the API takes no cookies).
+    re_path(r"^api/", csrf_exempt(api_not_found), name="api-not-found"),
     path("health/live", LiveView.as_view(), name="health-live"),
     path("health/ready", ReadyView.as_view(), name="health-ready"),
     # Prometheus text; sums every process when PROMETHEUS_MULTIPROC_DIR is set.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, status
 from rest_framework import serializers as drf_serializers
 from rest_framework.pagination import PageNumberPagination
@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.openapi import problem, retry_after
 from config.permissions import IsAdmin
 from config.problems import Conflict, ServiceUnavailable
 from eventstore.store import ConcurrencyError
@@ -37,12 +38,15 @@ from .serializers import (
     OrderInput,
     ProductInput,
     ProductOutput,
-    ReleaseInput,
     ReservationOutput,
     ReserveInput,
 )
 
 CONFLICT_RETRIES = 3
+ADMIN_RELEASE = "ADMIN"
+_PRODUCT_ID = OpenApiParameter(
+    "product_id", str, OpenApiParameter.PATH, pattern=f"^{PRODUCT_ID_PATTERN.pattern}$"
+)
 
 
 def _validated(serializer_class: type, data: Any) -> Any:
@@ -79,14 +83,28 @@ class ProductDetailApi(APIView):
             return [IsAuthenticated()]
         return [IsAuthenticated(), IsAdmin()]
 
-    @extend_schema(responses={200: ProductOutput}, operation_id="inventory_product_read")
+    @extend_schema(
+        operation_id="inventory_product_read",
+        parameters=[_PRODUCT_ID],
+        summary="Read a product: name, price, available and reserved stock",
+        responses={200: ProductOutput, 404: problem("No product with this id")},
+    )
     def get(self, request: Request, product_id: str) -> Response:
         view = product_view(product_id) if PRODUCT_ID_PATTERN.fullmatch(product_id) else None
         if view is None:
             raise exceptions.NotFound("No product with this id.")
         return Response(view)
 
-    @extend_schema(request=ProductInput, responses={200: ProductOutput, 201: ProductOutput})
+    @extend_schema(
+        operation_id="inventory_product_put",
+        parameters=[_PRODUCT_ID],
+        summary="Create or update a product; stock is absolute (ADMIN)",
+        request=ProductInput,
+        responses={
+            200: OpenApiResponse(ProductOutput, description="Updated"),
+            201: OpenApiResponse(ProductOutput, description="Created"),
+        },
+    )
     def put(self, request: Request, product_id: str) -> Response:
         if not PRODUCT_ID_PATTERN.fullmatch(product_id):
             raise exceptions.ValidationError({"product_id": ["Must match [A-Za-z0-9._-]{1,64}."]})
@@ -103,7 +121,17 @@ class ReserveApi(APIView):
 
     permission_classes = [IsAuthenticated, IsAdmin]
 
-    @extend_schema(request=ReserveInput, responses={200: ReservationOutput})
+    @extend_schema(
+        operation_id="inventory_reserve",
+        summary="Reserve stock for an order by hand: all lines or none (ADMIN)",
+        request=ReserveInput,
+        parameters=[retry_after(503)],
+        responses={
+            200: ReservationOutput,
+            409: problem("Stock is short (`shortages`), or the order's reservation is already closed"),
+            503: problem("Too many reservations are running; retry after Retry-After"),
+        },
+    )
     def post(self, request: Request) -> Response:
         command = _validated(ReserveInput, request.data)
         order_id = str(command.validated_data["order_id"])
@@ -133,7 +161,16 @@ class ConfirmApi(APIView):
 
     permission_classes = [IsAuthenticated, IsAdmin]
 
-    @extend_schema(request=OrderInput, responses={200: ReservationOutput})
+    @extend_schema(
+        operation_id="inventory_confirm",
+        summary="Confirm an order's reservation: held units become sold (ADMIN)",
+        request=OrderInput,
+        responses={
+            200: ReservationOutput,
+            404: problem("No reservation for this order"),
+            409: problem("The reservation is not held (released or expired)"),
+        },
+    )
     def post(self, request: Request) -> Response:
         order_id = str(_validated(OrderInput, request.data).validated_data["order_id"])
         try:
@@ -150,24 +187,60 @@ class ReleaseApi(APIView):
 
     permission_classes = [IsAuthenticated, IsAdmin]
 
-    @extend_schema(request=OrderInput, responses={200: ReservationOutput})
+    @extend_schema(
+        operation_id="inventory_release",
+        summary="Release an order's reservation: held back to available, sold restocked (ADMIN)",
+        request=OrderInput,
+        responses={
+            200: ReservationOutput,
+            409: problem("A concurrent change of this reservation won; retry"),
+        },
+    )
     def post(self, request: Request) -> Response:
-        data = _validated(ReleaseInput, request.data).validated_data
-        order_id = str(data["order_id"])
+        # The body is OrderInput, as documented: a release by hand is the ADMIN's, no reason taken.
+        order_id = str(_validated(OrderInput, request.data).validated_data["order_id"])
         outcome = _retrying_conflicts(
             lambda: release_reservation(
-                order_id=order_id, reason=data["reason"], correlation_id=order_id, causation_id=""
+                order_id=order_id, reason=ADMIN_RELEASE, correlation_id=order_id, causation_id=""
             )
         )
         return Response(_reservation_body(outcome))
 
 
-class ProductPagination(PageNumberPagination):
-    """``page`` and ``page_size`` (default 20, at most 100), as every list of the API."""
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+MAX_PAGE = 10**6
 
-    page_size = 20
+
+def _positive(request: Request, name: str, *, most: int) -> int | None:
+    """An optional query parameter from 1 to ``most``, or a 400 naming it (as /api/orders does)."""
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    # isascii: "²".isdigit() is true, and int() refuses it.
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= most:
+        raise exceptions.ValidationError({name: [f"Must be an integer from 1 to {most}."]})
+    return int(value)
+
+
+class ProductPagination(PageNumberPagination):
+    """``page`` and ``page_size`` (default 20, at most 100), as every list of the API.
+
+    DRF's own pagination reads a bad ``page_size`` as the default and a bad ``page`` as a 404;
+    here both are a 400 problem naming the parameter, like the order lists. A page past the
+    last one is still a 404.
+    """
+
+    page_size = DEFAULT_PAGE_SIZE
     page_size_query_param = "page_size"
-    max_page_size = 100
+    max_page_size = MAX_PAGE_SIZE
+
+    def get_page_size(self, request: Request) -> int:
+        return _positive(request, self.page_size_query_param, most=MAX_PAGE_SIZE) or self.page_size
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
+        _positive(request, self.page_query_param, most=MAX_PAGE)
+        return super().paginate_queryset(queryset, request, view)
 
 
 ProductPage = inline_serializer(
@@ -184,7 +257,23 @@ ProductPage = inline_serializer(
 class ProductListApi(APIView):
     """GET /api/inventory: the catalogue, by product id (any user)."""
 
-    @extend_schema(responses={200: ProductPage}, operation_id="inventory_product_list")
+    @extend_schema(
+        operation_id="inventory_product_list",
+        summary="The catalogue, by product id, paginated",
+        parameters=[
+            OpenApiParameter(
+                "page",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                description="From 1; past the last page is a 404",
+            ),
+            OpenApiParameter(
+                "page_size",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+                description=f"1-{MAX_PAGE_SIZE}, default {DEFAULT_PAGE_SIZE}; else a 400",
+            ),
+        ],
+        responses={200: ProductPage, 404: problem("No such page")},
+    )
     def get(self, request: Request) -> Response:
         paginator = ProductPagination()
         page = paginator.paginate_queryset(Product.objects.order_by("product_id"), request, view=self)

@@ -11,7 +11,9 @@ from typing import Any
 
 from rest_framework import serializers
 
-from .domain import PRODUCT_ID_PATTERN, Line
+from config.fields import MoneyField, StrictCharField, StrictRegexField, StrictUUIDField
+
+from .domain import PRODUCT_ID_PATTERN, Line, ReservationState
 
 MAX_LINES = 100
 MAX_QUANTITY = 1000
@@ -29,7 +31,7 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
-class ProductIdField(serializers.RegexField):
+class ProductIdField(StrictRegexField):
     """A product id: ``[A-Za-z0-9._-]{1,64}``."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -45,8 +47,8 @@ class ProductIdField(serializers.RegexField):
 class ProductInput(serializers.Serializer):
     """PUT /api/inventory/{product_id}."""
 
-    name = serializers.CharField(max_length=200, trim_whitespace=True)
-    price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0)
+    name = StrictCharField(max_length=200, trim_whitespace=True)
+    price = MoneyField(max_digits=10, decimal_places=2, min_value=0)
     available = StrictIntegerField(min_value=0, max_value=MAX_AVAILABLE)
 
 
@@ -70,7 +72,7 @@ class LineInput(serializers.Serializer):
 class ReserveInput(serializers.Serializer):
     """POST /api/inventory/reserve and the ReserveInventory command (which adds ``expires_at``)."""
 
-    order_id = serializers.UUIDField()
+    order_id = StrictUUIDField()
     items = serializers.ListField(child=LineInput(), min_length=1, max_length=MAX_LINES)
     expires_at = serializers.DateTimeField(required=False)
 
@@ -87,19 +89,19 @@ class ReserveInput(serializers.Serializer):
 class OrderInput(serializers.Serializer):
     """POST /api/inventory/confirm and /release, and the ConfirmInventory command."""
 
-    order_id = serializers.UUIDField()
+    order_id = StrictUUIDField()
 
 
 class ReleaseInput(OrderInput):
     """The ReleaseInventory command (the API's release has no reason field: it is ADMIN)."""
 
-    reason = serializers.CharField(max_length=64, required=False, default="ADMIN")
+    reason = StrictCharField(max_length=64, required=False, default="ADMIN")
 
 
 class ReservationOutput(serializers.Serializer):
     """A reservation as the API shows it."""
 
     order_id = serializers.CharField()
-    state = serializers.CharField()
+    state = serializers.ChoiceField(choices=[state.value for state in ReservationState])
     items = LineInput(many=True)
     expires_at = serializers.CharField(allow_null=True)

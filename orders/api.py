@@ -11,15 +11,16 @@ import threading
 import uuid
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.openapi import problem, retry_after
 from config.permissions import IsAdmin, customer_of, is_admin
-from config.problems import Conflict, ProblemSerializer, UnprocessableEntity
+from config.problems import Conflict, UnprocessableEntity
 from payments import public as payments_public
 from sagas import public as sagas_public
 
@@ -31,7 +32,9 @@ _KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 # time it is created, which was a tenth of the CPU of placing an order. Validating is read-only
 # on the serializer (it keeps no request in its context), so a thread's instance is reused.
 _forms = threading.local()
-_ERRORS = {400: ProblemSerializer, 401: ProblemSerializer, 403: ProblemSerializer, 404: ProblemSerializer}
+# The statuses only these views know; config/openapi.py adds those every operation shares.
+_NOT_VISIBLE = problem("No order with this id, or another customer's")
+_NOT_NOW = problem("The order's state does not allow it (already cancelled or failed, or failing)")
 
 
 def _caller_id(request: Request) -> str:
@@ -62,9 +65,34 @@ class OrderPlaceView(APIView):
 
     @extend_schema(
         operation_id="orders_place",
+        summary="Place an order (the saga runs asynchronously)",
         request=serializers.PlaceOrderInput,
-        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False)],
-        responses={202: serializers.OrderAccepted, 409: ProblemSerializer, 422: ProblemSerializer, **_ERRORS},
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                pattern=_KEY_PATTERN.pattern,
+                description="Retrying with the same key and body places the order once (kept 24 h)",
+            ),
+            OpenApiParameter(
+                "Location",
+                str,
+                OpenApiParameter.HEADER,
+                response=[202],
+                required=True,
+                description="The order: /api/orders/{order_id}",
+            ),
+            retry_after(409),
+        ],
+        responses={
+            202: OpenApiResponse(serializers.OrderAccepted, description="Accepted: the order is PENDING"),
+            400: problem("Invalid input or an unknown product (see `errors`)"),
+            403: problem("The account has no customer id"),
+            409: problem("A request with this Idempotency-Key is still running; retry after Retry-After"),
+            422: problem("This Idempotency-Key was used with another request body"),
+        },
     )
     def post(self, request: Request) -> Response:
         placement = placement_of(request)
@@ -140,15 +168,20 @@ class OrderDetailView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(operation_id="orders_retrieve", responses={200: serializers.OrderOutput, **_ERRORS})
+    @extend_schema(
+        operation_id="orders_retrieve",
+        summary="Read an order and its saga (strongly consistent)",
+        responses={200: serializers.OrderOutput, 404: _NOT_VISIBLE},
+    )
     def get(self, request: Request, order_id: uuid.UUID) -> Response:
         order = _visible_order(request, order_id)
         return Response(serializers.order_body(order, sagas_public.saga_summary(order.order_id)))
 
     @extend_schema(
         operation_id="orders_cancel",
+        summary="Cancel an order (compensating what was done)",
         request=None,
-        responses={202: serializers.OrderAccepted, 409: ProblemSerializer, **_ERRORS},
+        responses={202: serializers.OrderAccepted, 404: _NOT_VISIBLE, 409: _NOT_NOW},
     )
     def delete(self, request: Request, order_id: uuid.UUID) -> Response:
         order = _visible_order(request, order_id)
@@ -171,7 +204,9 @@ class OrderTimelineView(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
-        operation_id="orders_timeline", responses={200: serializers.OrderTimelineOutput, **_ERRORS}
+        operation_id="orders_timeline",
+        summary="An order's timeline: saga steps, transitions and payment events with their times",
+        responses={200: serializers.OrderTimelineOutput, 404: _NOT_VISIBLE},
     )
     def get(self, request: Request, order_id: uuid.UUID) -> Response:
         order = _visible_order(request, order_id)
@@ -195,8 +230,13 @@ class OrderStatusView(APIView):
 
     @extend_schema(
         operation_id="orders_change_status",
+        summary="Cancel or fail an order by hand (ADMIN)",
         request=serializers.ChangeStatusInput,
-        responses={202: serializers.OrderAccepted, 409: ProblemSerializer, **_ERRORS},
+        responses={
+            202: serializers.OrderAccepted,
+            404: _NOT_VISIBLE,
+            409: problem("Only CANCELLED and FAILED can be set, and only while the order's state allows it"),
+        },
     )
     def put(self, request: Request, order_id: uuid.UUID) -> Response:
         order = _visible_order(request, order_id)

@@ -21,13 +21,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
-from rest_framework_simplejwt.serializers import PasswordField, TokenObtainPairSerializer
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 from rest_framework_simplejwt.views import TokenObtainPairView
 
+from config.fields import StrictCharField
 from config.problems import BEARER_CHALLENGE, ProblemSerializer
 from config.throttling import AnonRateThrottle, LoginRateThrottle
 
@@ -47,8 +48,10 @@ class CredentialsSerializer(TokenObtainPairSerializer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Bounded so an oversized password cannot make hashing a denial of service.
-        self.fields[self.username_field] = serializers.CharField(write_only=True, max_length=150)
-        self.fields["password"] = PasswordField(max_length=1024)
+        self.fields[self.username_field] = StrictCharField(write_only=True, max_length=150)
+        self.fields["password"] = StrictCharField(
+            write_only=True, max_length=1024, trim_whitespace=False, style={"input_type": "password"}
+        )
 
     @classmethod
     def get_token(cls, user: User) -> RefreshToken:  # type: ignore[override]
@@ -56,7 +59,7 @@ class CredentialsSerializer(TokenObtainPairSerializer):
 
 
 class RefreshInputSerializer(serializers.Serializer):
-    refresh = serializers.CharField(max_length=TOKEN_MAX_LENGTH)
+    refresh = StrictCharField(max_length=TOKEN_MAX_LENGTH)
 
 
 class TokenPairSerializer(serializers.Serializer):
@@ -67,8 +70,8 @@ class TokenPairSerializer(serializers.Serializer):
 class CredentialsDocSerializer(serializers.Serializer):
     """The request body of POST /api/auth/token, as documented."""
 
-    username = serializers.CharField()
-    password = serializers.CharField()
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=1024, trim_whitespace=False)
 
 
 def _problem(description: str) -> OpenApiResponse:

@@ -6,10 +6,15 @@ from typing import Any
 
 from rest_framework import serializers
 
+from config.fields import StrictCharField, StrictRegexField
+from sagas.public import SAGA_STATES, SAGA_STEPS
+
 from . import domain
 
 PRODUCT_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 MAX_LINES = 100
+# Why an order failed (OrderOutput.failure_reason), in a stable order for the schema's enum.
+FAILURE_REASONS = tuple(sorted(domain.FAILURE_REASONS))
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -22,25 +27,24 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class OrderLineInput(serializers.Serializer):
-    product_id = serializers.RegexField(PRODUCT_ID_PATTERN, max_length=64)
+    product_id = StrictRegexField(PRODUCT_ID_PATTERN, max_length=64)
     quantity = StrictIntegerField(min_value=1, max_value=1000)
 
 
 class PaymentInput(serializers.Serializer):
     method = serializers.ChoiceField(choices=["card"])
-    token = serializers.CharField(min_length=1, max_length=128)
+    token = StrictCharField(min_length=1, max_length=128)
 
 
 class PlaceOrderInput(serializers.Serializer):
     """POST /api/orders."""
 
-    items = OrderLineInput(many=True, allow_empty=False)
+    # ListSerializer takes max_length (the schema's maxItems); the stubs miss it.
+    items = OrderLineInput(many=True, allow_empty=False, max_length=MAX_LINES)  # type: ignore[call-arg]
     payment = PaymentInput()
-    customer_id = serializers.CharField(min_length=1, max_length=64, required=False, allow_null=True)
+    customer_id = StrictCharField(min_length=1, max_length=64, required=False, allow_null=True)
 
     def validate_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if len(items) > MAX_LINES:
-            raise serializers.ValidationError(f"An order has at most {MAX_LINES} lines.")
         seen: set[str] = set()
         for item in items:
             if item["product_id"] in seen:
@@ -55,12 +59,12 @@ class ChangeStatusInput(serializers.Serializer):
     """PUT /api/orders/{order_id}/status."""
 
     status = serializers.ChoiceField(choices=list(domain.STATUSES))
-    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    reason = StrictCharField(max_length=500, required=False, allow_blank=True, default="")
 
 
 class OrderAccepted(serializers.Serializer):
     order_id = serializers.UUIDField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=domain.STATUSES)
 
 
 class OrderLineOutput(serializers.Serializer):
@@ -71,8 +75,10 @@ class OrderLineOutput(serializers.Serializer):
 
 
 class SagaOutput(serializers.Serializer):
-    state = serializers.CharField()
-    step = serializers.CharField(allow_null=True)
+    state = serializers.ChoiceField(choices=SAGA_STATES)
+    step = serializers.ChoiceField(
+        choices=SAGA_STEPS, allow_null=True, help_text="The command the saga waits an answer for"
+    )
     attempts = serializers.IntegerField()
     deadline = serializers.CharField(allow_null=True)
     needs_attention = serializers.BooleanField()
@@ -83,11 +89,11 @@ class OrderOutput(serializers.Serializer):
 
     order_id = serializers.UUIDField()
     customer_id = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=domain.STATUSES)
     total_amount = serializers.CharField()
     items = OrderLineOutput(many=True)
     saga = SagaOutput(allow_null=True)
-    failure_reason = serializers.CharField(allow_null=True)
+    failure_reason = serializers.ChoiceField(choices=FAILURE_REASONS, allow_null=True)
     created_at = serializers.CharField()
     updated_at = serializers.CharField()
     version = serializers.IntegerField()

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.openapi import problem
 from config.permissions import IsAdmin, customer_of, is_admin
 from config.problems import Conflict, ServiceUnavailable
 from orders.public import order_customer
@@ -30,7 +31,11 @@ class PaymentDetailApi(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=PaymentOutput, operation_id="payments_retrieve")
+    @extend_schema(
+        operation_id="payments_retrieve",
+        summary="Read an order's payment: status, amount, attempts, captures",
+        responses={200: PaymentOutput, 404: problem("No payment for this order, or another customer's")},
+    )
     def get(self, request: Request, order_id: str) -> Response:
         body = payment_status(order_id) if _is_uuid(order_id) else None
         if body is None or not _may_see(request, order_id):
@@ -43,7 +48,16 @@ class ProcessPaymentApi(APIView):
 
     permission_classes = [IsAuthenticated, IsAdmin]
 
-    @extend_schema(request=ProcessPaymentRequest, responses=PaymentOutput, operation_id="payments_process")
+    @extend_schema(
+        operation_id="payments_process",
+        summary="Charge an order now (ADMIN)",
+        request=ProcessPaymentRequest,
+        responses={
+            200: PaymentOutput,
+            404: problem("No such order"),
+            409: problem("The payment is already captured or still running"),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = _validated(ProcessPaymentRequest, request.data)
         order_id = str(data["order_id"])
@@ -70,7 +84,17 @@ class RefundPaymentApi(APIView):
 
     permission_classes = [IsAuthenticated, IsAdmin]
 
-    @extend_schema(request=RefundPaymentRequest, responses=PaymentOutput, operation_id="payments_refund")
+    @extend_schema(
+        operation_id="payments_refund",
+        summary="Refund part or all of a captured payment (ADMIN)",
+        request=RefundPaymentRequest,
+        responses={
+            200: PaymentOutput,
+            404: problem("No payment for this order"),
+            409: problem("More than was captured and not yet refunded, or nothing captured"),
+            503: problem("The payment gateway did not answer; the refund will be retried"),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = _validated(RefundPaymentRequest, request.data)
         order_id = str(data["order_id"])

@@ -21,12 +21,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config import replica
+from config.openapi import problem
 from config.permissions import IsAdmin, customer_of, is_admin
-from config.problems import ProblemSerializer
 
 from . import analytics, cache, selectors, serializers
 from .filters import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE,
     MAX_PAGE_SIZE,
+    MAX_SEARCH,
+    MAX_TEXT,
     ORDERINGS,
     STATUSES,
     OrderFilters,
@@ -35,18 +39,31 @@ from .filters import (
     parse_search,
 )
 
-_ERRORS = {400: ProblemSerializer, 401: ProblemSerializer, 403: ProblemSerializer}
+# A USER account without a customer id has no orders to list (config/openapi.py adds the rest).
+_NO_CUSTOMER = {403: problem("The account has no customer id")}
+_TEXT = {"type": "string", "maxLength": MAX_TEXT}
+# A date or a date-time (an empty value is no filter), as parse_filters reads them.
+_EMPTY = {"type": "string", "maxLength": 0}
+_MOMENT = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}, _EMPTY]}
+_DAY = {"anyOf": [{"type": "string", "format": "date"}, _EMPTY]}
+_AMOUNT = {"type": "string", "pattern": r"^(-?[0-9]{1,12}(\.[0-9]{1,10})?)?$"}
+_CUSTOMER_FILTER = OpenApiParameter(
+    "customer_id", _TEXT, description="ADMIN only; a USER always sees their own"
+)
 _FILTERS = [
     OpenApiParameter("status", str, enum=list(STATUSES)),
-    OpenApiParameter("customer_id", str, description="ADMIN only; a USER always sees their own"),
-    OpenApiParameter("product_id", str),
-    OpenApiParameter("created_from", str, description="ISO-8601 date or date-time (inclusive)"),
-    OpenApiParameter("created_to", str, description="ISO-8601 date (inclusive day) or date-time"),
-    OpenApiParameter("min_total", str),
-    OpenApiParameter("max_total", str),
+    OpenApiParameter("product_id", _TEXT),
+    OpenApiParameter("created_from", _MOMENT, description="ISO-8601 date or date-time (inclusive)"),
+    OpenApiParameter("created_to", _MOMENT, description="ISO-8601 date (inclusive day) or date-time"),
+    OpenApiParameter("min_total", _AMOUNT, description="An amount such as 25.00"),
+    OpenApiParameter("max_total", _AMOUNT, description="An amount such as 25.00"),
     OpenApiParameter("ordering", str, enum=list(ORDERINGS)),
-    OpenApiParameter("page", int),
-    OpenApiParameter("page_size", int, description=f"1-{MAX_PAGE_SIZE}, default 20; more is a 400"),
+    OpenApiParameter("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, description="From 1"),
+    OpenApiParameter(
+        "page_size",
+        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+        description=f"1-{MAX_PAGE_SIZE}, default {DEFAULT_PAGE_SIZE}; else a 400",
+    ),
 ]
 
 
@@ -95,8 +112,9 @@ class OrderListView(APIView):
 
     @extend_schema(
         operation_id="orders_list",
-        parameters=_FILTERS,
-        responses={200: serializers.OrderPageOutput, **_ERRORS},
+        summary="List orders (a USER: their own), filtered, ordered, paginated",
+        parameters=[_CUSTOMER_FILTER, *_FILTERS],
+        responses={200: serializers.OrderPageOutput, **_NO_CUSTOMER},
     )
     def get(self, request: Request) -> Response:
         filters = parse_filters(request.query_params, customer_id=caller_scope(request))
@@ -121,8 +139,13 @@ class CustomerOrderListView(APIView):
 
     @extend_schema(
         operation_id="orders_customer_list",
+        summary="List one customer's orders (a USER: only their own)",
         parameters=_FILTERS,
-        responses={200: serializers.OrderPageOutput, 404: ProblemSerializer, **_ERRORS},
+        responses={
+            200: serializers.OrderPageOutput,
+            404: problem("Another customer's list (for a USER), or an id that cannot exist"),
+            **_NO_CUSTOMER,
+        },
     )
     def get(self, request: Request, customer_id: str) -> Response:
         scope = caller_scope(request)
@@ -140,8 +163,13 @@ class OrderSearchView(APIView):
 
     @extend_schema(
         operation_id="orders_search",
-        parameters=[OpenApiParameter("q", str, required=True), *_FILTERS],
-        responses={200: serializers.OrderPageOutput, **_ERRORS},
+        summary="Search orders by product name, order id or customer id, ranked",
+        parameters=[
+            OpenApiParameter("q", {"type": "string", "minLength": 1, "maxLength": MAX_SEARCH}, required=True),
+            _CUSTOMER_FILTER,
+            *_FILTERS,
+        ],
+        responses={200: serializers.OrderPageOutput, **_NO_CUSTOMER},
     )
     def get(self, request: Request) -> Response:
         scope = caller_scope(request)
@@ -163,8 +191,12 @@ class OrderAnalyticsView(APIView):
 
     @extend_schema(
         operation_id="orders_analytics",
-        parameters=[OpenApiParameter("from", str), OpenApiParameter("to", str)],
-        responses={200: serializers.AnalyticsOutput, **_ERRORS},
+        summary="Order analytics over a range of days (ADMIN)",
+        parameters=[
+            OpenApiParameter("from", _DAY, description="First UTC day (default: 29 days before to)"),
+            OpenApiParameter("to", _DAY, description="Last UTC day (default: today)"),
+        ],
+        responses={200: serializers.AnalyticsOutput},
     )
     def get(self, request: Request) -> Response:
         start, end = parse_day_range(request.query_params, today=timezone.now().date())

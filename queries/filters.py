@@ -22,6 +22,8 @@ ORDERINGS = ("created_at", "-created_at", "total_amount", "-total_amount")
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_TEXT = 255
+MAX_SEARCH = 200
+MAX_PAGE = 10**6
 MAX_AMOUNT = Decimal("1e12")
 
 
@@ -64,14 +66,20 @@ def _moment(params: QueryDict, name: str, errors: dict[str, list[str]], *, upper
         moment = None if day else parse_datetime(value)
     except ValueError:
         moment = day = None
-    if day is not None:
+    if day is not None and upper and day == date.max:
+        moment = datetime.max  # the end of the last day there is
+    elif day is not None:
         moment = datetime.combine(day + timedelta(days=1) if upper else day, time.min)
     if moment is None:
         errors[name] = ["Must be an ISO-8601 date or date-time."]
         return None
     if timezone.is_naive(moment):
-        moment = moment.replace(tzinfo=UTC)
-    return moment
+        return moment.replace(tzinfo=UTC)
+    # In UTC: PostgreSQL refuses offsets past ±15:59, which ISO-8601 allows (up to ±23:59).
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # past the first or the last day there is
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def _amount(params: QueryDict, name: str, errors: dict[str, list[str]]) -> Decimal | None:
@@ -92,7 +100,8 @@ def _positive(params: QueryDict, name: str, default: int, errors: dict[str, list
     value = params.get(name)
     if value is None or value == "":
         return default
-    if not value.isdigit() or not 1 <= int(value) <= most:
+    # isascii: "²".isdigit() is true, and int() refuses it.
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= most:
         errors[name] = [f"Must be an integer from 1 to {most}."]
         return default
     return int(value)
@@ -121,7 +130,7 @@ def parse_filters(params: QueryDict, *, customer_id: str | None) -> OrderFilters
         min_total=_amount(params, "min_total", errors),
         max_total=_amount(params, "max_total", errors),
         ordering=_choice(params, "ordering", ORDERINGS, errors) or "-created_at",
-        page=_positive(params, "page", 1, errors, most=10**6),
+        page=_positive(params, "page", 1, errors, most=MAX_PAGE),
         page_size=_positive(params, "page_size", DEFAULT_PAGE_SIZE, errors, most=MAX_PAGE_SIZE),
     )
     if errors:
@@ -134,8 +143,8 @@ def parse_search(params: QueryDict) -> str:
     q = (params.get("q") or "").strip()
     if not q:
         raise ValidationError({"q": ["A search text is required."]})
-    if len(q) > 200 or "\x00" in q:
-        raise ValidationError({"q": ["Must be at most 200 characters, without NUL."]})
+    if len(q) > MAX_SEARCH or "\x00" in q:
+        raise ValidationError({"q": [f"Must be at most {MAX_SEARCH} characters, without NUL."]})
     return q
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from .filters import STATUSES
+
 
 class OrderSummaryOutput(serializers.Serializer):
     order_id = serializers.UUIDField()
     customer_id = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=STATUSES)
     total_amount = serializers.CharField(help_text="Money: two decimals")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -38,7 +40,9 @@ class AnalyticsOutput(serializers.Serializer):
     from_ = serializers.DateField()
     to = serializers.DateField()
     as_of = serializers.DateTimeField()
-    orders_by_status = serializers.DictField(child=serializers.IntegerField())
+    orders_by_status = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Orders per status (keys: the order statuses)"
+    )
     revenue = serializers.CharField()
     average_order_value = serializers.CharField()
     top_products = TopProductOutput(many=True)

@@ -36,6 +36,10 @@ __all__ = [
     "start_order_saga",
 ]
 
+# What GET /api/orders/{order_id} may show as the saga's ``state`` and ``step`` (the schema's enums).
+SAGA_STATES = domain.STATES
+SAGA_STEPS = (domain.RESERVE, domain.PAY, domain.CONFIRM, domain.RELEASE, domain.REFUND, domain.AWAIT_PAYMENT)
+
 
 class SagaConflict(Exception):
     """The saga's state does not allow the request (HTTP 409): e.g. the order already failed."""

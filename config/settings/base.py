@@ -215,7 +215,8 @@ REST_FRAMEWORK = {
     # Trusted proxies in front of the web processes; 0 keys anonymous clients by REMOTE_ADDR
     # (X-Forwarded-For is the client's to forge unless a known proxy wrote it).
     "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular plus the statuses, problem media type and headers every view shares.
+    "DEFAULT_SCHEMA_CLASS": "config.openapi.ProblemAutoSchema",
     "EXCEPTION_HANDLER": "config.problems.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -243,6 +244,28 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Issue 12/13: one tag per context; the status enums named after what they are.
+    "TAGS": [
+        {"name": "auth", "description": "Tokens: obtain, rotate, log out"},
+        {"name": "orders", "description": "Placing, reading and cancelling orders (command side)"},
+        {"name": "queries", "description": "Order lists, search and analytics (read models)"},
+        {"name": "inventory", "description": "The catalogue, stock and reservations"},
+        {"name": "payments", "description": "Payments and refunds"},
+        {"name": "admin", "description": "The operations console under /api/admin/ (ADMIN only)"},
+        {"name": "health", "description": "Liveness and readiness probes"},
+    ],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.openapi.strict_inputs",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "orders.domain.STATUSES",
+        "FailureReasonEnum": "orders.serializers.FAILURE_REASONS",
+        "SagaStateEnum": "sagas.public.SAGA_STATES",
+        "SagaStepEnum": "sagas.public.SAGA_STEPS",
+        "PaymentStatusEnum": "payments.domain.PaymentStatus",
+        "ReservationStateEnum": "inventory.domain.ReservationState",
+    },
 }
 
 # --- Internationalisation and static files --------------------------------------------------

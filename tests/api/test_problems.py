@@ -52,6 +52,23 @@ def test_unknown_path_is_a_django_404_problem(api_client):
     assert "tried" not in json.dumps(body)
 
 
+@pytest.mark.parametrize("method", ["get", "post", "put", "delete"])
+def test_unknown_api_path_is_a_404_problem_also_with_debug_on(api_client, settings, method):
+    # issue 13: with DEBUG on, Django would answer its HTML page of the URL patterns it tried
+    settings.DEBUG = True
+    for path in ("/api/no/such/thing", "/api/orders/not-a-uuid/status", "/api/inventory/SKU-1/"):
+        body = assert_problem(getattr(api_client, method)(path), 404)
+        assert body["type"] == "urn:oms:problem:not_found"
+        assert "tried" not in json.dumps(body)
+
+
+def test_an_accept_header_without_json_is_a_406_problem(alice_client):
+    # declared on every API operation (config/openapi.py)
+    for path in ("/api/orders", "/api/inventory"):
+        body = assert_problem(alice_client.get(path, HTTP_ACCEPT="text/html"), 406)
+        assert body["type"] == "urn:oms:problem:not_acceptable"
+
+
 def test_unknown_path_outside_the_api_is_a_problem_too(api_client):
     assert_problem(api_client.get("/nothing-here.html"), 404)
 

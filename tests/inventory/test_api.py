@@ -221,3 +221,25 @@ def test_catalogue_list_is_paginated_for_any_user(alice_client, admin_client):
         "available": 5,
         "reserved": 0,
     }
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["page_size=0", "page_size=101", "page_size=abc", "page_size=-1", "page_size=%C2%B2", "page=0", "page=x"],
+)
+def test_catalogue_paging_is_validated_like_the_order_lists(alice_client, query):
+    # issue 13: DRF read a bad page_size as the default and a bad page as a 404
+    response = alice_client.get(f"/api/inventory?{query}")
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    name = query.split("=")[0]
+    assert response.json()["errors"] == [{"pointer": f"/{name}", "detail": response.json()["detail"]}]
+    same = alice_client.get(f"/api/orders?{query}")
+    assert same.status_code == 400 and same.json()["errors"][0]["pointer"] == f"/{name}"
+
+
+def test_catalogue_page_past_the_last_is_a_404_and_an_empty_value_the_default(alice_client, admin_client):
+    _put(admin_client, "PAGE-1", name="P", price="1.00", available=1)
+    assert alice_client.get("/api/inventory?page=2").status_code == 404
+    assert alice_client.get("/api/inventory?page_size=&page=").json()["count"] >= 1
+    assert alice_client.get("/api/inventory?page_size=100").status_code == 200
