@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -46,7 +46,9 @@ def _admin_name(request: Request) -> str:
 
 
 def _validated(shape: type[Any], data: Any) -> dict[str, Any]:
-    serializer = shape(data=data)
+    # A query string as a plain dict: as form input, an empty value would silently mean "the
+    # default" (``?which=``), which the schema does not allow.
+    serializer = shape(data=data.dict() if hasattr(data, "dict") else data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
 
@@ -58,11 +60,7 @@ class SagaAttentionListView(ConsoleView):
         tags=[TAG],
         operation_id="admin_sagas_list",
         summary="Sagas that need attention, are stuck past their deadline, or failed in the last hour",
-        parameters=[
-            OpenApiParameter("which", str, enum=list(serializers.WHICH), description="default all"),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int, description=f"1-{serializers.MAX_PAGE_SIZE}, default 20"),
-        ],
+        parameters=[serializers.SagaListQuery],  # the query's own rules: choices, ranges, defaults
         responses={200: serializers.SagaListPage, 400: ProblemSerializer, **_ERRORS},
     )
     def get(self, request: Request) -> Response:
