@@ -2,7 +2,8 @@
 
 ``make screenshots`` (or ``python -m tests.web.screenshots [folder]``) starts an embedded
 server on a fresh SQLite file, drives headless Chromium through the same steps as the browser
-tests (tests/web/browser.py) and saves one PNG per page and screen size.
+tests (tests/web/browser.py) and saves one PNG per page and screen size. The server runs with
+the console tests' settings (tests/web/console_orders.py), so the ops console shows a parked saga.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import tempfile
 from pathlib import Path
 
 from tests.embedded.embedded_env import ROOT
-from tests.embedded.server import running_server
+from tests.embedded.server import EmbeddedServer, running_server
 
 from .browser import DESKTOP, PHONE, WebApp, chromium_driver, find_chromium
+from .console_orders import CONSOLE_SERVER_ENV, parked_order
 
 SIZES = {"desktop": DESKTOP, "phone": PHONE}
 
 
-def take(app: WebApp, folder: Path, size: str) -> list[Path]:
-    """Sign in, place orders (one completed, one declined, one cancelled) and shoot each page."""
+def take(app: WebApp, server: EmbeddedServer, folder: Path, size: str) -> list[Path]:
+    """Sign in, place orders (one completed, one declined, one cancelled) and shoot each page;
+    then park a saga and shoot the ops console: its front page and the declined order's page."""
     shots: list[Path] = []
 
     def shoot(page: str) -> None:
@@ -35,7 +38,7 @@ def take(app: WebApp, folder: Path, size: str) -> list[Path]:
     shoot("signin")
     app.sign_in("alice")
     app.add_to_cart("SKU-0007")
-    app.place_order("tok_declined")
+    declined = app.place_order("tok_declined")
     app.wait_for_status()
     app.open("/shop")
     app.add_to_cart("SKU-0003")
@@ -58,6 +61,16 @@ def take(app: WebApp, folder: Path, size: str) -> list[Path]:
     app.find(f'#orders tr[data-order-id="{order_id}"]')
     shoot("orders")
     app.sign_out()
+    parked_order(server)
+    app.sign_in("admin")
+    app.open("/console")
+    app.find("#summary-lag")
+    app.find(f'#sagas tr[data-order-id="{declined}"]')
+    shoot("console")
+    app.open(f"/console/orders/{declined}")
+    app.find("#console-timeline")
+    shoot("console-order")
+    app.sign_out()
     return shots
 
 
@@ -70,10 +83,13 @@ def main(folder: Path) -> int:
         return 2
     folder.mkdir(parents=True, exist_ok=True)
     port = int(os.environ.get("BROWSER_TEST_PORT", "0")) or None
-    with tempfile.TemporaryDirectory() as data, running_server(Path(data), port=port) as server:
+    with (
+        tempfile.TemporaryDirectory() as data,
+        running_server(Path(data), port=port, **CONSOLE_SERVER_ENV) as server,
+    ):
         for size, dimensions in SIZES.items():
             with chromium_driver(chromium, dimensions) as driver:
-                for path in take(WebApp(driver, server.base_url), folder, size):
+                for path in take(WebApp(driver, server.base_url), server, folder, size):
                     print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     return 0
 
