@@ -19,6 +19,12 @@ export function shortCode(id) {
   return id ? h("code", { title: id, text: id.slice(0, 8) }) : h("span", { text: "—" });
 }
 
+/** A stream name with its order id cut to 8 characters ("payment-f14c4572…"); in full in the tooltip. */
+export function stream(aggregateId) {
+  const text = (aggregateId || "").replace(/([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i, "$1…");
+  return h("span", { class: "stream", title: aggregateId || null, text });
+}
+
 /** A small tag that says what it is in words; `tone` only colours it (good, bad, wait, quiet). */
 export function tag(text, tone = "quiet") {
   return h("span", { class: `tag tag-${tone}`, text });
@@ -33,15 +39,15 @@ export function facts(pairs, attributes = {}) {
 }
 
 /**
- * A table that scrolls sideways inside its box on a narrow screen (the page itself never does).
+ * A table; on a phone each row is a card of "label value" lines (app.css, .cards-on-phone).
  * `columns`: header texts; `rows`: arrays of cells (text or elements); `empty`: what an empty
  * table says instead.
  */
 export function table({ id, caption, columns, rows, empty, numeric = [] }) {
   if (!rows.length) return h("p", { class: "hint", id, text: empty });
-  const cell = (value, index) => h("td", { class: numeric.includes(index) ? "num" : null },
+  const cell = (value, index) => h("td", { class: numeric.includes(index) ? "num" : null, dataset: { label: columns[index] } },
     value instanceof Node || Array.isArray(value) ? value : String(value ?? "—"));
-  return h("div", { class: "table-wrap" }, h("table", { id, class: "compact" },
+  return h("div", { class: "table-wrap" }, h("table", { id, class: "compact cards-on-phone" },
     h("caption", { class: "visually-hidden", text: caption }),
     h("thead", {}, h("tr", {}, columns.map((text, index) => h("th", { scope: "col", class: numeric.includes(index) ? "num" : null, text })))),
     h("tbody", {}, rows.map((row) => h("tr", {}, row.map(cell))))));
@@ -72,7 +78,7 @@ export function causationTree(nodes) {
     h("div", { class: "node", dataset: { messageId: node.message_id, type: node.type } },
       kindTag(node.kind),
       h("strong", { text: node.type }),
-      h("span", { class: "node-stream", text: node.aggregate_id || "" }),
+      stream(node.aggregate_id),
       time(node.at, { withDate: false, precise: true })),
     node.children.length ? branch(node.children, depth + 1) : null)));
   return nodes.length ? branch(nodes, 0) : h("p", { class: "hint", text: "No messages." });
@@ -87,7 +93,7 @@ export function timeline(messages, opened) {
   const types = new Map(messages.map((message) => [message.message_id, message.type]));
   return h("ol", { id: "console-timeline", class: "console-timeline" }, messages.map((message) => {
     const where = message.kind === "event"
-      ? `${message.aggregate_id} v${message.version} · #${message.position}`
+      ? [stream(message.aggregate_id), ` v${message.version} · #${message.position}`]
       : `${message.routing_key || "command"}${message.sent_at ? "" : " · not sent yet"}`;
     const cause = message.causation_id
       ? `after ${types.get(message.causation_id) || `message ${message.causation_id.slice(0, 8)}`}`
@@ -98,7 +104,7 @@ export function timeline(messages, opened) {
       kindTag(message.kind),
       h("strong", { class: "entry-type", text: message.type }),
       admin ? tag(`by ${admin}`, "admin") : null,
-      h("span", { class: "entry-where", text: where }),
+      h("span", { class: "entry-where" }, where),
       h("span", { class: "entry-cause", text: cause }),
       message.data && Object.keys(message.data).length ? dataDetails(message.message_id, message.data, opened) : null);
   }));

@@ -97,21 +97,22 @@ function render(container, params, query) {
   function drawList(answer) {
     const pages = Math.max(1, Math.ceil(answer.count / PAGE_SIZE));
     const label = TABS.find(([key]) => key === which)[1].toLowerCase();
+    const cell = (label, ...content) => h("td", { dataset: { label } }, ...content);
     const rows = answer.results.map((saga) => h("tr", { class: "saga-row", dataset: { orderId: saga.order_id } },
-      h("th", { scope: "row" }, h("a", { href: `#/console/orders/${saga.order_id}`, id: `console-${saga.order_id}`, "aria-label": `Console of order ${shortId(saga.order_id)}` },
+      h("th", { scope: "row", dataset: { label: "Order" } }, h("a", { href: `#/console/orders/${saga.order_id}`, id: `console-${saga.order_id}`, "aria-label": `Console of order ${shortId(saga.order_id)}` },
         h("code", { text: shortId(saga.order_id) }))),
-      h("td", { text: saga.customer_id }),
-      h("td", {}, saga.reasons.map((reason) => tag(...(REASONS[reason] || [reason])))),
-      h("td", {}, h("span", { class: "state", text: saga.state }), saga.step ? h("span", { class: "step", text: saga.step }) : null),
-      h("td", { class: "num", text: String(saga.attempts) }),
-      h("td", {}, statusBadge(saga.order_status), saga.failure_reason ? h("span", { class: "step", text: saga.failure_reason }) : null),
-      h("td", {}, time(saga.updated_at, { compact: true }))));
+      cell("Customer", saga.customer_id),
+      cell("Why", saga.reasons.map((reason) => tag(...(REASONS[reason] || [reason])))),
+      cell("Saga", h("span", { class: "state", text: saga.state }), saga.step ? h("span", { class: "step", text: saga.step }) : null),
+      cell("Attempts", String(saga.attempts)),
+      cell("Status", statusBadge(saga.order_status), saga.failure_reason ? h("span", { class: "step", text: saga.failure_reason }) : null),
+      cell("Last change", time(saga.updated_at, { compact: true }))));
     list.replaceChildren(
       h("p", { class: "hint", id: "saga-count", text: `${plural(answer.count, "saga")} (${label}) — page ${page} of ${pages}.` }),
-      answer.count ? h("div", { class: "table-wrap" }, h("table", { id: "sagas" },
+      answer.count ? h("div", { class: "table-wrap" }, h("table", { id: "sagas", class: "cards-on-phone" },
         h("caption", { class: "visually-hidden", text: `Sagas to look at: ${label}, most recently changed first` }),
-        h("thead", {}, h("tr", {}, ["Order", "Customer", "Why", "Saga", "Attempts", "Order", "Last change"].map((text, index) =>
-          h("th", { scope: "col", class: index === 4 ? "num" : null, text })))),
+        h("thead", {}, h("tr", {}, ["Order", "Customer", "Why", "Saga", "Attempts", "Status", "Last change"].map((text) =>
+          h("th", { scope: "col", text })))),
         h("tbody", {}, rows)))
         : h("p", { id: "sagas-empty", text: "Nothing to look at here." }),
       h("nav", { class: "pager", "aria-label": "Pages of sagas" },
