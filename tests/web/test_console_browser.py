@@ -13,12 +13,13 @@ from selenium.webdriver.common.by import By
 
 from tests.embedded.server import EmbeddedServer
 
-from .browser import WebApp
+from .browser import PHONE, WebApp, chromium_driver, find_chromium
 from .console_orders import CONSOLE_SERVER_ENV, TRACE_URL_TEMPLATE, failed_order, parked_order
 
 pytestmark = [pytest.mark.embedded, pytest.mark.browser, pytest.mark.slow]
 
 SERVER_ENV = CONSOLE_SERVER_ENV
+CHROMIUM = find_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +120,23 @@ def test_admin_retries_the_step_of_a_parked_saga(app: WebApp, parked: str) -> No
     app.click('#console-timeline li[data-type="SagaStepRetried"] summary')
     assert '"admin": "admin"' in app.text('#console-timeline li[data-type="SagaStepRetried"] pre')
     assert app.absent("#parked")
+
+
+def test_on_a_phone_the_console_fits_the_screen(server: EmbeddedServer, failed: str) -> None:
+    assert CHROMIUM is not None
+    with chromium_driver(CHROMIUM, PHONE) as driver:
+        app = WebApp(driver, server.base_url)
+        app.sign_in("admin")
+        for route, shown in (("/console", "#sagas"), (f"/console/orders/{failed}", "#console-timeline")):
+            app.open(route)
+            app.find(shown)
+            overflow = driver.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, route
+        # a table's row is a card whose cells are labelled by their column
+        label, display = driver.execute_script(
+            "const cell = document.querySelector('#transitions tbody td');"
+            "return [getComputedStyle(cell, '::before').content, getComputedStyle(cell).display]"
+        )
+        assert (label, display) == ('"At"', "block")
