@@ -1,18 +1,20 @@
 // The customer web app: sign in, shop from the catalogue with a cart, follow each order's saga,
-// browse "my orders" and cancel. Plain ES modules on the public REST API; no build step.
+// browse "my orders" and cancel; for an admin, the ops console. Plain ES modules on the REST
+// API; no build step.
 //
 // Adding a section (e.g. an admin console): write views/<name>.js exporting `routes` (see
 // router.js; `roles: ["ADMIN"]` keeps it to admins, `nav` adds a link) and register it below.
 
 import { onSignedOut, session, signOut } from "./api.js";
 import { announce, h } from "./dom.js";
-import { addRoutes, currentLocation, go, match, navRoutes } from "./router.js";
+import { addRoutes, currentLocation, go, match, navRoutes, refused } from "./router.js";
+import * as opsConsole from "./views/console.js";
 import * as order from "./views/order.js";
 import * as orders from "./views/orders.js";
 import * as shop from "./views/shop.js";
 import * as signin from "./views/signin.js";
 
-addRoutes(...signin.routes, ...shop.routes, ...orders.routes, ...order.routes);
+addRoutes(...signin.routes, ...shop.routes, ...orders.routes, ...order.routes, ...opsConsole.routes);
 
 const main = document.getElementById("main");
 let cleanup = null;
@@ -49,6 +51,13 @@ function render() {
   if (user && (path === "/" || path === "/signin")) return go("/shop");
   const found = match(path, user?.role);
   renderNav();
+  if (!found && refused(path, user?.role)) {
+    main.replaceChildren(h("section", { class: "panel", id: "not-allowed" }, h("h1", { text: "Not allowed" }),
+      h("p", { text: `This page is for administrators; ${user.user_id} cannot open it.` }),
+      h("p", {}, h("a", { href: "#/shop" }, "Back to the shop"), ".")));
+    document.title = "Not allowed — Order management";
+    return announce("Not allowed");
+  }
   if (!found) {
     main.replaceChildren(h("section", { class: "panel" }, h("h1", { text: "Page not found" }),
       h("p", {}, "There is nothing at this address. ", h("a", { href: "#/shop" }, "Back to the shop"), ".")));

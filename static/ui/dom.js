@@ -3,6 +3,7 @@
 /**
  * Build an element: h("a", {href: "#/orders", class: "link"}, "My orders").
  * Attributes: `class`, `text`, `on<event>` handlers, `dataset`, booleans (true sets, false omits).
+ * Children may be nested arrays (flattened) and null/false (left out).
  */
 export function h(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
@@ -15,7 +16,7 @@ export function h(tag, attributes = {}, ...children) {
     else if (value === true) element.setAttribute(name, "");
     else element.setAttribute(name, String(value));
   }
-  element.append(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
+  element.append(...children.flat(Infinity).filter((child) => child !== null && child !== undefined && child !== false));
   return element;
 }
 

@@ -33,6 +33,11 @@ export function go(path) {
   else window.location.hash = path;
 }
 
+/** True when a route serves `path` but not to `role` (the page says "not allowed", not "not found"). */
+export function refused(path, role) {
+  return routes.some((route) => route.pattern.test(path) && !allowed(route, role));
+}
+
 /** The route matching `path` for `role`: {route, params}, or null. */
 export function match(path, role) {
   for (const route of routes) {

@@ -1,54 +1,20 @@
 """The web app in a real browser (issue 13): headless Chromium against an embedded server.
 
-One server and one browser for the module; each test signs in afresh. Skipped only when
-Chromium or chromedriver cannot be found outside CI; in CI (``CI=true``) that is a failure, as
-``.ci/run`` installs them (Debian's ``chromium`` and ``chromium-driver``).
+One server and one browser for the module (tests/web/conftest.py); each test signs in afresh.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import pytest
 
-from tests.embedded.server import EmbeddedServer, running_server
+from tests.embedded.server import EmbeddedServer
 
-from .browser import DESKTOP, PHONE, WebApp, chromium_driver, find_chromium
+from .browser import PHONE, WebApp, chromium_driver, find_chromium
 
 pytestmark = [pytest.mark.embedded, pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = find_chromium()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    if CHROMIUM is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(
-                "CI: Chromium and chromedriver are required (apt-get install chromium chromium-driver)"
-            )
-        pytest.skip("Chromium or chromedriver not found (apt-get install chromium chromium-driver)")
-    port = int(os.environ.get("BROWSER_TEST_PORT", "0")) or None
-    with running_server(tmp_path_factory.mktemp("browser"), port=port, API_THROTTLE_LOGIN="off") as embedded:
-        yield embedded
-
-
-@pytest.fixture(scope="module")
-def browser(server: EmbeddedServer) -> Iterator[WebApp]:
-    assert CHROMIUM is not None
-    with chromium_driver(CHROMIUM, DESKTOP) as driver:
-        yield WebApp(driver, server.base_url)
-
-
-@pytest.fixture
-def app(browser: WebApp) -> Iterator[WebApp]:
-    """The browser signed out at the start of a test, with no script or CSP error at its end."""
-    browser.open("/signin")
-    browser.driver.execute_script("sessionStorage.clear()")
-    browser.console_errors()  # drop what earlier tests logged
-    yield browser
-    assert browser.console_errors() == []
+# The fixtures server, browser and app are in conftest.py.
 
 
 def test_sign_in_place_an_order_see_it_complete_and_find_it_after_a_reload(app: WebApp) -> None:

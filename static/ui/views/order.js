@@ -2,7 +2,7 @@
 // with its time and outcome, payment attempts, refunds) and cancelling it. Followed live until
 // the order and its saga are settled.
 
-import { ApiError, api } from "../api.js";
+import { ApiError, api, session } from "../api.js";
 import { TERMINAL_STATUSES, announce, h, messageArea, money, redraw, shortId, statusBadge, statusLabel, time } from "../dom.js";
 
 const POLL_MS = 1000;
@@ -132,7 +132,10 @@ function render(container, [orderId]) {
   const section = h("section", { class: "panel order-page" }, h("h1", { text: `Order ${shortId(orderId)}` }), errors);
   const content = h("div", { id: "order-content" });
   section.append(content);
-  container.append(h("p", { class: "back" }, h("a", { href: "#/orders" }, "← My orders")), section);
+  // An admin goes on from here to the order's console page; a customer's page never links there.
+  const toConsole = session.isAdmin
+    ? h("a", { href: `#/console/orders/${orderId}`, id: "open-console", class: "to-console" }, "Open in the ops console →") : null;
+  container.append(h("p", { class: "back" }, h("a", { href: "#/orders" }, "← My orders"), toConsole), section);
   let stopped = false;
   let timer = null;
   let confirming = false;
