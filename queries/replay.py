@@ -6,7 +6,8 @@ is read when it commits, never skipped (README "Architecture").
 
 **Catch-up** is the safety net behind the bus, so it only fills gaps: it looks past its
 checkpoint under the same rule, in one statement keeps the events beyond their stream's cursor
-(the ones the live projector has not applied), and loads and applies only those.
+(the ones the live projector has not applied) and older than a grace period (younger ones are
+on their way through the bus), and loads and applies only those.
 
 **Rebuild** writes generation N+1 beside the live generation N while the API keeps reading N:
 
@@ -27,8 +28,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min, QuerySet
 from django.utils import timezone
@@ -116,29 +118,51 @@ def _find_gaps(
     with connection.cursor() as cursor:
         cursor.execute(
             "WITH safe AS MATERIALIZED ("
-            f"  SELECT id, tx, aggregate_id, version FROM {events} "
+            f"  SELECT id, tx, aggregate_id, version, timestamp FROM {events} "
             "   WHERE (tx, id) > (%s::text::xid8, %s) "
             "   AND tx < pg_snapshot_xmin(pg_current_snapshot()) AND event_type = ANY(%s) "
             "   ORDER BY tx, id LIMIT %s"
             "), gaps AS ("
-            "  SELECT s.id, s.tx FROM safe s "
+            "  SELECT s.id, s.tx, s.timestamp FROM safe s "
             f"  LEFT JOIN {cursors} c ON c.consumer = %s AND c.aggregate_id = s.aggregate_id "
             "   WHERE s.version > COALESCE(c.version, 0) ORDER BY s.tx, s.id LIMIT %s"
             ") "
             "SELECT (SELECT count(*) FROM safe), head.tx::text::bigint, head.id, "
             "ARRAY(SELECT id FROM gaps ORDER BY tx, id), "
-            "ARRAY(SELECT tx::text::bigint FROM gaps ORDER BY tx, id) "
+            "ARRAY(SELECT tx::text::bigint FROM gaps ORDER BY tx, id), "
+            "ARRAY(SELECT timestamp <= %s FROM gaps ORDER BY tx, id) "
             "FROM (SELECT tx, id FROM safe ORDER BY tx DESC, id DESC LIMIT 1) head",
-            [str(position.tx), position.id, types, scan, consumer, limit],
+            [str(position.tx), position.id, types, scan, consumer, limit, _ripe_before()],
         )
         row = cursor.fetchone()
     if row is None:  # nothing safe to read after the checkpoint
         return _Gaps(0, position, [])
-    scanned, head_tx, head_id, gap_ids, gap_txs = row
-    end = Position(int(head_tx), int(head_id))
-    if len(gap_ids) >= limit:
-        end = Position(int(gap_txs[-1]), int(gap_ids[-1]))
-    return _Gaps(int(scanned), end, [int(i) for i in gap_ids])
+    scanned, head_tx, head_id, gap_ids, gap_txs, ripe = row
+    gaps = list(zip((int(i) for i in gap_ids), (int(t) for t in gap_txs), ripe, strict=True))
+    return _ripe_gaps(int(scanned), Position(int(head_tx), int(head_id)), gaps, limit=limit)
+
+
+def _ripe_before() -> datetime:
+    """Events written after this are left to the bus, which is delivering them (not gaps yet)."""
+    return timezone.now() - timedelta(seconds=settings.PROJECTION_CATCH_UP_GRACE_SECONDS)
+
+
+def _ripe_gaps(scanned: int, head: Position, gaps: list[tuple[int, int, bool]], *, limit: int) -> _Gaps:
+    """The gaps to fill now, and the checkpoint: it never passes an event left unapplied.
+
+    ``gaps`` are (id, tx, ripe) in position order. An unripe gap (younger than the grace) is
+    one the live projector is about to apply: applying it here as well would only double the
+    work while the bus has a backlog. The checkpoint stops just before the first one, so it and
+    everything after it are looked at again next time; with ``limit`` gaps it stops at the last.
+    """
+    ripe: list[int] = []
+    for event_id, tx, is_ripe in gaps:
+        if not is_ripe:
+            return _Gaps(scanned, Position(tx, event_id - 1), ripe)
+        ripe.append(event_id)
+    if len(ripe) >= limit:
+        return _Gaps(scanned, Position(gaps[-1][1], gaps[-1][0]), ripe)
+    return _Gaps(scanned, head, ripe)
 
 
 def _find_gaps_by_id(consumer: str, types: list[str], position: Position, *, limit: int, scan: int) -> _Gaps:
@@ -146,20 +170,24 @@ def _find_gaps_by_id(consumer: str, types: list[str], position: Position, *, lim
     looked = list(
         StoredEvent.objects.filter(id__gt=position.id, event_type__in=types)
         .order_by("id")
-        .values_list("id", "aggregate_id", "version")[:scan]
+        .values_list("id", "aggregate_id", "version", "timestamp")[:scan]
     )
     if not looked:
         return _Gaps(0, position, [])
-    streams = sorted({aggregate_id for _, aggregate_id, _ in looked})
+    streams = sorted({aggregate_id for _, aggregate_id, _, _ in looked})
     applied: dict[str, int] = {}
     for start in range(0, len(streams), 500):  # some SQLite builds allow 999 parameters
         cursors = StreamCursor.objects.filter(
             consumer=consumer, aggregate_id__in=streams[start : start + 500]
         )
         applied.update(cursors.values_list("aggregate_id", "version"))
-    gaps = [event_id for event_id, stream, version in looked if version > applied.get(stream, 0)][:limit]
-    end = Position(0, gaps[-1] if len(gaps) >= limit else looked[-1][0])
-    return _Gaps(len(looked), end, gaps)
+    ripe_before = _ripe_before()
+    gaps = [
+        (event_id, 0, timestamp <= ripe_before)
+        for event_id, stream, version, timestamp in looked
+        if version > applied.get(stream, 0)
+    ][:limit]
+    return _ripe_gaps(len(looked), Position(0, looked[-1][0]), gaps, limit=limit)
 
 
 def _load_events(ids: list[int]) -> list[Message]:

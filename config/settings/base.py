@@ -291,6 +291,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "oms.tasks"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 ANALYTICS_REFRESH_SECONDS = env.float("ANALYTICS_REFRESH_SECONDS", default=60.0)
+# The projections' catch-up (queries/replay.py) leaves events younger than this to the bus: it
+# fills gaps, and does not race the live projector through a backlog it is still draining.
+PROJECTION_CATCH_UP_GRACE_SECONDS = env.float("PROJECTION_CATCH_UP_GRACE_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox-safety-net": {"task": "eventstore.tasks.relay_outbox", "schedule": 5.0},
     # Retention (eventstore/retention.py): bounded batches per run, so runs are frequent.

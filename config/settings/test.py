@@ -36,3 +36,6 @@ API_THROTTLE_ANON = env("API_THROTTLE_ANON", default="100000/min")
 # The thin POST /api/orders endpoint (orders/asgi.py) runs its checks and writes on Django's
 # thread for synchronous code, so in-process tests see their own transaction's data.
 ORDER_INTAKE_THREADS = env.int("ORDER_INTAKE_THREADS", default=0)
+
+# The catch-up tests make a gap and run catch-up at once: no grace unless a test sets one.
+PROJECTION_CATCH_UP_GRACE_SECONDS = env.float("PROJECTION_CATCH_UP_GRACE_SECONDS", default=0.0)

@@ -196,3 +196,24 @@ def test_a_catch_up_with_no_gap_costs_the_same_few_statements_for_any_number_of_
     # events, then their cursors), the checkpoint saved.
     assert len(few) == len(many) <= 8, "\n".join([*few, "--", *many])
     assert not any("event_stream_cursor" in sql and "INSERT" in sql for sql in many)
+
+
+def test_a_gap_younger_than_the_grace_is_left_to_the_bus_and_the_checkpoint_waits_before_it(
+    settings,
+) -> None:
+    # given a stream the bus has not delivered yet, written just now
+    _settled()
+    missed = str(uuid.uuid4())
+    with transaction.atomic():
+        _append_created(missed, "frank")
+    settings.PROJECTION_CATCH_UP_GRACE_SECONDS = 3600.0
+
+    # when catch-up runs within the grace: it applies nothing and keeps the event ahead of it
+    assert catch_up("orders") == 0
+    assert not _projected(missed)
+    assert lag("orders").checkpoint_events >= 1
+
+    # then once the event is older than the grace, the next run fills the gap
+    settings.PROJECTION_CATCH_UP_GRACE_SECONDS = 0.0
+    wait_until(lambda: catch_up("orders") >= 0 and _projected(missed), timeout=60)
+    assert lag("orders").events == 0
