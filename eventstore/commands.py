@@ -29,16 +29,23 @@ _validators = _Validators()
 
 
 def validated(serializer_class: type[Serializer], message: Message) -> dict[str, Any]:
-    """The command's data as ``serializer_class`` validates it; raises :class:`InvalidCommand`.
+    """The command's data as ``serializer_class`` validates it; raises :class:`InvalidCommand`."""
+    try:
+        return validate(serializer_class, message.data)
+    except ValidationError as exc:
+        raise InvalidCommand(f"{message.type} {message.message_id}: {exc.detail}") from exc
+
+
+def validate(serializer_class: type[Serializer], data: Any) -> dict[str, Any]:
+    """``data`` as ``serializer_class`` validates it; raises DRF's ``ValidationError``, with the
+    errors ``is_valid(raise_exception=True)`` would give.
 
     One serializer per class and thread, validating with ``run_validation`` (which keeps no
     state on it): DRF deep-copies a serializer's fields for every new instance, and that cost
-    more than the validation itself on a consumer's batch.
+    more than the validation itself (a consumer's batch, an order's placement). The serializer
+    must not read a request from its context.
     """
     serializer = _validators.instances.get(serializer_class)
     if serializer is None:
         serializer = _validators.instances[serializer_class] = serializer_class()
-    try:
-        return dict(serializer.run_validation(message.data))
-    except ValidationError as exc:
-        raise InvalidCommand(f"{message.type} {message.message_id}: {exc.detail}") from exc
+    return dict(serializer.run_validation(data))
