@@ -127,7 +127,7 @@ def test_process_names_of_the_stack() -> None:
     assert process_name("/x/python manage.py relay_outbox", "s") == "relay"
 
 
-def _shape_result(rate: float, completed_rate: float) -> dict:
+def _shape_result(rate: float, completed_rate: float, overall_rate: float | None = None) -> dict:
     return {
         "products": 20,
         "accepted": {
@@ -140,6 +140,7 @@ def _shape_result(rate: float, completed_rate: float) -> dict:
         "end_to_end": {
             "offered_per_second": 100.0,
             "completed_per_second_in_window": completed_rate,
+            "completed_per_second_overall": completed_rate if overall_rate is None else overall_rate,
             "errors": 0,
             "created": 500,
             "completed": 500,
@@ -182,7 +183,7 @@ def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
     )
     assert "accepted / pgbench **0.13**" in text
     assert "completed / pgbench **0.04**" in text
-    assert "Hot / spread completed rate: **0.50**" in text
+    assert "Hot / spread completed rate (overall): **0.50**" in text
     assert "statements n/a, commits 7.0, rows written 93.0" in text
     assert "| web worker | 7 | 100.0 |" in text
     assert "`synchronous_commit` = on" in text
@@ -266,14 +267,18 @@ def test_per_order_costs_are_counter_deltas_over_completed_orders() -> None:
 
 def test_shape_ratios() -> None:
     ratios = stats.shape_ratios(
-        {"spread": _shape_result(1000.0, 500.0), "hot": _shape_result(800.0, 300.0)}, 2000.0, 500.0
+        {"spread": _shape_result(1000.0, 500.0, 600.0), "hot": _shape_result(800.0, 0.0, 360.0)},
+        2000.0,
+        500.0,
     )
     assert ratios["spread"] == {
         "accepted_over_pgbench": 0.5,
         "completed_over_pgbench": 0.25,
+        "completed_overall_over_pgbench": 0.3,
         "accepted_over_peer": 2.0,
     }
-    assert ratios["hot"]["completed_over_pgbench"] == 0.15
+    assert ratios["hot"]["completed_over_pgbench"] == 0.0
+    # hot over spread compares capacities (overall), not a window a backlog may starve
     assert ratios["hot_over_spread_completed"] == 0.6
     assert "hot_over_spread_completed" not in stats.shape_ratios({"hot": _shape_result(1.0, 1.0)}, None, None)
 
