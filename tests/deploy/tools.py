@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from functools import cache
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.programs import required_program
 
 ROOT = Path(__file__).resolve().parents[2]
 # The Dockerfile's WORKDIR: where the repository is inside the image.
@@ -35,13 +36,7 @@ def tool(name: str, *, installed_by: str) -> str:
 
 
 def promtool() -> str:
-    """promtool's path; missing is a failure in CI (.ci/run installs it) and a skip elsewhere."""
-    found = shutil.which("promtool")
-    if found:
-        return found
-    if os.environ.get("CI"):
-        pytest.fail("promtool is missing in CI (.ci/run installs the Debian package prometheus)")
-    pytest.skip("promtool is not installed (apt-get install prometheus)")
+    return required_program("promtool", package="prometheus")
 
 
 @cache

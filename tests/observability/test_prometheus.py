@@ -10,8 +10,6 @@ open for a few seconds only, and every expression of every dashboard must return
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.programs import required_program
 from tests.observability.conftest import free_port, http
 from tests.observability.test_rules_and_dashboard import DASHBOARDS, PROMETHEUS_DIR
 
@@ -28,13 +27,7 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
 def prometheus_binary() -> str:
-    """The prometheus server's path; missing is a failure in CI (.ci/run installs it), else a skip."""
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    if os.environ.get("CI"):
-        pytest.fail("prometheus is missing in CI (.ci/run installs the Debian package prometheus)")
-    pytest.skip("the prometheus server is not installed (apt-get install prometheus)")
+    return required_program("prometheus", package="prometheus")
 
 
 class Prometheus:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.fixtures.programs import required_program
 from tests.observability.conftest import parse_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,13 +20,7 @@ METRIC_NAME = re.compile(r"\b((?:oms|django_http)_[a-zA-Z0-9_]+)")
 
 
 def promtool() -> str:
-    """promtool's path; missing is a failure in CI (.ci/run installs it) and a skip elsewhere."""
-    found = shutil.which("promtool")
-    if found:
-        return found
-    if os.environ.get("CI"):
-        pytest.fail("promtool is missing in CI (.ci/run installs the Debian package prometheus)")
-    pytest.skip("promtool is not installed (apt-get install prometheus)")
+    return required_program("promtool", package="prometheus")
 
 
 def test_alert_rules_are_valid():
