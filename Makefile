@@ -1,5 +1,5 @@
 # Two commands matter: `make run` (embedded demo, nothing to install) and `make test`.
-# See README.md for the run modes.
+# See docs/architecture.md "Run modes".
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c

@@ -1,4 +1,4 @@
-"""Backup and restore of the PostgreSQL database (README "Backup and recovery", docs/operations.md).
+"""Backup and restore of the PostgreSQL database (docs/operations.md "Backup and recovery").
 
 A backup is ``pg_dump --format=custom`` of the whole database: the event store, the outbox and
 inbox, the sagas, inventory, payments, the users and the read models, one consistent snapshot

@@ -1,4 +1,4 @@
-"""Liveness and readiness probes (README "API at a glance"): no auth, cheap, each check bounded (~1 s).
+"""Liveness and readiness probes (docs/operations.md "Health"): no auth, cheap, each check bounded (~1 s).
 
 Readiness needs the database with every migration applied and the broker with its topology
 declared (``manage.py migrate`` and ``manage.py declare_topology``, the deploy's one-shot

@@ -137,14 +137,14 @@ class LogContextFilter(logging.Filter):
 # --- The one configuration ----------------------------------------------------------------------
 
 
-# The management commands that are processes of README "Run modes", by their names there.
+# The management commands that are processes of docs/architecture.md "Run modes", by their names there.
 _COMMANDS = {"consume": "consumers", "relay_outbox": "relay", "serve_embedded": "embedded"}
 
 
 def process_name(argv: list[str] | None = None) -> str:
     """The name of this process in its log lines: ``OMS_PROCESS``, else guessed from the command.
 
-    deploy/run_stack.py sets ``OMS_PROCESS`` to the names of README "Run modes" (web,
+    deploy/run_stack.py sets ``OMS_PROCESS`` to the names of docs/architecture.md "Run modes" (web,
     consumers, worker, beat, relay); elsewhere (a container, a test) the same names come from
     the command line, and any other management command is named by itself.
     """

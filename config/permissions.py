@@ -1,4 +1,4 @@
-"""Role checks shared by every context's API (README "API at a glance": USER and ADMIN)."""
+"""Role checks shared by every context's API (docs/security.md "Roles": USER and ADMIN)."""
 
 from typing import Any
 

@@ -1,4 +1,4 @@
-"""The read replica (README "Read replica"): a router that sends the query side's reads to it.
+"""The read replica (docs/operations.md "Read replica"): a router that sends the query side's reads to it.
 
 With ``DATABASE_REPLICA_URL`` set, the settings add the database alias ``replica``, a hot
 standby streaming from the primary. Nothing reads from it unless asked: the query side runs

@@ -1,4 +1,4 @@
-"""Request rates of the API (README "Run modes"): per user, per anonymous client, per login account.
+"""Request rates of the API (docs/security.md "Throttling"): per user, per anonymous client, per login.
 
 Rates come from ``API_THROTTLE_USER`` (default ``1000/min``), ``API_THROTTLE_ANON`` (``60/min``)
 and ``API_THROTTLE_LOGIN`` (``10/min``); ``off`` disables one. They are read on every request,

@@ -15,7 +15,7 @@ from queries.api import OrderListView
 
 
 class OrderCollectionView(OrderListView, OrderPlaceView):
-    """/api/orders is one path for two contexts (README "API at a glance"): GET is the query side's list,
+    """/api/orders is one path for two contexts (docs/api.md "Endpoints"): GET is the query side's list,
     POST the command side's placement; each context keeps its own view."""
 
 

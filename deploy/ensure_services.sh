@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start the local PostgreSQL, RabbitMQ and Redis that are down (README "Run modes"), and wait until
+# Start the local PostgreSQL, RabbitMQ and Redis that are down (docs/architecture.md "Run modes"), and wait until
 # each answers. Idempotent: a service that already answers is left alone. A service whose URL
 # (DATABASE_URL, BROKER_URL, REDIS_URL) names another host is not ours to start: skipped.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local streaming read replica of the local PostgreSQL (README "Read replica", docs/operations.md).
+# A local streaming read replica of the local PostgreSQL (docs/operations.md "Read replica").
 #
 #   deploy/replica.sh start    # copy the primary (pg_basebackup) and start a hot standby on $REPLICA_PORT
 #   deploy/replica.sh stop     # stop it and delete its data directory

@@ -1,8 +1,8 @@
 """Run the stack mode's processes together in the foreground (``make stack``, one container).
 
 web (gunicorn with uvicorn workers, config/asgi.py), consumers, the Celery worker, beat and
-the outbox relay start side by side. The output stays one JSON object per line (README
-"Observability"): each child logs JSON naming itself (``OMS_PROCESS``, the ``process`` field)
+the outbox relay start side by side. The output stays one JSON object per line (docs/operations.md
+"Logs"): each child logs JSON naming itself (``OMS_PROCESS``, the ``process`` field)
 and its lines are passed through as they are; a line that is not JSON (something printed
 past the logging configuration) is wrapped into one, and the supervisor's own lines are JSON.
 Ctrl-C or SIGTERM stops all of them; if one exits on its own, the others are stopped too and
@@ -48,7 +48,7 @@ def access_log_wanted() -> bool:
 
 
 def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
-    """The processes of the stack mode (README "Run modes"), one of each."""
+    """The processes of the stack mode (docs/architecture.md "Run modes"), one of each."""
     bin_dir = Path(python).parent
     manage = [python, str(ROOT / "manage.py")]
     return [

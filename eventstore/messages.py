@@ -1,4 +1,4 @@
-"""The message on the wire (README "Architecture"): one immutable shape for events and commands."""
+"""The message on the wire (docs/architecture.md "Messages"): one immutable shape for events and commands."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class Message:
         return f"{self.source}.{self.type}"
 
     def to_body(self) -> dict[str, Any]:
-        """The JSON body of README "Architecture"."""
+        """The JSON body of docs/architecture.md "Messages"."""
         return {
             "message_id": self.message_id,
             "kind": self.kind,
@@ -90,7 +90,7 @@ class Message:
 
 
 class InvalidMessage(ValueError):
-    """A body that is not a message of README "Architecture" (a poison message)."""
+    """A body that is not a message of docs/architecture.md "Messages" (a poison message)."""
 
 
 def _optional_int(value: Any) -> int | None:

@@ -1,4 +1,4 @@
-"""The RabbitMQ topology of README "Architecture": two topic exchanges and, per context, its queues.
+"""The RabbitMQ topology of docs/architecture.md "Messages": two topic exchanges and, per context, its queues.
 
 Per context ``c``: the work queue ``oms.c`` bound with each subscription's binding key; one
 TTL queue per backoff level, ``oms.c.retry.<delay>ms``, dead-lettering back to ``oms.c``

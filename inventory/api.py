@@ -1,4 +1,4 @@
-"""The inventory HTTP API (README "API at a glance"): one thin view per operation — validate, call, answer.
+"""The inventory HTTP API (docs/api.md "Endpoints"): one thin view per operation — validate, call, answer.
 
 A product id that breaks ``[A-Za-z0-9._-]{1,64}`` is a 404 on GET (no such product can exist)
 and a 400 on PUT (the id is input there).

@@ -1,4 +1,5 @@
-"""The inventory context's answers to the saga's commands (README "Architecture", the message contract).
+"""The inventory context's answers to the saga's commands (the message contract, docs/architecture.md
+"Messages").
 
 Each runs inside the transaction that eventstore.handling opened with the inbox row, so a
 redelivered command has no second effect. A malformed command raises and is retried, then

@@ -1,4 +1,4 @@
-"""HTTP routes of the inventory context (README "API at a glance"; exact paths, no trailing slash).
+"""HTTP routes of the inventory context (docs/api.md "Endpoints"; exact paths, no trailing slash).
 
 The three operation paths come first: ``reserve``, ``confirm`` and ``release`` are not product ids.
 """

@@ -1,4 +1,4 @@
-"""The orders API, command side (README "API at a glance"): one thin view per operation.
+"""The orders API, command side (docs/api.md "Endpoints"): one thin view per operation.
 
 Checks run in the contract's order: 401 → 403 → 404 (another customer's order is never
 revealed) → 400/422 (input) → 409 (state).

@@ -1,4 +1,4 @@
-"""JWT wiring: the claims of README "API at a glance" and the user a request carries.
+"""JWT wiring: the claims of docs/security.md "Tokens" and the user a request carries.
 
 The caller is built from a validated access token plus one cache read (orders/sessions.py):
 a token revoked by a logout, or of a user since deactivated or deleted, is refused (401), and

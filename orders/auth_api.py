@@ -1,4 +1,4 @@
-"""Auth endpoints (README "API at a glance"): obtain a token pair, rotate it, log out.
+"""Auth endpoints (docs/api.md "Endpoints"): obtain a token pair, rotate it, log out.
 
 Refresh tokens rotate and the used one is blacklisted under a row lock, so two concurrent
 refreshes of the same token cannot both succeed. A refreshed pair carries the user's *current*
@@ -43,7 +43,7 @@ TOKEN_MAX_LENGTH = 4096
 
 
 class CredentialsSerializer(TokenObtainPairSerializer):
-    """``{"username", "password"}`` → a token pair carrying the claims of README "API at a glance"."""
+    """``{"username", "password"}`` → a token pair carrying the claims of docs/security.md "Tokens"."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

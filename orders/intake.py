@@ -1,7 +1,7 @@
 """Group commit for POST /api/orders: the orders placed at about the same time share one commit.
 
-The cost of placing an order is per statement and per commit, far more than per row (README
-"Performance"), so the requests that arrive within a few milliseconds of each other are
+The cost of placing an order is per statement and per commit, far more than per row (docs/performance.md
+"Latest figures"), so the requests that arrive within a few milliseconds of each other are
 written together: one unit of work (eventstore/unit_of_work.py) for the whole batch, one read
 of the catalogue, one statement for the Idempotency-Key locks and one for their rows, then
 one multi-row INSERT per table (events, outbox, sagas, step attempts, keys) and one commit.

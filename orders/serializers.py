@@ -1,4 +1,4 @@
-"""Request and response shapes of the orders API (README "API at a glance"); no business rules here."""
+"""Request and response shapes of the orders API (docs/api.md "Placing an order"); no business rules here."""
 
 from __future__ import annotations
 

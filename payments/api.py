@@ -1,4 +1,4 @@
-"""HTTP API of the payments context (README "API at a glance"): one thin view per operation."""
+"""HTTP API of the payments context (docs/api.md "Endpoints"): one thin view per operation."""
 
 from __future__ import annotations
 

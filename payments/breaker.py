@@ -1,4 +1,6 @@
-"""The payment gateway's circuit breaker (README "Payments and the test tokens"), state in Redis.
+"""The payment gateway's circuit breaker, state in Redis.
+
+What it means for an order: docs/architecture.md "Payments and the test tokens".
 
 Over a sliding window of the last ``window`` calls, with at least ``min_calls`` calls, a
 failure rate of at least ``failure_rate`` opens the breaker for ``open_seconds``; then ONE
@@ -50,7 +52,7 @@ class CircuitOpenError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
-    """The breaker's rule; the defaults are README "API at a glance"'s."""
+    """The breaker's rule; the defaults are those of docs/architecture.md "Payments and the test tokens"."""
 
     window: int = 10
     min_calls: int = 5

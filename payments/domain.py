@@ -21,7 +21,7 @@ _PAYMENT_NAMESPACE = uuid.UUID("7b1f3c5e-2f4a-4d7e-9a51-0c8e6f2d9b10")
 
 
 class PaymentStatus(StrEnum):
-    """The statuses of README "API at a glance"."""
+    """The statuses of docs/api.md "Endpoints"."""
 
     PENDING = "PENDING"
     UNKNOWN = "UNKNOWN"

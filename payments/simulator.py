@@ -7,11 +7,12 @@ thread and reused from call to call for as long as the database settings keep co
 (``CONN_MAX_AGE``; 0 closes it after each call); one that the server closed or that failed is
 replaced, never reused.
 
-Tokens (README "API at a glance"): ``tok_declined`` is declined; ``tok_flaky`` fails with a transient error
-on its first call for a key, then captures; ``tok_slow`` captures but answers only after
-``PAYMENT_TIMEOUT``; ``tok_late`` captures only after ``PAYMENT_TIMEOUT`` has passed (the ledger
-shows nothing when the caller first asks) and answers too late; ``tok_gateway_down`` fails
-every call and captures nothing; any other token captures.
+Tokens (docs/architecture.md "Payments and the test tokens"): ``tok_declined`` is declined;
+``tok_flaky`` fails with a transient error on its first call for a key, then captures;
+``tok_slow`` captures but answers only after ``PAYMENT_TIMEOUT``; ``tok_late`` captures only
+after ``PAYMENT_TIMEOUT`` has passed (the ledger shows nothing when the caller first asks) and
+answers too late; ``tok_gateway_down`` fails every call and captures nothing; any other token
+captures.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from django.utils import timezone
 
 from .gateway import ChargeResult, LedgerStatus, RefundRejected, TransientGatewayError, at_caller_exit
 
-# Test card tokens of README "API at a glance" (not secrets).
+# Test card tokens of README "Payment test tokens" (not secrets).
 TOKEN_DECLINED = "tok_declined"  # noqa: S105
 TOKEN_FLAKY = "tok_flaky"  # noqa: S105
 TOKEN_SLOW = "tok_slow"  # noqa: S105

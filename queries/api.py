@@ -1,4 +1,4 @@
-"""The query side's API (README "API at a glance" "Queries"): one thin view per operation.
+"""The query side's API (docs/api.md "Endpoints"): one thin view per operation.
 
 Reads come from the read models (eventually consistent) through the cache, on the read
 replica when there is one (``config.replica``; the cache decides which answers it keeps). Checks run in

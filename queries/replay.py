@@ -2,7 +2,7 @@
 
 Positions come from ``eventstore.reader``, which on PostgreSQL only returns rows whose writing
 transaction is older than every running one, in ``(tx, id)`` order: a late-committing event
-is read when it commits, never skipped (README "Architecture").
+is read when it commits, never skipped (docs/architecture.md "Write path and delivery").
 
 **Catch-up** is the safety net behind the bus, so it only fills gaps: it looks past its
 checkpoint under the same rule, in one statement keeps the events beyond their stream's cursor

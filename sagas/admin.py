@@ -1,4 +1,4 @@
-"""The operator's console for sagas (README "The order saga" "Manual intervention").
+"""The operator's console for sagas (docs/architecture.md "The order saga" "Manual intervention").
 
 One read-only page per saga shows its transitions, step attempts and the order's events; its
 buttons (each confirmed on a page of its own, then POSTed with the CSRF token) retry the

@@ -63,7 +63,7 @@ _KEPT_COMMANDS = 8
 CANCELLED_OUTCOME = "CANCELLED"
 FAILED_OUTCOME = "FAILED"
 
-# An operator's interventions (README "Manual intervention"; the methods of the same names).
+# An operator's interventions (docs/architecture.md "Manual intervention"; the methods of the same names).
 RETRY_STEP = "retry_step"
 FORCE_COMPENSATION = "force_compensation"
 FORCE_CANCELLATION = "force_cancellation"  # force_compensation(as_cancellation=True)

@@ -1,4 +1,4 @@
-"""The modular monolith's rules, checked on the source (README "Architecture").
+"""The modular monolith's rules, checked on the source (docs/architecture.md "Contexts").
 
 Contexts meet only through ``public.py`` or messages, the event store knows no context, and
 each ``domain.py`` is pure Python. import-linter enforces the contracts in pyproject.toml;

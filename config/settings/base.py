@@ -1,8 +1,8 @@
 """Settings shared by every environment, read from the environment with django-environ.
 
-Two run modes share this file (README "Run modes"): with ``DATABASE_URL``/``BROKER_URL``/``REDIS_URL``
-unset the project runs *embedded* (SQLite, in-process bus, local-memory cache); with them
-set it runs in *stack* mode (PostgreSQL, RabbitMQ, Redis).
+Two run modes share this file (docs/architecture.md "Run modes"): with
+``DATABASE_URL``/``BROKER_URL``/``REDIS_URL`` unset the project runs *embedded* (SQLite, in-process
+bus, local-memory cache); with them set it runs in *stack* mode (PostgreSQL, RabbitMQ, Redis).
 """
 
 from datetime import timedelta
@@ -99,7 +99,7 @@ if DATABASE_URL:
     DATABASES["default"]["OPTIONS"].update(
         {
             # Keep transactions short: a session left idle in a transaction stalls every
-            # position reader (README "Architecture").
+            # position reader (docs/architecture.md "Write path and delivery").
             "options": "-c idle_in_transaction_session_timeout=60000",
         }
     )
@@ -127,7 +127,7 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Read replica (README "Read replica", config/replica.py): the query side's lists, search and
+# Read replica (docs/operations.md "Read replica", config/replica.py): the query side's lists, search and
 # analytics read from this hot standby; commands, projections and everything else use the
 # primary. It is skipped (the primary answers) while its replay is more than
 # DATABASE_REPLICA_MAX_LAG seconds behind, or when it fails.
@@ -282,7 +282,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
-# --- Messaging (README "Architecture") ------------------------------------------------------------------
+# --- Messaging (docs/architecture.md "Messages") -------------------------------------------------
 CELERY_BROKER_URL = BROKER_URL or "memory://"
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_ACKS_LATE = True
@@ -315,7 +315,7 @@ CELERY_BEAT_SCHEDULE = {
     "inventory-expire-reservations": {"task": "inventory.tasks.expire_reservations", "schedule": 5.0},
     "sagas-sweep-timeouts": {"task": "sagas.tasks.sweep_timeouts", "schedule": 1.0},
     "orders-prune-idempotency-keys": {"task": "orders.tasks.prune_idempotency_keys", "schedule": 3600.0},
-    # A full recompute of both views (~5.6 µs per stored order, README "Query side"): once a
+    # A full recompute of both views (~5.6 µs per stored order, docs/architecture.md "Query side"): once a
     # minute by default; a refresh still queued when the next is due is dropped.
     "queries-refresh-analytics": {
         "task": "queries.tasks.refresh_analytics",
@@ -452,7 +452,7 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
-# --- Observability (README "Observability") --------------------------------------------------
+# --- Observability (docs/operations.md "Tracing") --------------------------------------------------
 # Traces: OTLP over HTTP to OTEL_EXPORTER_OTLP_ENDPOINT (Jaeger ingests OTLP); parent-based
 # ratio sampling, 100% unless OTEL_TRACES_SAMPLER_ARG says otherwise (production: 10%).
 OTEL_SERVICE_NAME = env("OTEL_SERVICE_NAME", default="oms")

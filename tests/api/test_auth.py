@@ -1,4 +1,4 @@
-"""Auth endpoints (README "API at a glance"): obtain, rotate with blacklist, logout, and bad tokens."""
+"""Auth endpoints (docs/security.md "Tokens"): obtain, rotate with blacklist, logout, and bad tokens."""
 
 import base64
 import json

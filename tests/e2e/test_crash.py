@@ -4,8 +4,8 @@ Forty orders go through the HTTP API while ``relay_outbox`` and two consumer pro
 (``sagas inventory`` — the busiest — and ``payments``). The relay is killed between
 publishing a batch and marking it sent; the sagas+inventory consumer is killed while the last
 wave is being handled. Both are restarted, and once every order is terminal the invariants of
-README "The order saga" must hold: stock buckets add up to what was received with nothing left reserved,
-at most one capture per order, every capture of a failed or cancelled order refunded, no
+docs/architecture.md "Invariants" must hold: stock buckets add up to what was received with nothing
+left reserved, at most one capture per order, every capture of a failed or cancelled order refunded, no
 event lost or applied twice, no dead letter.
 """
 

@@ -1,4 +1,4 @@
-"""The inventory HTTP API (README "API at a glance"): statuses, bodies, problem+json, strict validation."""
+"""The inventory HTTP API (docs/api.md "Endpoints"): statuses, bodies, problem+json, strict validation."""
 
 from __future__ import annotations
 

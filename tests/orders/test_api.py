@@ -1,4 +1,4 @@
-"""The orders API contract: statuses, validation, ownership and Idempotency-Key (README "API at a glance")."""
+"""The orders API contract: statuses, validation, ownership and Idempotency-Key (docs/api.md "Endpoints")."""
 
 from __future__ import annotations
 

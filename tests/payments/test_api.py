@@ -1,4 +1,4 @@
-"""The payments API (README "API at a glance"): statuses, roles, ownership, strict input, problems."""
+"""The payments API (docs/api.md "Endpoints"): statuses, roles, ownership, strict input, problems."""
 
 from __future__ import annotations
 

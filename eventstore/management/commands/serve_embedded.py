@@ -1,4 +1,5 @@
-"""``manage.py serve_embedded [addrport]``: the whole platform in one process (README "Run modes").
+"""``manage.py serve_embedded [addrport]``: the whole platform in one process (docs/architecture.md
+"Run modes").
 
 The embedded mode needs exactly one in-process dispatcher, so this command starts it (and
 the periodic scheduler) itself and serves HTTP without Django's autoreloader, which would

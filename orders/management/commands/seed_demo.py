@@ -1,4 +1,4 @@
-"""``manage.py seed_demo``: the demo users and catalogue of README "API at a glance", idempotent.
+"""``manage.py seed_demo``: the demo users and catalogue of README "Two commands", idempotent.
 
 A second run changes nothing: users are compared field by field (the password is checked,
 not re-hashed) and a product that already exists is left as it is (its stock may have moved).
