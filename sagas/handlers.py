@@ -340,6 +340,8 @@ def _carry_out(
 ) -> None:
     """Carry out ``effects``: send the commands, change the order, record the saga and its events."""
     saga = tracked.saga
+    for effect in effects:
+        saga.apply(effect)  # the decision's change of state first: what follows reads the saga as left
     records: list[NewEvent] = []
     changes: list[domain.OrderEffect] = []
     for effect in effects:
@@ -350,7 +352,7 @@ def _carry_out(
                 tracked.transitions.append(_transition(saga.order_id, effect.data, cause_id, now))
         elif isinstance(effect, domain.Send):
             tracked.sent(effect, _send(saga, effect, cause_id), now)
-        else:
+        elif isinstance(effect, domain.OrderEffect):
             changes.append(effect)
     if changes:
         # In effect order, with one read of the order and one append for all of them.
