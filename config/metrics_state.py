@@ -1,5 +1,11 @@
 """Gauges computed when Prometheus scrapes: state that lives in the database and in Redis.
 
+The composition root's side of the scrape: each context reads its own state through its
+``public.py`` (``sagas.public.open_sagas``, ``payments.public.breaker_states``,
+``queries.public.projection_lags``) and the event store its outbox and dead letters
+(``eventstore.gauges``); this module only names the gauges. No table, event name or Redis key of
+a context is known here.
+
 Counting rows at scrape time is right for state (sagas by state, the outbox backlog, dead
 letters) and needs no bookkeeping in the writers. Each query is small (open sagas, unsent
 outbox rows and unreplayed dead letters are few, and partial indexes cover them) and runs
@@ -14,7 +20,6 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -24,8 +29,6 @@ from . import replica
 
 logger = logging.getLogger(__name__)
 
-OPEN_SAGA_STATES = ("STARTED", "INVENTORY_RESERVED", "PAYMENT_PROCESSING", "COMPENSATING")
-TERMINAL_SAGA_STATES = ("COMPLETED", "COMPENSATED", "FAILED")
 BREAKER_STATES = {"CLOSED": 0, "OPEN": 1, "HALF_OPEN": 2}
 STATEMENT_TIMEOUT_MS = 500
 
@@ -64,13 +67,14 @@ class StateCollector(Collector):
 
 def _database_metrics() -> list[Metric]:
     try:
+        # One transaction, so the statement timeout bounds every reading below.
         with transaction.atomic(), connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
             return [
-                *_saga_metrics(cursor),
-                *_outbox_metrics(cursor),
-                _dead_letter_metric(cursor),
+                *_saga_metrics(),
+                *_outbox_metrics(),
+                _dead_letter_metric(),
                 *_connection_metrics(cursor),
             ]
     except Exception:
@@ -79,28 +83,18 @@ def _database_metrics() -> list[Metric]:
         raise
 
 
-def _saga_metrics(cursor: Any) -> list[Metric]:
-    placeholders = ", ".join(["%s"] * len(TERMINAL_SAGA_STATES))
-    cursor.execute(
-        "SELECT state, count(*), min(created_at), sum(CASE WHEN needs_attention THEN 1 ELSE 0 END) "
-        f"FROM saga_instance WHERE state NOT IN ({placeholders}) GROUP BY state",
-        list(TERMINAL_SAGA_STATES),
-    )
-    rows = cursor.fetchall()
-    counts = dict.fromkeys(OPEN_SAGA_STATES, 0)
-    oldest = None
-    attention = 0
-    for state, count, started, parked in rows:
-        counts[state] = int(count)
-        oldest = started if oldest is None or started < oldest else oldest
-        attention += int(parked or 0)
+def _saga_metrics() -> list[Metric]:
+    from sagas import public as sagas_public
+
+    open_sagas = sagas_public.open_sagas()
     by_state = GaugeMetricFamily(
         "oms_sagas",
         "Sagas not yet terminal, by state (terminal ones: oms_saga_duration_seconds_count).",
         labels=["state"],
     )
-    for state, count in counts.items():
+    for state, count in open_sagas.by_state.items():
         by_state.add_metric([state], count)
+    oldest = open_sagas.oldest_started_at
     age = 0.0 if oldest is None else (timezone.now() - oldest).total_seconds()
     return [
         by_state,
@@ -110,43 +104,35 @@ def _saga_metrics(cursor: Any) -> list[Metric]:
         GaugeMetricFamily(
             "oms_sagas_needing_attention",
             "Sagas parked with needs_attention (a compensation kept failing).",
-            attention,
+            open_sagas.needing_attention,
         ),
     ]
 
 
-def _outbox_metrics(cursor: Any) -> list[Metric]:
-    cursor.execute("SELECT count(*), min(created_at) FROM event_outbox WHERE sent_at IS NULL")
-    count, oldest = cursor.fetchone()
+def _outbox_metrics() -> list[Metric]:
+    from eventstore.gauges import outbox_backlog
+
+    backlog = outbox_backlog()
+    oldest = backlog.oldest_created_at
     age = 0.0 if oldest is None else max((timezone.now() - oldest).total_seconds(), 0.0)
     return [
-        GaugeMetricFamily("oms_outbox_backlog_messages", "Outbox rows not yet published.", int(count)),
+        GaugeMetricFamily("oms_outbox_backlog_messages", "Outbox rows not yet published.", backlog.messages),
         GaugeMetricFamily(
             "oms_outbox_backlog_age_seconds", "Age of the oldest unpublished outbox row (0 when none).", age
         ),
     ]
 
 
-def _dead_letter_metric(cursor: Any) -> Metric:
-    cursor.execute(
-        "SELECT consumer, count(*) FROM event_dead_letter WHERE replayed_at IS NULL GROUP BY consumer"
-    )
+def _dead_letter_metric() -> Metric:
+    from eventstore.gauges import dead_letters
+
     family = GaugeMetricFamily(
         "oms_dead_letters", "Dead letters not replayed yet, by consuming context.", labels=["context"]
     )
     # Every consumer at 0 first: the alert tells "none" from "not scraped".
-    counts = dict.fromkeys(_dead_letter_consumers(), 0)
-    counts.update((consumer, int(count)) for consumer, count in cursor.fetchall())
-    for consumer, count in sorted(counts.items()):
+    for consumer, count in dead_letters().items():
         family.add_metric([consumer], count)
     return family
-
-
-def _dead_letter_consumers() -> list[str]:
-    from eventstore.registry import contexts
-    from eventstore.relay import DEAD_LETTER_CONSUMER
-
-    return [*contexts(), DEAD_LETTER_CONSUMER]
 
 
 def _connection_metrics(cursor: Any) -> list[Metric]:
@@ -215,38 +201,11 @@ def _breaker_metrics() -> list[Metric]:
         " and the next call is the trial), 1 open (failing fast), 2 half-open (the trial call runs).",
         labels=["gateway"],
     )
-    for gateway, state in _breaker_states().items():
+    from payments import public as payments_public
+
+    for gateway, state in payments_public.breaker_states().items():
         family.add_metric([gateway], BREAKER_STATES[state])
     return [family]
-
-
-def _breaker_states() -> dict[str, str]:
-    from payments.gateway import default_gateway
-
-    name = default_gateway().name
-    if not settings.REDIS_URL:
-        return {name: "CLOSED"}  # embedded: the breaker lives in each process, nothing shared to read
-    import redis
-
-    prefix = str(getattr(settings, "PAYMENT_BREAKER_PREFIX", "oms:breaker"))
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
-    try:
-        # The layout written by payments.breaker.RedisBreakerStore: open_until in Redis ms, and
-        # the trial key while the one trial call of the half-open state runs.
-        pipe = client.pipeline(transaction=False)
-        pipe.hget(f"{prefix}:{name}:state", "open_until")
-        pipe.exists(f"{prefix}:{name}:trial")
-        pipe.time()
-        raw_open_until, trial_running, (seconds, micros) = pipe.execute()
-    finally:
-        client.close()
-    now_ms = seconds * 1000 + micros // 1000
-    if now_ms < int(raw_open_until or 0):
-        return {name: "OPEN"}
-    # Past the open period calls reach the gateway again: the first is the trial, and while it
-    # runs the others still fail fast (half-open). Before it starts nothing is refused, so an
-    # idle system whose breaker opened once reads closed, not half-open until the next payment.
-    return {name: "HALF_OPEN" if trial_running else "CLOSED"}
 
 
 # --- Projections (the queries context) ----------------------------------------------------------
@@ -264,8 +223,7 @@ def _projection_metrics() -> list[Metric]:
         "oms_projection_lag_events", "Events each read model has not applied yet.", labels=["projection"]
     )
     # queries.public.projection_lags(): [{"projection", "events", "seconds", ...}, ...]
-    read_lags = getattr(queries_public, "projection_lags", None)
-    for item in read_lags() if read_lags is not None else []:
+    for item in queries_public.projection_lags():
         name = str(item["projection"])
         seconds.add_metric([name], float(item.get("seconds") or 0.0))
         events.add_metric([name], float(item.get("events") or 0))

@@ -42,9 +42,9 @@ def _initialise_series() -> None:
     if _series_initialised:
         return
     from eventstore.registry import contexts
-    from payments.gateway import default_gateway
+    from payments import public as payments_public
 
-    metrics.initialise_series(contexts=contexts(), gateways=[default_gateway().name])
+    metrics.initialise_series(contexts=contexts(), gateways=payments_public.gateway_names())
     _series_initialised = True
 
 

@@ -25,6 +25,8 @@ from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
 from rest_framework_simplejwt.exceptions import TokenError
 
+from .conflicts import ConcurrentUpdate
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:oms:problem:"
 BEARER_CHALLENGE = 'Bearer realm="api"'
@@ -241,16 +243,9 @@ def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
         return exceptions.ValidationError(detail)
     if isinstance(exc, TokenError):
         return exceptions.AuthenticationFailed(str(exc), "token_not_valid")
-    if _is_concurrency_error(exc):
+    if isinstance(exc, ConcurrentUpdate):
         return Conflict("The resource was changed by another request; retry.", "concurrent_update")
     return None
-
-
-def _is_concurrency_error(exc: Exception) -> bool:
-    # Imported late: this module is loaded by settings-driven code before the apps are ready.
-    from eventstore.store import ConcurrencyError
-
-    return isinstance(exc, ConcurrencyError)
 
 
 def _validation_response(exc: exceptions.ValidationError) -> Response:

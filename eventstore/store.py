@@ -18,6 +18,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from config.conflicts import ConcurrentUpdate
+
 from . import publish_after_commit, tracing, wakeup
 from .messages import Message, utc_iso
 from .models import OutboxMessage, StoredEvent
@@ -26,8 +28,11 @@ from .sql import bound_cursor, dialect, insert_returning_ids, insert_rows
 from .unit_of_work import UnitOfWork, current
 
 
-class ConcurrencyError(Exception):
-    """The stream moved past the expected version: reload the aggregate and decide again."""
+class ConcurrencyError(ConcurrentUpdate):
+    """The stream moved past the expected version: reload the aggregate and decide again.
+
+    A :class:`~config.conflicts.ConcurrentUpdate`: an API that lets it escape answers 409.
+    """
 
     def __init__(self, aggregate_id: str, expected_version: int) -> None:
         super().__init__(f"stream {aggregate_id} is not at version {expected_version}")

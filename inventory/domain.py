@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -135,87 +135,116 @@ def _lines_data(lines: Iterable[Line]) -> list[dict[str, Any]]:
 
 @dataclass(slots=True)
 class Reservation:
-    """The stock held for one order: all its lines or none of them."""
+    """The stock held for one order: all its lines or none of them.
+
+    The style of every aggregate here: a command decides and returns events without changing
+    anything; :meth:`apply` is the only place the reservation (and the stock it moves) changes.
+    """
 
     order_id: str
     lines: tuple[Line, ...] = ()
     state: ReservationState | None = None
     expires_at: str = ""
-    _pending: list[DomainEvent] = field(default_factory=list)
 
     @property
     def holds_stock(self) -> bool:
         """Whether units are reserved or sold for this order."""
         return self.state in (ReservationState.HELD, ReservationState.CONFIRMED)
 
-    def collect(self) -> list[DomainEvent]:
-        """The events recorded since the last call."""
-        events, self._pending = self._pending, []
-        return events
+    # --- commands: decide, return events -------------------------------------------------------
 
-    def reserve(self, *, lines: Iterable[Line], expires_at: str, stock: Mapping[str, Stock]) -> None:
+    def reserve(
+        self, *, lines: Iterable[Line], expires_at: str, stock: Mapping[str, Stock]
+    ) -> list[DomainEvent]:
         """Hold every line, or none when any is short; a second reserve repeats the outcome."""
         if self.state is not None:
-            self._repeat_outcome()
-            return
+            return [self._repeated_outcome()]
         wanted = merge_lines(lines)
         short = shortages(wanted, stock)
         if short:
-            self._record(
-                "InventoryReservationFailed",
-                reason=OUT_OF_STOCK,
-                shortages=[shortage.as_data() for shortage in short],
-            )
-            return
-        _move_all(wanted, stock, source="available", target="reserved")
-        self.lines, self.state, self.expires_at = wanted, ReservationState.HELD, expires_at
-        self._record("InventoryReserved", items=_lines_data(wanted), expires_at=expires_at)
+            return [
+                self._event(
+                    "InventoryReservationFailed",
+                    reason=OUT_OF_STOCK,
+                    shortages=[shortage.as_data() for shortage in short],
+                )
+            ]
+        return [self._event("InventoryReserved", items=_lines_data(wanted), expires_at=expires_at)]
 
-    def confirm(self, *, stock: Mapping[str, Stock]) -> None:
+    def confirm(self, *, stock: Mapping[str, Stock]) -> list[DomainEvent]:
         """Sell what is held; an expired hold is taken again from available stock if it is there."""
-        if self.state == ReservationState.CONFIRMED:
-            self._record("InventoryConfirmed", items=_lines_data(self.lines))
-            return
-        if self.state == ReservationState.EXPIRED:
-            if shortages(self.lines, stock):
-                raise ReservationConflict(f"reservation of {self.order_id} expired and stock is gone")
-            _move_all(self.lines, stock, source="available", target="sold")
-        elif self.state == ReservationState.HELD:
-            _move_all(self.lines, stock, source="reserved", target="sold")
-        elif self.state == ReservationState.RELEASED:
+        if self.state == ReservationState.EXPIRED and shortages(self.lines, stock):
+            raise ReservationConflict(f"reservation of {self.order_id} expired and stock is gone")
+        if self.state == ReservationState.RELEASED:
             raise ReservationReleased(f"reservation of {self.order_id} is RELEASED")
-        else:
+        if self.state not in (ReservationState.HELD, ReservationState.EXPIRED, ReservationState.CONFIRMED):
             raise ReservationConflict(f"reservation of {self.order_id} is {self.state or 'unknown'}")
-        self.state = ReservationState.CONFIRMED
-        self._record("InventoryConfirmed", items=_lines_data(self.lines))
+        return [self._event("InventoryConfirmed", items=_lines_data(self.lines))]
 
-    def release(self, *, reason: str, stock: Mapping[str, Stock]) -> None:
+    def release(self, *, reason: str, stock: Mapping[str, Stock]) -> list[DomainEvent]:
         """Give back what is held and restock what was sold; with nothing held, answer anyway."""
         if not self.holds_stock:
+            return [self._event("InventoryReleased", items=[], reason=reason, restocked=False)]
+        restocked = self.state == ReservationState.CONFIRMED
+        return [
+            self._event(
+                "InventoryReleased", items=_lines_data(self.lines), reason=reason, restocked=restocked
+            )
+        ]
+
+    def expire(self, *, stock: Mapping[str, Stock]) -> list[DomainEvent]:
+        """Give back a hold whose deadline passed (only a HELD reservation expires)."""
+        if self.state != ReservationState.HELD:
+            return []
+        return [
+            self._event("InventoryReleased", items=_lines_data(self.lines), reason=EXPIRED, restocked=False)
+        ]
+
+    # --- state changes: only by applying events ------------------------------------------------
+
+    def apply(self, event: DomainEvent, *, stock: Mapping[str, Stock]) -> None:
+        """Change the reservation, and move the stock of its lines, as ``event`` says.
+
+        A repeated answer (a second reserve, a confirm of a confirmed reservation, a release
+        with nothing held) moves nothing. A release with reason ``EXPIRED`` of a held
+        reservation is its expiry: the reservation is EXPIRED, not RELEASED (no release
+        command carries that reason: the saga's are CANCELLED, COMPENSATION or the order's
+        failure reason, an operator's ADMIN).
+        """
+        handler = getattr(self, f"_on_{event.type}", None)
+        if handler is not None:
+            handler(event.data, stock)
+
+    def _on_InventoryReserved(self, data: dict[str, Any], stock: Mapping[str, Stock]) -> None:
+        if self.state is not None:
+            return  # the outcome repeated
+        self.lines = tuple(Line(str(item["product_id"]), int(item["quantity"])) for item in data["items"])
+        _move_all(self.lines, stock, source="available", target="reserved")
+        self.state, self.expires_at = ReservationState.HELD, str(data["expires_at"])
+
+    def _on_InventoryConfirmed(self, data: dict[str, Any], stock: Mapping[str, Stock]) -> None:
+        if self.state == ReservationState.HELD:
+            _move_all(self.lines, stock, source="reserved", target="sold")
+        elif self.state == ReservationState.EXPIRED:
+            _move_all(self.lines, stock, source="available", target="sold")
+        self.state = ReservationState.CONFIRMED
+
+    def _on_InventoryReleased(self, data: dict[str, Any], stock: Mapping[str, Stock]) -> None:
+        if not self.holds_stock:
             self.state = self.state or ReservationState.RELEASED
-            self._record("InventoryReleased", items=[], reason=reason, restocked=False)
             return
         restocked = self.state == ReservationState.CONFIRMED
         _move_all(self.lines, stock, source="sold" if restocked else "reserved", target="available")
-        self.state = ReservationState.RELEASED
-        self._record("InventoryReleased", items=_lines_data(self.lines), reason=reason, restocked=restocked)
+        expired = self.state == ReservationState.HELD and data.get("reason") == EXPIRED
+        self.state = ReservationState.EXPIRED if expired else ReservationState.RELEASED
 
-    def expire(self, *, stock: Mapping[str, Stock]) -> None:
-        """Give back a hold whose deadline passed (only a HELD reservation expires)."""
-        if self.state != ReservationState.HELD:
-            return
-        _move_all(self.lines, stock, source="reserved", target="available")
-        self.state = ReservationState.EXPIRED
-        self._record("InventoryReleased", items=_lines_data(self.lines), reason=EXPIRED, restocked=False)
-
-    def _repeat_outcome(self) -> None:
+    def _repeated_outcome(self) -> DomainEvent:
         if self.holds_stock:
-            self._record("InventoryReserved", items=_lines_data(self.lines), expires_at=self.expires_at)
-        else:
-            self._record("InventoryReleased", items=[], reason=str(self.state), restocked=False)
+            return self._event("InventoryReserved", items=_lines_data(self.lines), expires_at=self.expires_at)
+        return self._event("InventoryReleased", items=[], reason=str(self.state), restocked=False)
 
-    def _record(self, event_type: str, **data: Any) -> None:
-        self._pending.append(DomainEvent(event_type, {"order_id": self.order_id, **data}))
+    def _event(self, event_type: str, **data: Any) -> DomainEvent:
+        return DomainEvent(event_type, {"order_id": self.order_id, **data})
 
 
 def stock_adjusted(*, product_id: str, name: str, price: Decimal, delta: int, available: int) -> DomainEvent:

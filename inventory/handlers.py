@@ -24,7 +24,7 @@ from eventstore.store import ConcurrencyError, NewEvent, append, load_stream
 from eventstore.unit_of_work import buffer_of
 
 from .bulkhead import reservation_slot
-from .domain import PRODUCT_ID_PATTERN, Line, Reservation, ReservationState, Stock
+from .domain import PRODUCT_ID_PATTERN, DomainEvent, Line, Reservation, ReservationState, Stock
 from .public import CONTEXT
 from .recorder import Held, Levels, recorder, stream_of
 from .stock_cache import invalidate_on_commit
@@ -149,7 +149,8 @@ def _expire_one(order_id: str, *, now: datetime) -> bool:
         return True
 
 
-Decide = Callable[[Reservation, dict[str, Stock]], None]
+# A command of the reservation: decides on it and the stock it would move, returns the events.
+Decide = Callable[[Reservation, dict[str, Stock]], list[DomainEvent]]
 
 
 class _Loaded:
@@ -299,8 +300,10 @@ def _apply(
     reservation = held.reservation
     ids = sorted(product_ids) if product_ids is not None else [line.product_id for line in reservation.lines]
     loaded.lock_products(ids)
-    decide(reservation, {pid: loaded.stock[pid] for pid in ids if pid in loaded.stock})
-    events = reservation.collect()
+    stock = {pid: loaded.stock[pid] for pid in ids if pid in loaded.stock}
+    events = decide(reservation, stock)
+    for event in events:
+        reservation.apply(event, stock=stock)
     messages = append(
         context=CONTEXT,
         aggregate_type=AGGREGATE_TYPE,

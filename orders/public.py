@@ -1,7 +1,9 @@
 """What other contexts may import from `orders`: the saga's hooks into the order, and its owner.
 
 The saga calls these inside its own transaction, so an order turns terminal in the same
-transaction in which its saga does.
+transaction in which its saga does. The saga does not import this module (orders imports
+``sagas.public``, the one direction allowed): ``config.composition`` connects this module to
+the saga's ``OrderPort`` at start-up.
 """
 
 from __future__ import annotations

@@ -268,6 +268,36 @@ class RedisBreakerStore:
         self._client.delete(*self._keys)
 
 
+def shared_state(name: str) -> str:
+    """The state every process sees for gateway ``name``: ``CLOSED``, ``OPEN`` or ``HALF_OPEN``.
+
+    Read from the layout :class:`RedisBreakerStore` writes (``open_until`` in Redis ms, and the
+    trial key while the one trial call of the half-open state runs), with Redis's clock. Without
+    Redis (embedded mode) each process has its own breaker: nothing shared, so ``CLOSED``.
+    Past the open period calls reach the gateway again: the first is the trial, and while it
+    runs the others still fail fast (half-open). Before it starts nothing is refused, so an idle
+    system whose breaker opened once reads closed, not half-open until the next payment.
+    """
+    if not settings.REDIS_URL:
+        return "CLOSED"
+    import redis
+
+    prefix = str(getattr(settings, "PAYMENT_BREAKER_PREFIX", "oms:breaker"))
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.hget(f"{prefix}:{name}:state", "open_until")
+        pipe.exists(f"{prefix}:{name}:trial")
+        pipe.time()
+        raw_open_until, trial_running, (seconds, micros) = pipe.execute()
+    finally:
+        client.close()
+    now_ms = seconds * 1000 + micros // 1000
+    if now_ms < int(raw_open_until or 0):
+        return OPEN
+    return "HALF_OPEN" if trial_running else CLOSED
+
+
 # --- The breaker of this deployment ----------------------------------------------------------------
 
 _local_stores: dict[str, LocalBreakerStore] = {}

@@ -63,3 +63,23 @@ def payment_console(order_id: str) -> dict[str, Any] | None:
     from .console import payment_console as read
 
     return read(order_id)
+
+
+# --- Scrape-time readings (composed into /metrics and the console summary by config) ------------
+
+
+def gateway_names() -> list[str]:
+    """The payment gateways this deployment talks to (the ``gateway`` label of its metrics)."""
+    from .gateway import default_gateway
+
+    return [default_gateway().name]
+
+
+def breaker_states() -> dict[str, str]:
+    """``{gateway: "CLOSED" | "OPEN" | "HALF_OPEN"}``: each gateway's circuit breaker as all processes see it.
+
+    What ``oms_payment_circuit_breaker_state`` exports; raises when Redis does not answer.
+    """
+    from .breaker import shared_state
+
+    return {name: shared_state(name) for name in gateway_names()}

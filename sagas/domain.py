@@ -1,8 +1,11 @@
 """The order saga's rules: which state, which command, which order outcome follows each answer.
 
-Pure Python (no Django). A :class:`Saga` is mutated by its methods, each of which returns the
-effects the handler must carry out in the same transaction: commands to send (:class:`Send`),
-changes to the order (:class:`OrderEffect`) and events for the saga's own stream (:class:`Record`).
+Pure Python (no Django). A :class:`Saga` follows the style of every aggregate here: a command
+decides and returns what follows, changing nothing; :meth:`Saga.apply` is the only place its
+state changes. A command's effects are what the handler must carry out in the same
+transaction: commands to send (:class:`Send`), changes to the order (:class:`OrderEffect`),
+events for the saga's own stream (:class:`Record`) and, last, the saga's own change of state
+(:class:`Changed`), which the handler applies before carrying out the rest.
 
 Two rules keep money and stock right whatever order messages arrive in:
 
@@ -21,7 +24,8 @@ Two rules keep money and stock right whatever order messages arrive in:
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -133,7 +137,18 @@ class Record:
     data: dict[str, Any]
 
 
-Effect = Send | OrderEffect | Record
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """The saga's new values, those a decision changed (applied by :meth:`Saga.apply`).
+
+    The saga's state is its row (``sagas.recorder``), not a replay of its stream: its stream
+    records the transitions for the audit trail, and this change is what the row stores.
+    """
+
+    values: dict[str, Any]
+
+
+Effect = Send | OrderEffect | Record | Changed
 
 
 @dataclass(slots=True)
@@ -217,7 +232,7 @@ class Saga:
         handler = _REACTIONS.get(message_type)
         if handler is None:
             return []
-        return handler(self, data, causation_id, now, timing)
+        return self._decide(lambda work: handler(work, data, causation_id, now, timing))
 
     def answers(self, message_type: str, causation_id: str) -> bool:
         """Whether this event answers a command a step of the saga is waiting for."""
@@ -334,6 +349,62 @@ class Saga:
 
     def cancel(self, *, by: str, reason: str, now: datetime, timing: Timing) -> list[Effect]:
         """Compensate and end the order CANCELLED; a repeat while cancelling changes nothing."""
+        return self._decide(lambda work: work._cancel(by=by, reason=reason, now=now, timing=timing))
+
+    def fail(self, *, by: str, now: datetime, timing: Timing) -> list[Effect]:
+        """Compensate and end the order FAILED with reason ADMIN; a repeat while failing changes nothing."""
+        return self._decide(lambda work: work._fail(by=by, now=now, timing=timing))
+
+    def time_out(self, *, now: datetime, timing: Timing) -> list[Effect]:
+        """Called by the sweep at the deadline: send a stalled step again, compensate, or park."""
+        return self._decide(lambda work: work._time_out(now=now, timing=timing))
+
+    def retry_step(self, *, admin: str, now: datetime, timing: Timing) -> list[Effect]:
+        """Send the current step's command(s) again on an operator's request."""
+        return self._decide(lambda work: work._retry_step(admin=admin, now=now, timing=timing))
+
+    def force_compensation(
+        self, *, admin: str, as_cancellation: bool, now: datetime, timing: Timing
+    ) -> list[Effect]:
+        """Compensate now on an operator's request (order FAILED reason ADMIN, or CANCELLED)."""
+        return self._decide(
+            lambda work: work._force_compensation(
+                admin=admin, as_cancellation=as_cancellation, now=now, timing=timing
+            )
+        )
+
+    def mark_failed(self, *, admin: str, now: datetime, timing: Timing) -> list[Effect]:
+        """End the saga FAILED without further compensation (an operator settled it by hand)."""
+        return self._decide(lambda work: work._mark_failed(admin=admin, now=now, timing=timing))
+
+    # --- state changes: only by applying --------------------------------------------------------
+
+    def apply(self, effect: Effect) -> None:
+        """Take the saga's change of state from a decision's effects (the others change nothing)."""
+        if isinstance(effect, Changed):
+            for name, value in effect.values.items():
+                setattr(self, name, value)
+
+    def _decide(self, rule: Callable[[Saga], list[Effect]]) -> list[Effect]:
+        """Run ``rule`` on a working copy; return its effects and, last, what it changed.
+
+        The rules read the state they have just changed (a transition resets the deadline the
+        next step's command carries), so they run on a copy: the saga itself is left as it was,
+        and a rule that refuses (``SagaRuleViolation``) leaves nothing half done.
+        """
+        work = replace(
+            self,
+            pending=list(self.pending),
+            commands={step: list(ids) for step, ids in self.commands.items()},
+        )
+        effects = rule(work)
+        values = {name: getattr(work, name) for name in _STATE if getattr(work, name) != getattr(self, name)}
+        return [*effects, Changed(values)] if values else effects
+
+    # --- the rules, on the working copy ------------------------------------------------------------
+
+    def _cancel(self, *, by: str, reason: str, now: datetime, timing: Timing) -> list[Effect]:
+        """Compensate and end the order CANCELLED; a repeat while cancelling changes nothing."""
         if self.state in (COMPENSATED, FAILED):
             raise SagaRuleViolation(f"the order is already {self.order_status}")
         if self.state == COMPENSATING:
@@ -343,7 +414,7 @@ class Saga:
             raise SagaRuleViolation(f"the order is already failing ({failing}) and cannot be cancelled")
         return self._compensate(outcome=CANCELLED_OUTCOME, reason=reason, by=by, now=now, timing=timing)
 
-    def fail(self, *, by: str, now: datetime, timing: Timing) -> list[Effect]:
+    def _fail(self, *, by: str, now: datetime, timing: Timing) -> list[Effect]:
         """Compensate and end the order FAILED with reason ADMIN; a repeat while failing changes nothing."""
         if self.state in TERMINAL:
             raise SagaRuleViolation(f"the order is already {self.order_status}")
@@ -353,7 +424,7 @@ class Saga:
             raise SagaRuleViolation("the order is being cancelled and cannot be failed")
         return self._compensate(outcome=FAILED_OUTCOME, reason="ADMIN", by=by, now=now, timing=timing)
 
-    def time_out(self, *, now: datetime, timing: Timing) -> list[Effect]:
+    def _time_out(self, *, now: datetime, timing: Timing) -> list[Effect]:
         """Called by the sweep at the deadline: send a stalled step again, compensate, or park.
 
         A forward step with no answer is sent again (commands are idempotent) until the saga's
@@ -387,7 +458,7 @@ class Saga:
         effects += [self._command(step) for step in self.pending]
         return effects
 
-    def retry_step(self, *, admin: str, now: datetime, timing: Timing) -> list[Effect]:
+    def _retry_step(self, *, admin: str, now: datetime, timing: Timing) -> list[Effect]:
         """Send the current step's command(s) again on an operator's request."""
         if self.state in TERMINAL:
             raise SagaRuleViolation(f"a {self.state} saga has no step to retry")
@@ -398,7 +469,7 @@ class Saga:
         retried = Record("SagaStepRetried", {**self._step_data(outcome="RETRIED"), "admin": admin})
         return [retried, *(self._command(step) for step in steps)]
 
-    def force_compensation(
+    def _force_compensation(
         self, *, admin: str, as_cancellation: bool, now: datetime, timing: Timing
     ) -> list[Effect]:
         """Compensate now on an operator's request (order FAILED reason ADMIN, or CANCELLED)."""
@@ -418,7 +489,7 @@ class Saga:
         outcome = CANCELLED_OUTCOME if as_cancellation else FAILED_OUTCOME
         return [record, *self._compensate(outcome=outcome, reason="ADMIN", by=admin, now=now, timing=timing)]
 
-    def mark_failed(self, *, admin: str, now: datetime, timing: Timing) -> list[Effect]:
+    def _mark_failed(self, *, admin: str, now: datetime, timing: Timing) -> list[Effect]:
         """End the saga FAILED without further compensation (an operator settled it by hand).
 
         Refused while the saga holds a capture it has not refunded: marking it failed would
@@ -625,6 +696,9 @@ class Saga:
     def _step_data(self, *, outcome: str) -> dict[str, Any]:
         return {"order_id": self.order_id, "step": self.step, "attempt": self.attempts, "outcome": outcome}
 
+
+# Every field of the saga: what a decision may change.
+_STATE = tuple(f.name for f in fields(Saga))
 
 _REACTIONS = {
     "InventoryReserved": Saga._on_reserved,

@@ -35,9 +35,8 @@ from eventstore import backlog
 from eventstore.messages import Message
 from eventstore.store import NewEvent, append, send
 from eventstore.unit_of_work import UnitOfWork, current, unit_of_work
-from orders import public as orders_public
 
-from . import domain
+from . import domain, ports
 from .models import SagaStepAttempt
 from .recorder import Attempt, Changes, Loaded, SagaRow, Settlement, Transition, recorder
 
@@ -202,7 +201,7 @@ def lock_sagas(order_ids: Sequence[str]) -> None:
     found = recorder().load(order_ids, lock=True)
     for order_id in order_ids:
         unit.identity(_key(order_id), partial(_tracked, found.get(order_id)))
-    orders_public.expect_changes(sorted(found))
+    ports.orders().expect_changes(sorted(found))
 
 
 def react(message: Message) -> None:
@@ -341,6 +340,8 @@ def _carry_out(
 ) -> None:
     """Carry out ``effects``: send the commands, change the order, record the saga and its events."""
     saga = tracked.saga
+    for effect in effects:
+        saga.apply(effect)  # the decision's change of state first: what follows reads the saga as left
     records: list[NewEvent] = []
     changes: list[domain.OrderEffect] = []
     for effect in effects:
@@ -351,11 +352,11 @@ def _carry_out(
                 tracked.transitions.append(_transition(saga.order_id, effect.data, cause_id, now))
         elif isinstance(effect, domain.Send):
             tracked.sent(effect, _send(saga, effect, cause_id), now)
-        else:
+        elif isinstance(effect, domain.OrderEffect):
             changes.append(effect)
     if changes:
         # In effect order, with one read of the order and one append for all of them.
-        orders_public.change_order(order_id=saga.order_id, changes=changes, cause_id=cause_id)
+        ports.orders().change_order(order_id=saga.order_id, changes=changes, cause_id=cause_id)
     if saga.state in domain.TERMINAL and state_before not in domain.TERMINAL:
         metrics.observe_saga_end(state=saga.state, seconds=(now - tracked.created_at).total_seconds())
     expected_version = tracked.version

@@ -10,8 +10,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from . import audit, console, domain, handlers, history
+from . import audit, console, domain, handlers, history, recorder
 from .audit import SagaFact
+from .ports import OrderPort, connect_orders
+from .recorder import OpenSagas
 
 CONTEXT = "sagas"
 # The console's operator actions and the kinds of sagas that need a look (docs/console.md).
@@ -22,10 +24,14 @@ __all__ = [
     "ACTIONS",
     "CONTEXT",
     "KINDS",
+    "OpenSagas",
+    "OrderPort",
     "SagaConflict",
     "SagaFact",
+    "connect_orders",
     "counts_to_look_at",
     "intervene",
+    "open_sagas",
     "request_cancellation",
     "request_failure",
     "saga_facts",
@@ -97,6 +103,15 @@ def _decide(order_id: str, decision: Any) -> str:
     except domain.SagaRuleViolation as exc:
         raise SagaConflict(str(exc)) from exc
     return saga.order_status
+
+
+def open_sagas() -> OpenSagas:
+    """The sagas not yet terminal, by state, with the oldest start and the parked count.
+
+    A scrape-time reading: ``config.metrics_state`` exports it as ``oms_sagas{state}``,
+    ``oms_saga_oldest_open_age_seconds`` and ``oms_sagas_needing_attention``.
+    """
+    return recorder.open_sagas()
 
 
 def saga_facts(*, since: datetime | None = None) -> dict[str, SagaFact]:

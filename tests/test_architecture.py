@@ -97,3 +97,88 @@ def test_every_context_has_a_domain_module() -> None:
     # queries/ is a read side: projections, no aggregate, so no domain module is expected there.
     missing = [name for name in CONTEXTS if name != "queries" and not (ROOT / name / "domain.py").exists()]
     assert missing == []
+
+
+# --- The boundaries of issue 14: no cycles, config as the composition root --------------------
+
+BOUNDARY_CONTRACTS = (
+    "Contexts talk to each other only through public.py (or messages)",
+    "No import cycles between contexts: orders, then sagas, then the rest",
+    "The read side imports neither orders nor sagas",
+    "The event store knows no context",
+    "config's platform modules know neither the contexts nor the event store",
+    "config is the composition root: no context imports the modules that compose them",
+)
+
+
+def test_the_boundary_contracts_are_declared() -> None:
+    # Dropping a contract from pyproject.toml would make the lint pass silently: name them here.
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    names = {contract["name"] for contract in declared}
+    assert [name for name in BOUNDARY_CONTRACTS if name not in names] == []
+
+
+def test_the_saga_reaches_orders_only_through_the_port_the_composition_root_connects() -> None:
+    from orders import public as orders_public
+    from sagas import ports
+
+    assert ports.orders() is orders_public
+    assert [
+        line for line, name in imported_modules(ROOT / "sagas" / "handlers.py") if name.startswith("orders")
+    ] == []
+
+
+def test_the_saga_refuses_to_run_without_an_order_port() -> None:
+    from sagas import ports
+
+    connected = ports.orders()
+    ports.connect_orders(None)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(RuntimeError, match="no order port"):
+            ports.orders()
+    finally:
+        ports.connect_orders(connected)
+
+
+@pytest.mark.parametrize(
+    "module", ["config/metrics_state.py", "config/metrics_view.py", "config/console/compose.py"]
+)
+def test_the_scrape_time_composition_knows_no_context_table_nor_redis_layout(module: str) -> None:
+    # The gauges come from each context's public.py: config names them, the contexts read them.
+    from django.apps import apps
+
+    source = (ROOT / module).read_text()
+    tables = {
+        model._meta.db_table
+        for label in ("eventstore", "orders", "inventory", "payments", "sagas", "queries")
+        for model in apps.get_app_config(label).get_models()
+    }
+    assert tables, "the context apps have models"
+    assert sorted(table for table in tables if table in source) == []
+    assert "oms:breaker" not in source and "open_until" not in source
+    assert context_imports_besides_public(ROOT / module) == []
+
+
+def context_imports_besides_public(path: Path) -> list[str]:
+    """The modules of a context that a file imports, other than the context's ``public``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found += [
+                node.module if "." in node.module else f"{node.module}.{alias.name}" for alias in node.names
+            ]
+    return sorted(
+        {name for name in found if name.split(".")[0] in CONTEXTS and name.split(".")[1:2] != ["public"]}
+    )
+
+
+def test_the_public_only_check_catches_a_private_module(tmp_path: Path) -> None:
+    module = tmp_path / "composer.py"
+    module.write_text(
+        "from payments import public\nfrom payments.gateway import default_gateway\nimport sagas.recorder\n"
+    )
+    assert context_imports_besides_public(module) == ["payments.gateway", "sagas.recorder"]

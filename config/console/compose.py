@@ -145,9 +145,9 @@ def summary() -> dict[str, Any]:
 
 def _breakers() -> list[dict[str, str]]:
     # The reading /metrics exports as oms_payment_circuit_breaker_state.
-    from config.metrics_state import _breaker_states
-
-    return [{"gateway": gateway, "state": state} for gateway, state in _breaker_states().items()]
+    return [
+        {"gateway": gateway, "state": state} for gateway, state in payments_public.breaker_states().items()
+    ]
 
 
 def _read(sources: dict[str, bool], name: str, read: Any) -> Any:

@@ -44,6 +44,8 @@ INSTALLED_APPS = [
     "sagas",
     "queries",
     "config.audit",
+    # Last: wires the contexts together once they are all loaded (config/composition/apps.py).
+    "config.composition",
 ]
 
 MIDDLEWARE = [

@@ -1,12 +1,17 @@
-"""Saga rules: given a saga state → answer or request → expected effects (no database)."""
+"""Saga rules: given a saga state → answer or request → expected effects (no database).
+
+A command changes nothing: its effects end with the saga's change of state (``Changed``), which
+:func:`_applied` applies as the handler does, handing back the other effects.
+"""
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from sagas import domain
-from sagas.domain import OrderEffect, Record, Saga, SagaRuleViolation, Send, Timing
+from sagas.domain import Changed, OrderEffect, Record, Saga, SagaRuleViolation, Send, Timing
 
 ORDER_ID = "6f1c2f8e-0000-4000-8000-000000000002"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -24,6 +29,13 @@ def _started() -> tuple[Saga, list[domain.Effect]]:
         now=T0,
         timing=TIMING,
     )
+
+
+def _applied(saga: Saga, effects: list[domain.Effect]) -> list[domain.Effect]:
+    """Apply a command's change of state (as the handler does); the other effects, in order."""
+    for effect in effects:
+        saga.apply(effect)
+    return [effect for effect in effects if not isinstance(effect, Changed)]
 
 
 def _sent(effects: list[domain.Effect]) -> list[str]:
@@ -47,12 +59,15 @@ def _cause(saga: Saga, message_type: str) -> str:
 def _answer(
     saga: Saga, message_type: str, at: datetime = T0, cause: str | None = None, **data: object
 ) -> list[domain.Effect]:
-    return saga.on_answer(
-        message_type=message_type,
-        data={"order_id": ORDER_ID, **data},
-        causation_id=_cause(saga, message_type) if cause is None else cause,
-        now=at,
-        timing=TIMING,
+    return _applied(
+        saga,
+        saga.on_answer(
+            message_type=message_type,
+            data={"order_id": ORDER_ID, **data},
+            causation_id=_cause(saga, message_type) if cause is None else cause,
+            now=at,
+            timing=TIMING,
+        ),
     )
 
 
@@ -149,18 +164,18 @@ def test_payment_failure_releases_then_fails_the_order(reason: str) -> None:
 
 def test_cancel_before_payment_releases_and_ends_cancelled() -> None:
     saga, _ = _started()
-    effects = saga.cancel(by="alice", reason="no longer needed", now=T0, timing=TIMING)
+    effects = _applied(saga, saga.cancel(by="alice", reason="no longer needed", now=T0, timing=TIMING))
     assert _sent(effects) == ["ReleaseInventory"]
-    assert saga.cancel(by="alice", reason="again", now=T0, timing=TIMING) == []
+    assert _applied(saga, saga.cancel(by="alice", reason="again", now=T0, timing=TIMING)) == []
     effects = _answer(saga, "InventoryReleased", items=[])
     assert _order(effects) == [OrderEffect("cancel", reason="no longer needed", by="alice")]
     with pytest.raises(SagaRuleViolation):
-        saga.cancel(by="alice", reason="x", now=T0, timing=TIMING)
+        _applied(saga, saga.cancel(by="alice", reason="x", now=T0, timing=TIMING))
 
 
 def test_cancel_after_completion_refunds_and_restocks_before_cancelling() -> None:
     saga = _completed()
-    effects = saga.cancel(by="alice", reason="return", now=T0, timing=TIMING)
+    effects = _applied(saga, saga.cancel(by="alice", reason="return", now=T0, timing=TIMING))
     assert _sent(effects) == ["ReleaseInventory", "RefundPayment"]
     refund = next(e for e in effects if isinstance(e, Send) and e.command == "RefundPayment")
     assert refund.data["amount"] is None
@@ -171,13 +186,28 @@ def test_cancel_after_completion_refunds_and_restocks_before_cancelling() -> Non
 
 
 def test_failing_a_completed_order_is_refused() -> None:
+    saga = _completed()
     with pytest.raises(SagaRuleViolation):
-        _completed().fail(by="admin", now=T0, timing=TIMING)
+        saga.fail(by="admin", now=T0, timing=TIMING)
+
+
+def test_a_command_changes_nothing_until_its_change_is_applied() -> None:
+    saga = _paying()
+    before = replace(saga, pending=list(saga.pending), commands=dict(saga.commands))
+    effects = saga.cancel(by="alice", reason="stop", now=T0, timing=TIMING)
+    assert saga == before
+    (changed,) = [effect for effect in effects if isinstance(effect, Changed)]
+    assert effects[-1] is changed
+    assert (changed.values["state"], changed.values["outcome"]) == ("COMPENSATING", "CANCELLED")
+    saga.apply(changed)
+    assert (saga.state, saga.outcome, saga.cancelled_by) == ("COMPENSATING", "CANCELLED", "alice")
+    # A repeat decides nothing and changes nothing: no Changed effect at all.
+    assert saga.cancel(by="alice", reason="again", now=T0, timing=TIMING) == []
 
 
 def test_cancel_while_paying_waits_for_the_payment_and_refunds_a_late_capture() -> None:
     saga = _paying()
-    saga.cancel(by="alice", reason="stop", now=T0, timing=TIMING)
+    _applied(saga, saga.cancel(by="alice", reason="stop", now=T0, timing=TIMING))
     assert saga.pending == ["RELEASE_INVENTORY", "AWAIT_PAYMENT_OUTCOME"]
     assert _order(_answer(saga, "InventoryReleased")) == []
     effects = _answer(saga, "PaymentProcessed")
@@ -187,14 +217,14 @@ def test_cancel_while_paying_waits_for_the_payment_and_refunds_a_late_capture() 
 
 def test_cancel_while_paying_ends_when_the_payment_failed() -> None:
     saga = _paying()
-    saga.cancel(by="alice", reason="stop", now=T0, timing=TIMING)
+    _applied(saga, saga.cancel(by="alice", reason="stop", now=T0, timing=TIMING))
     _answer(saga, "PaymentFailed", reason="PAYMENT_DECLINED")
     assert _order(_answer(saga, "InventoryReleased"))[0].action == "cancel"
 
 
 def test_a_capture_after_the_saga_ended_is_refunded() -> None:
     saga, _ = _started()
-    saga.mark_failed(admin="admin", now=T0, timing=TIMING)
+    _applied(saga, saga.mark_failed(admin="admin", now=T0, timing=TIMING))
     assert saga.state == "FAILED"
     effects = _answer(saga, "PaymentProcessed")
     assert _sent(effects) == ["RefundPayment"] and saga.state == "FAILED"
@@ -202,7 +232,7 @@ def test_a_capture_after_the_saga_ended_is_refunded() -> None:
 
 def test_a_reservation_after_the_saga_ended_is_released() -> None:
     saga, _ = _started()
-    saga.cancel(by="alice", reason="x", now=T0, timing=TIMING)
+    _applied(saga, saga.cancel(by="alice", reason="x", now=T0, timing=TIMING))
     _answer(saga, "InventoryReleased", items=[])
     assert saga.state == "COMPENSATED"
     assert _sent(_answer(saga, "InventoryReserved")) == ["ReleaseInventory"]
@@ -211,11 +241,11 @@ def test_a_reservation_after_the_saga_ended_is_released() -> None:
 def test_a_forward_step_without_an_answer_is_sent_again_with_backoff_until_the_deadline() -> None:
     saga, _ = _started()
     first = saga.commands["RESERVE_INVENTORY"][0]
-    assert saga.time_out(now=saga.deadline - timedelta(seconds=1), timing=TIMING) == []
+    assert _applied(saga, saga.time_out(now=saga.deadline - timedelta(seconds=1), timing=TIMING)) == []
     resent_at = []
     while saga.deadline < saga.expiry:
         resent_at.append(saga.deadline)
-        effects = saga.time_out(now=saga.deadline, timing=TIMING)
+        effects = _applied(saga, saga.time_out(now=saga.deadline, timing=TIMING))
         assert _sent(effects) == ["ReserveInventory"] and saga.state == "STARTED"
         assert effects[0] == Record("SagaStepTimedOut", {**saga._step_data(outcome="RESENT")})
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(resent_at)]
@@ -228,8 +258,8 @@ def test_a_forward_step_without_an_answer_is_sent_again_with_backoff_until_the_d
 
 def test_timeout_compensates_a_stalled_saga_and_fails_with_timeout() -> None:
     saga, _ = _started()
-    assert saga.time_out(now=T0 + timedelta(seconds=9), timing=TIMING) == []
-    effects = saga.time_out(now=T0 + timedelta(seconds=300), timing=TIMING)
+    assert _applied(saga, saga.time_out(now=T0 + timedelta(seconds=9), timing=TIMING)) == []
+    effects = _applied(saga, saga.time_out(now=T0 + timedelta(seconds=300), timing=TIMING))
     assert saga.state == "COMPENSATING" and _sent(effects) == ["ReleaseInventory"]
     assert _order(_answer(saga, "InventoryReleased")) == [OrderEffect("fail", reason="TIMEOUT")]
 
@@ -240,19 +270,19 @@ def test_a_compensation_that_keeps_failing_is_retried_with_backoff_then_parked()
     now = T0
     for attempt, wait in ((2, 20), (3, 40)):
         now = saga.deadline
-        effects = saga.time_out(now=now, timing=TIMING)
+        effects = _applied(saga, saga.time_out(now=now, timing=TIMING))
         assert _sent(effects) == ["ReleaseInventory"]
         assert saga.attempts == attempt and saga.deadline == now + timedelta(seconds=wait)
-    effects = saga.time_out(now=saga.deadline, timing=TIMING)
+    effects = _applied(saga, saga.time_out(now=saga.deadline, timing=TIMING))
     assert saga.needs_attention and saga.state == "COMPENSATING"
     assert [e.type for e in effects if isinstance(e, Record)] == ["SagaStepTimedOut", "SagaParked"]
-    assert saga.time_out(now=saga.deadline + timedelta(days=1), timing=TIMING) == []
+    assert _applied(saga, saga.time_out(now=saga.deadline + timedelta(days=1), timing=TIMING)) == []
 
 
 def test_admin_retry_resends_the_step_and_clears_attention() -> None:
     saga = _paying()
     saga.needs_attention = True
-    effects = saga.retry_step(admin="admin", now=T0, timing=TIMING)
+    effects = _applied(saga, saga.retry_step(admin="admin", now=T0, timing=TIMING))
     assert _sent(effects) == ["ProcessPayment"] and not saga.needs_attention and saga.attempts == 2
     assert effects[0] == Record(
         "SagaStepRetried",
@@ -268,22 +298,24 @@ def test_admin_retry_resends_the_step_and_clears_attention() -> None:
 
 def test_admin_force_compensation_as_failure_or_cancellation() -> None:
     saga = _paying()
-    effects = saga.force_compensation(admin="admin", as_cancellation=False, now=T0, timing=TIMING)
+    effects = _applied(
+        saga, saga.force_compensation(admin="admin", as_cancellation=False, now=T0, timing=TIMING)
+    )
     assert effects[0].type == "SagaManuallyCompensated" and saga.failure_reason == "ADMIN"
     saga = _completed()
     with pytest.raises(SagaRuleViolation):
-        saga.force_compensation(admin="admin", as_cancellation=False, now=T0, timing=TIMING)
-    saga.force_compensation(admin="admin", as_cancellation=True, now=T0, timing=TIMING)
+        _applied(saga, saga.force_compensation(admin="admin", as_cancellation=False, now=T0, timing=TIMING))
+    _applied(saga, saga.force_compensation(admin="admin", as_cancellation=True, now=T0, timing=TIMING))
     _answer(saga, "InventoryReleased")
     assert _order(_answer(saga, "PaymentRefunded")) == [OrderEffect("cancel", reason="ADMIN", by="admin")]
 
 
 def test_admin_mark_failed_ends_the_saga_and_the_order() -> None:
     saga = _paying()
-    effects = saga.mark_failed(admin="admin", now=T0, timing=TIMING)
+    effects = _applied(saga, saga.mark_failed(admin="admin", now=T0, timing=TIMING))
     assert effects[0] == Record(
         "SagaManuallyFailed", {"order_id": ORDER_ID, "admin": "admin", "step": "PROCESS_PAYMENT"}
     )
     assert saga.state == "FAILED" and _order(effects) == [OrderEffect("fail", reason="ADMIN")]
     with pytest.raises(SagaRuleViolation):
-        saga.mark_failed(admin="admin", now=T0, timing=TIMING)
+        _applied(saga, saga.mark_failed(admin="admin", now=T0, timing=TIMING))
