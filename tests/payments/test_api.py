@@ -39,7 +39,7 @@ def order_of(customer_id: str) -> str:
 def paid_order(requested) -> str:
     """alice's order, captured."""
     order_id = order_of("alice")
-    requested("tok_ok", amount="40.00", order_id=order_id)
+    requested("tok_ok", amount="40.00", order_id=order_id, customer_id="alice")
     run_charge(order_id=order_id)
     return order_id
 
