@@ -166,3 +166,39 @@ def test_the_resume_task_sweeps_too(requested):
     )
     resume_stalled_payments(older_than=0)
     assert not PaymentSecret.objects.filter(pk=order_id).exists()
+
+
+def test_a_payment_requested_before_the_upgrade_still_charges_with_the_token_its_event_carried():
+    """The log is not rewritten: the migration copies a running payment's token out of its
+    old-shape event into ``payment_secret`` (reference ""), and the charge runs with it."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+
+    from payments.domain import Payment, PaymentEvent, idempotency_key_for, payment_id_for
+    from payments.handlers import store
+
+    migration = importlib.import_module("payments.migrations.0002_payment_secret_and_owner")
+    token, order_id = _token(), str(uuid.uuid4())
+    old_shape = {
+        "order_id": order_id,
+        "payment_id": payment_id_for(order_id),
+        "amount": "25.00",
+        "method": "card",
+        "token": token,
+        "idempotency_key": idempotency_key_for(order_id),
+        "command_id": str(uuid.uuid4()),
+    }
+    with transaction.atomic():
+        store(Payment(order_id=order_id), [PaymentEvent("PaymentRequested", old_shape)])
+    assert not PaymentSecret.objects.filter(pk=order_id).exists()
+
+    migration.hold_tokens_of_running_payments(apps, SimpleNamespace(connection=connection))
+    migration.hold_tokens_of_running_payments(apps, SimpleNamespace(connection=connection))  # idempotent
+
+    assert (PaymentSecret.objects.get(pk=order_id).reference, PaymentSecret.objects.count()) == ("", 1)
+    assert run_charge(order_id=order_id).status == "CAPTURED"
+    assert ledger_entry(order_id).token == token
+    assert not PaymentSecret.objects.filter(pk=order_id).exists()
+    assert _events_containing(token) == ["PaymentRequested"]  # history as it was written
