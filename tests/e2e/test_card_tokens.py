@@ -87,3 +87,23 @@ def test_an_order_that_never_reaches_payment_forgets_its_token(alice_client, sto
     assert SagaInstance.objects.get(order_id=order_id).payment_token == ""
     assert _events_containing(token) == []
     assert not PaymentSecret.objects.filter(pk=order_id).exists()
+
+
+def test_an_operators_charge_before_the_saga_asks_names_the_orders_customer(
+    alice_client, bob_client, admin_client, stocked
+) -> None:
+    """The operator's charge comes first: payments asks the order directory whose order it is."""
+    stocked("SKU-OP", 3, price="8.00")
+    saga_token, operator_token = (f"tok_card_{uuid.uuid4().hex}" for _ in range(2))
+    order_id = place(alice_client, [("SKU-OP", 1)], token=saga_token)
+    charge = {"order_id": order_id, "amount": "8.00", "method": "card", "token": operator_token}
+    assert admin_client.post("/api/payments/process", charge, format="json").status_code == 200
+    assert alice_client.get(f"/api/payments/{order_id}").status_code == 200
+    assert bob_client.get(f"/api/payments/{order_id}").status_code == 404
+    assert not PaymentSecret.objects.filter(pk=order_id).exists()
+
+    settle()  # the saga's own ProcessPayment is answered with the capture: no second charge
+    order = assert_money_right(alice_client, order_id)
+    assert order["status"] == "COMPLETED"
+    assert SagaInstance.objects.get(order_id=order_id).payment_token == ""
+    assert _events_containing(saga_token) == _events_containing(operator_token) == []
