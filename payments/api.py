@@ -1,4 +1,11 @@
-"""HTTP API of the payments context (docs/api.md "Endpoints"): one thin view per operation."""
+"""HTTP API of the payments context (docs/api.md "Endpoints"): one thin view per operation.
+
+Payments knows whose payment it is from the saga's ProcessPayment (``customer_id``, kept on
+the payment's projection), so a customer's read is checked without asking the orders context.
+The operator's charge may come before the saga asks for one: whether the order exists, and
+whose it is, is then asked of the order directory the application wires in at start-up
+(:func:`payments.public.use_order_directory`); payments itself imports no other context.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +23,12 @@ from rest_framework.views import APIView
 from config.openapi import problem
 from config.permissions import IsAdmin, customer_of, is_admin
 from config.problems import Conflict, ServiceUnavailable
-from orders.public import order_customer
 
 from .charging import run_charge
 from .domain import PaymentConflict
 from .handlers import request_payment, request_refund
-from .public import payment_status
+from .public import order_directory, payment_status
+from .recorder import payment_owner
 from .refunds import run_refunds
 from .serializers import PaymentOutput, ProcessPaymentRequest, RefundPaymentRequest
 
@@ -61,7 +68,8 @@ class ProcessPaymentApi(APIView):
     def post(self, request: Request) -> Response:
         data = _validated(ProcessPaymentRequest, request.data)
         order_id = str(data["order_id"])
-        if order_customer(order_id) is None:
+        customer_id = _customer_of_order(order_id)
+        if customer_id is None:
             raise NotFound("No such order.")
         try:
             with transaction.atomic():
@@ -70,6 +78,7 @@ class ProcessPaymentApi(APIView):
                     amount=data["amount"],
                     method=data["method"],
                     token=data["token"],
+                    customer_id=customer_id,
                     command_id="",
                     strict=True,
                 )
@@ -122,11 +131,19 @@ def _validated(shape: type, data: Any) -> dict[str, Any]:
     return dict(serializer.validated_data)
 
 
+def _customer_of_order(order_id: str) -> str | None:
+    """The order's customer: from the directory, else as payments recorded it; None: no such order."""
+    directory = order_directory()
+    if directory is not None:
+        return directory(order_id)
+    return payment_owner(order_id)
+
+
 def _may_see(request: Request, order_id: str) -> bool:
     if is_admin(request):
         return True
     customer = customer_of(request)
-    return customer is not None and order_customer(order_id) == customer
+    return bool(customer) and payment_owner(order_id) == customer
 
 
 def _is_uuid(value: str) -> bool:

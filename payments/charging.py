@@ -11,6 +11,12 @@ FAILED only once no such call can land: the runner waits for its own abandoned c
 (at most ``PAYMENT_CALL_LIMIT`` after each was made) and asks the ledger; a resumed UNKNOWN
 payment makes no new call and fails only past that limit. What still slips through (a call
 that outlives its limit) is found by :func:`payments.reconciliation.reconcile_with_gateway`.
+
+The card token is read from ``payment_secret`` by the claim (and checked against the round's
+reference) when a round starts calling, a resumed one included; it is deleted with the event
+that ends the round. A
+round that finds none (deleted by hand, or a crash and a sweep in between) makes no call: the
+ledger decides as for a round that gave up.
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ from .gateway import (
     ensure_outside_transaction,
 )
 from .handlers import load_payment, record_releasing
-from .models import PaymentRecord
+from .models import PaymentRecord, PaymentSecret
+from .recorder import secret_of, sweep_secrets
 from .refunds import run_refunds
 
 logger = logging.getLogger(__name__)
@@ -71,15 +78,16 @@ def run_charge(
         breaker=breaker or default_breaker(gateway.name),
         timeout=float(settings.PAYMENT_TIMEOUT) if timeout is None else timeout,
     )
-    version = _claim(order_id, lease=runner.lease)
-    if version is None:
+    claimed = _claim(order_id, lease=runner.lease)
+    if claimed is None:
         return load_payment(order_id)
+    version, held = claimed
     released = False
     try:
         if payment is None or payment.order_id != order_id or payment.version != version:
             payment = load_payment(order_id)
         if payment.in_flight:
-            payment = runner.run(payment)
+            payment = runner.run(payment, held=held)
             released = runner.released
     finally:
         if not released:
@@ -107,8 +115,11 @@ class _ChargeRunner:
         # ... and the wait for abandoned calls before giving up.
         return timedelta(seconds=self.attempts * per_attempt + call_limit(self.timeout) + 30)
 
-    def run(self, payment: Payment) -> Payment:
-        """Run the round; returns the payment as the runner's last write (or read) left it."""
+    def run(self, payment: Payment, *, held: tuple[str, str] | None = None) -> Payment:
+        """Run the round; returns the payment as the runner's last write (or read) left it.
+
+        ``held``: the ``(reference, token)`` the claim read; another round's is not used.
+        """
         self.order_id = payment.order_id
         self.payment = payment
         self.released = False
@@ -120,6 +131,13 @@ class _ChargeRunner:
             # Resumed after an earlier runner's call timed out: no new call, the ledger decides.
             self._give_up("the outcome of a timed-out charge call was never heard", own_calls=False)
             return self.payment
+        if held is not None and held[0] == payment.reference:
+            token: str | None = held[1]
+        else:
+            token = secret_of(payment.order_id, reference=payment.reference)
+        if token is None:
+            self._give_up("no card token is held for this payment", own_calls=False)
+            return self.payment
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential(multiplier=self.backoff, max=self.backoff * 2**self.attempts),
@@ -129,16 +147,16 @@ class _ChargeRunner:
         try:
             for attempt in retrying:
                 with attempt:
-                    self._attempt(payment)
+                    self._attempt(payment, token)
                     return self.payment
         except (CircuitOpenError, GatewayError) as exc:
             self._give_up(str(exc))
         return self.payment
 
-    def _attempt(self, payment: Payment) -> None:
+    def _attempt(self, payment: Payment, token: str) -> None:
         def charge() -> ChargeResult:
             return self.gateway.charge(
-                idempotency_key=payment.idempotency_key, amount=payment.amount, token=payment.token
+                idempotency_key=payment.idempotency_key, amount=payment.amount, token=token
             )
 
         started = timezone.now()
@@ -272,20 +290,24 @@ def _in_turn(*decisions: Callable[[Payment], list[PaymentEvent]]) -> Callable[[P
     return decide
 
 
-def _claim(order_id: str, *, lease: timedelta) -> int | None:
+def _claim(order_id: str, *, lease: timedelta) -> tuple[int, tuple[str, str] | None] | None:
     """Take the payment for one runner (an expired claim is taken over: its runner crashed).
 
-    Returns the projection's version (the stream's, as of its last commit), None when another
-    runner holds the claim or there is no payment.
+    Returns the projection's version (the stream's, as of its last commit) and the card token
+    held for the payment with its round's reference (read in the same statement), None when
+    another runner holds the claim or there is no payment.
     """
     now = timezone.now()
     quote = connection.ops.quote_name
     column = quote("claimed_until")
+    table, key = quote(PaymentRecord._meta.db_table), quote("order_id")
+    secret = f"FROM {quote(PaymentSecret._meta.db_table)} s WHERE s.{key} = {table}.{key}"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {quote(PaymentRecord._meta.db_table)} SET {column} = %s "
-            f"WHERE {quote('order_id')} = %s AND ({column} IS NULL OR {column} < %s) "
-            f"RETURNING {quote('version')}",
+            f"UPDATE {table} SET {column} = %s "
+            f"WHERE {key} = %s AND ({column} IS NULL OR {column} < %s) "
+            f"RETURNING {quote('version')}, (SELECT s.{quote('reference')} {secret}), "
+            f"(SELECT s.{quote('token')} {secret})",
             [
                 prepared(PaymentRecord, "claimed_until", now + lease),
                 order_id,
@@ -293,7 +315,9 @@ def _claim(order_id: str, *, lease: timedelta) -> int | None:
             ],
         )
         row = cursor.fetchone()
-    return None if row is None else int(row[0])
+    if row is None:
+        return None
+    return int(row[0]), None if row[2] is None else (str(row[1]), str(row[2]))
 
 
 def _release(order_id: str) -> None:
@@ -301,7 +325,8 @@ def _release(order_id: str) -> None:
 
 
 def resume_stalled_payments(*, older_than: float | None = None) -> list[str]:
-    """Re-run payments left PENDING/UNKNOWN (a crash, an unreachable ledger) and refunds left waiting."""
+    """Re-run payments left PENDING/UNKNOWN (a crash, an unreachable ledger) and refunds left waiting;
+    then delete the card tokens of payments no longer running that a crash left behind."""
     ensure_outside_transaction()
     age = float(getattr(settings, "PAYMENT_RESUME_AFTER", 5.0)) if older_than is None else older_than
     now = timezone.now()
@@ -320,4 +345,7 @@ def resume_stalled_payments(*, older_than: float | None = None) -> list[str]:
             resumed.append(order_id)
         except Exception:
             logger.exception("resuming a payment failed", extra={"order_id": order_id})
+    swept = sweep_secrets()
+    if swept:
+        logger.info("card tokens of settled payments deleted", extra={"count": swept})
     return resumed

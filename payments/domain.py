@@ -7,6 +7,7 @@ between decisions, never from here.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ IN_FLIGHT = frozenset({PaymentStatus.PENDING, PaymentStatus.UNKNOWN})
 CAPTURED_STATES = frozenset(
     {PaymentStatus.CAPTURED, PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED}
 )
+# The events that end a charge round: no call with the round's card token follows one of them
+# (a captured payment is never charged again; a failed one only in a new round, with a new token).
+ROUND_ENDING = frozenset({"PaymentProcessed", "PaymentFailed"})
 
 
 class PaymentConflict(Exception):
@@ -96,6 +100,15 @@ def idempotency_key_for(order_id: str) -> str:
     return f"order-{order_id}"
 
 
+def new_reference() -> str:
+    """An opaque name for the card token of one charge round.
+
+    Random, so nothing about the token can be learnt from it: the event log keeps the reference,
+    the token itself is held apart (``payment_secret``) and deleted once the round is over.
+    """
+    return f"pmref_{secrets.token_hex(12)}"
+
+
 @dataclass
 class Payment:
     """The state of one order's payment."""
@@ -104,7 +117,10 @@ class Payment:
     status: PaymentStatus | None = None
     amount: Decimal = ZERO
     method: str = ""
-    token: str = ""
+    # The opaque reference of the current round's card token (the token is never in an event).
+    reference: str = ""
+    # The customer the saga's ProcessPayment named (whose GET of the payment is allowed).
+    customer_id: str = ""
     attempts: int = 0
     captures: int = 0
     refunded: Decimal = ZERO
@@ -148,8 +164,14 @@ class Payment:
 
     # --- decisions -------------------------------------------------------------------------
 
-    def request(self, *, amount: Decimal, method: str, token: str, command_id: str) -> list[PaymentEvent]:
-        """Start a charge round; a failed or declined payment may be tried again."""
+    def request(
+        self, *, amount: Decimal, method: str, reference: str, customer_id: str, command_id: str
+    ) -> list[PaymentEvent]:
+        """Start a charge round; a failed or declined payment may be tried again.
+
+        ``reference`` names the round's card token, which the caller holds apart from the
+        events (the log is append-only: a token written there could never be erased).
+        """
         if self.captures:
             raise PaymentConflict("the payment of this order is already captured")
         if self.in_flight:
@@ -163,7 +185,8 @@ class Payment:
             "payment_id": self.payment_id,
             "amount": money(amount),
             "method": method,
-            "token": token,
+            "reference": reference,
+            "customer_id": customer_id,
             "idempotency_key": self.idempotency_key,
             "command_id": command_id,
         }
@@ -334,7 +357,11 @@ class Payment:
         self.status = PaymentStatus.PENDING
         self.amount = Decimal(data["amount"])
         self.method = str(data["method"])
-        self.token = str(data["token"])
+        # Events written before tokens were held apart carry a "token" member instead of a
+        # reference: it is ignored (the log cannot be rewritten); such rounds have reference "".
+        self.reference = str(data.get("reference", ""))
+        if data.get("customer_id"):
+            self.customer_id = str(data["customer_id"])
         self.request_command_id = str(data.get("command_id", ""))
 
     def _on_PaymentAttempted(self, data: dict[str, Any]) -> None:

@@ -7,6 +7,10 @@ In a unit of work (a consumer's batch) the payments are loaded once per unit —
 streams with one statement, by :func:`prepare_batch` — kept in the unit's identity map, and
 their projection rows written together when the unit ends; the SQL is the recorder's
 (:mod:`payments.recorder`).
+
+The card token of a charge round never enters an event: :func:`request_payment` holds it in
+``payment_secret`` under the round's opaque reference, and :func:`store` forgets it with the
+event that ends the round — both in the transaction of the events.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from eventstore.messages import Message
 from eventstore.store import ConcurrencyError, NewEvent, append, load_stream, load_streams
 from eventstore.unit_of_work import UnitOfWork, current
 
-from .domain import Payment, PaymentEvent, stream_id
+from .domain import ROUND_ENDING, Payment, PaymentEvent, new_reference, stream_id
 from .public import CONTEXT
-from .recorder import project, project_all
+from .recorder import forget_secret, hold_secret, project, project_all
 
 AGGREGATE_TYPE = "payment"
 CONFLICT_RETRIES = 10
@@ -92,6 +96,8 @@ def store(
     )
     for event in events:
         payment.apply(event)
+    if any(event.type in ROUND_ENDING for event in events):
+        forget_secret(payment.order_id)
     release = release_claim and not payment.in_flight
     unit = current()
     if unit is not None and not release:
@@ -155,7 +161,14 @@ def snapshot(payment: Payment) -> Payment:
 
 
 def request_payment(
-    *, order_id: str, amount: Decimal, method: str, token: str, command_id: str, strict: bool
+    *,
+    order_id: str,
+    amount: Decimal,
+    method: str,
+    token: str,
+    customer_id: str,
+    command_id: str,
+    strict: bool,
 ) -> tuple[Payment, bool]:
     """Record a charge request (PENDING). Returns the payment and whether a charge must now run.
 
@@ -163,12 +176,21 @@ def request_payment(
     running or voided; a failed or declined one gets a new round. A saga's command starts at
     most one round per order: once one exists the command is answered with its outcome
     (:meth:`Payment.report`), and a running round is left to its runner.
+
+    The event names the round's card token by a new opaque reference; the token itself is held
+    in ``payment_secret`` until the round ends. ``customer_id`` ("" when not known) is whose
+    payment it is: the owner may read it.
     """
     payment = load_payment(order_id)
     if not strict and (payment.status is not None or payment.voided):
         return report_outcome(payment, command_id=command_id)
-    events = payment.request(amount=amount, method=method, token=token, command_id=command_id)
-    return store(payment, events, cause_id=command_id), True
+    reference = new_reference()
+    events = payment.request(
+        amount=amount, method=method, reference=reference, customer_id=customer_id, command_id=command_id
+    )
+    store(payment, events, cause_id=command_id)
+    hold_secret(order_id, reference=reference, token=token)
+    return payment, True
 
 
 def report_outcome(payment: Payment, *, command_id: str) -> tuple[Payment, bool]:

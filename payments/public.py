@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,25 @@ if TYPE_CHECKING:
     from .audit import LedgerFact, PaymentFact
 
 CONTEXT = "payments"
+
+# ``order id -> customer id`` (None: no such order), wired in by the application at start-up.
+OrderDirectory = Callable[[str], "str | None"]
+_directory: list[OrderDirectory] = []
+
+
+def use_order_directory(directory: OrderDirectory) -> None:
+    """Tell payments how to learn whether an order exists and whose it is.
+
+    Only the operator's charge (``POST /api/payments/process``) needs it, for an order the saga
+    has not asked to charge yet; the saga's commands carry the customer themselves. Payments
+    imports no other context: the one that owns orders hands its lookup in when Django starts.
+    """
+    _directory[:] = [directory]
+
+
+def order_directory() -> OrderDirectory | None:
+    """The lookup given to :func:`use_order_directory`, if any."""
+    return _directory[0] if _directory else None
 
 
 def payment_status(order_id: str) -> dict[str, Any] | None:

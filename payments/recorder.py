@@ -2,6 +2,9 @@
 
 A payment's truth is its event stream (appended through ``eventstore.store``); the
 ``payments_payment`` row is its projection, which the charge runners claim and the API lists.
+The card token of a running charge round is held in ``payment_secret`` (never in an event):
+held and forgotten in the transactions that start and end the round, a unit of work's at its
+flush with one statement each (:func:`hold_secret`, :func:`forget_secret`).
 The statements here are portable (PostgreSQL and SQLite take the same ones), so there is one
 recorder, with no choice to make at start-up.
 
@@ -13,16 +16,17 @@ on purpose.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
 from django.utils import timezone
 
 from eventstore.sql import bound_cursor, insert_rows, prepared
+from eventstore.unit_of_work import buffer_of
 
-from .domain import Payment
-from .models import PaymentRecord
+from .domain import IN_FLIGHT, Payment
+from .models import PaymentRecord, PaymentSecret
 
 # The projection's columns (named as the model's fields, which set no db_column).
 _UPDATED = (
@@ -37,6 +41,9 @@ _UPDATED = (
     "updated_at",
 )
 _RELEASED = ("claimed_until",)
+# Written with a new row, and over an existing one only when known ("" never forgets an owner:
+# payments requested before the owner was recorded keep the one filled in by the migration).
+_OWNER = "customer_id"
 
 
 def _values(payment: Payment, now: datetime) -> list[Any]:
@@ -67,6 +74,8 @@ def project(payment: Payment, *, first: bool, release_claim: bool = False) -> No
         columns = _UPDATED + _RELEASED if release_claim else _UPDATED
         if release_claim:
             values.append(None)
+        if payment.customer_id:
+            columns, values = (*columns, _OWNER), [*values, payment.customer_id]
         quote = connection.ops.quote_name
         sets = ", ".join(f"{quote(name)} = %s" for name in columns)
         params = [prepared(PaymentRecord, name, value) for name, value in zip(columns, values, strict=True)]
@@ -78,7 +87,11 @@ def project(payment: Payment, *, first: bool, release_claim: bool = False) -> No
             if cursor.rowcount:
                 return
         # No row (removed by hand): write it again.
-    insert_rows(PaymentRecord, (*_UPDATED, "created_at", "order_id"), [(*values, now, payment.order_id)])
+    insert_rows(
+        PaymentRecord,
+        (*_UPDATED, _OWNER, "created_at", "order_id"),
+        [(*_values(payment, now), payment.customer_id, now, payment.order_id)],
+    )
 
 
 def project_all(payments: Sequence[Payment]) -> None:
@@ -89,15 +102,23 @@ def project_all(payments: Sequence[Payment]) -> None:
     if not payments:
         return
     now = timezone.now()
-    names = (*_UPDATED, "created_at", "order_id")
+    names = (*_UPDATED, _OWNER, "created_at", "order_id")
     row = "(" + ", ".join(["%s"] * len(names)) + ")"
     params = [
         prepared(PaymentRecord, name, value)
         for payment in payments
-        for name, value in zip(names, (*_values(payment, now), now, payment.order_id), strict=True)
+        for name, value in zip(
+            names, (*_values(payment, now), payment.customer_id, now, payment.order_id), strict=True
+        )
     ]
     quote = connection.ops.quote_name
-    updates = ", ".join(f"{quote(name)} = EXCLUDED.{quote(name)}" for name in _UPDATED)
+    table, owner = quote(PaymentRecord._meta.db_table), quote(_OWNER)
+    updates = ", ".join(
+        [
+            *(f"{quote(name)} = EXCLUDED.{quote(name)}" for name in _UPDATED),
+            f"{owner} = CASE WHEN EXCLUDED.{owner} = '' THEN {table}.{owner} ELSE EXCLUDED.{owner} END",
+        ]
+    )
     with bound_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(PaymentRecord._meta.db_table)} ({', '.join(quote(n) for n in names)}) "
@@ -105,3 +126,94 @@ def project_all(payments: Sequence[Payment]) -> None:
             f"ON CONFLICT ({quote('order_id')}) DO UPDATE SET {updates}",
             params,
         )
+
+
+def payment_owner(order_id: str) -> str | None:
+    """The customer whose payment this is, as payments recorded it ("" unknown), None without one."""
+    row = PaymentRecord.objects.filter(pk=order_id).exclude(status="").values_list(_OWNER, flat=True).first()
+    return None if row is None else str(row)
+
+
+# --- card tokens ---------------------------------------------------------------------------
+
+# The columns of ``payment_secret``, the key first.
+_SECRET = ("order_id", "reference", "token", "created_at")
+# A secret this young is never swept: its round may have started (and committed) after the sweep
+# read the payment's status. Its own transaction forgets it when the round ends.
+_SWEEP_GRACE = timedelta(minutes=1)
+
+
+class _Secrets:
+    """The card tokens a transaction holds and forgets, written together (a unit's at its flush)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[str, str, datetime]] = {}
+        self.forgotten: set[str] = set()
+
+    def write(self) -> None:
+        quote = connection.ops.quote_name
+        table = quote(PaymentSecret._meta.db_table)
+        with bound_cursor() as cursor:
+            if self.forgotten:
+                keys = sorted(self.forgotten)
+                marks = ", ".join(["%s"] * len(keys))
+                cursor.execute(f"DELETE FROM {table} WHERE {quote('order_id')} IN ({marks})", keys)
+            if self.held:
+                row = "(" + ", ".join(["%s"] * len(_SECRET)) + ")"
+                params = [
+                    prepared(PaymentSecret, name, value)
+                    for order_id, held in self.held.items()
+                    for name, value in zip(_SECRET, (order_id, *held), strict=True)
+                ]
+                updates = ", ".join(f"{quote(name)} = EXCLUDED.{quote(name)}" for name in _SECRET[1:])
+                cursor.execute(
+                    f"INSERT INTO {table} ({', '.join(quote(name) for name in _SECRET)}) "
+                    f"VALUES {', '.join([row] * len(self.held))} "
+                    f"ON CONFLICT ({quote('order_id')}) DO UPDATE SET {updates}",
+                    params,
+                )
+        self.held, self.forgotten = {}, set()
+
+
+def hold_secret(order_id: str, *, reference: str, token: str) -> None:
+    """Keep the card token of the round ``reference`` (caller's transaction; a unit's at its flush)."""
+    secrets, buffered = buffer_of(_Secrets)
+    secrets.forgotten.discard(order_id)
+    secrets.held[order_id] = (reference, token, timezone.now())
+    if not buffered:
+        secrets.write()
+
+
+def forget_secret(order_id: str) -> None:
+    """Delete the card token of ``order_id`` (its round ended: no call will use it again)."""
+    secrets, buffered = buffer_of(_Secrets)
+    secrets.held.pop(order_id, None)
+    secrets.forgotten.add(order_id)
+    if not buffered:
+        secrets.write()
+
+
+def secret_of(order_id: str, *, reference: str) -> str | None:
+    """The card token held for the round ``reference`` of ``order_id``, None when none is held."""
+    row = (
+        PaymentSecret.objects.filter(pk=order_id, reference=reference).values_list("token", flat=True).first()
+    )
+    return None if row is None else str(row)
+
+
+def sweep_secrets(*, now: datetime | None = None) -> int:
+    """Delete the card tokens of payments no longer running (a round's end that did not forget its
+    own, or a payment row removed by hand); returns how many. One statement."""
+    now = now or timezone.now()
+    quote = connection.ops.quote_name
+    secret, payment = quote(PaymentSecret._meta.db_table), quote(PaymentRecord._meta.db_table)
+    key, created = quote("order_id"), quote("created_at")
+    running = [status.value for status in IN_FLIGHT]
+    marks = ", ".join(["%s"] * len(running))
+    with bound_cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {secret} WHERE {created} < %s AND NOT EXISTS (SELECT 1 FROM {payment} p "
+            f"WHERE p.{key} = {secret}.{key} AND p.{quote('status')} IN ({marks}))",
+            [prepared(PaymentSecret, "created_at", now - _SWEEP_GRACE), *running],
+        )
+        return int(cursor.rowcount)

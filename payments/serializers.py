@@ -23,13 +23,23 @@ def _money(*, required: bool = True) -> MoneyField:
     )
 
 
-class ProcessPaymentInput(serializers.Serializer):
-    """``{"order_id","amount","method","token"}`` — the ProcessPayment command's data."""
+class _Charge(serializers.Serializer):
+    """``{"order_id","amount","method","token"}`` — a charge, as the operator asks for one."""
 
     order_id = StrictUUIDField()
     amount = _money()
     method = StrictCharField(max_length=32)
     token = StrictCharField(max_length=128)
+
+
+class ProcessPaymentInput(_Charge):
+    """The ProcessPayment command's data: a charge and whose order it is.
+
+    ``customer_id`` is optional: commands queued before the saga sent it still run (the
+    payment's owner is then the one recorded for the order, if any).
+    """
+
+    customer_id = StrictCharField(max_length=64, required=False, allow_blank=True)
 
 
 class ReportPaymentOutcomeInput(serializers.Serializer):
@@ -46,8 +56,8 @@ class RefundPaymentInput(serializers.Serializer):
     reason = StrictCharField(max_length=200, required=False, allow_blank=True)
 
 
-class ProcessPaymentRequest(RejectUnknownFields, ProcessPaymentInput):
-    """The body of ``POST /api/payments/process``."""
+class ProcessPaymentRequest(RejectUnknownFields, _Charge):
+    """The body of ``POST /api/payments/process`` (the customer is the order's, never the caller's say)."""
 
 
 class RefundPaymentRequest(RejectUnknownFields, RefundPaymentInput):

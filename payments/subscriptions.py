@@ -33,7 +33,7 @@ prepares(CONTEXT)(prepare_batch)
 
 @handles(CONTEXT, commands=("ProcessPayment",))
 def process_payment(message: Message) -> None:
-    """Record the charge request; charge after commit."""
+    """Record the charge request (and whose order it is); charge after commit."""
     data = validated(ProcessPaymentInput, message)
     order_id = str(data["order_id"])
     payment, must_run = request_payment(
@@ -41,6 +41,7 @@ def process_payment(message: Message) -> None:
         amount=data["amount"],
         method=data["method"],
         token=data["token"],
+        customer_id=str(data.get("customer_id") or ""),
         command_id=message.message_id,
         strict=False,
     )

@@ -159,8 +159,11 @@ class Saga:
     items: list[dict[str, Any]]
     amount: str
     payment_method: str
+    # The card token, kept only while the saga may still send ProcessPayment (see _move).
     payment_token: str
     deadline: datetime
+    # Whose order it is: ProcessPayment tells payments, which checks its readers by it.
+    customer_id: str = ""
     state: str = STARTED
     step: str | None = RESERVE
     attempts: int = 1
@@ -196,10 +199,12 @@ class Saga:
         payment_token: str,
         now: datetime,
         timing: Timing,
+        customer_id: str = "",
     ) -> tuple[Saga, list[Effect]]:
         """A new saga in STARTED that asks inventory to reserve the items."""
         saga = cls(
             order_id=order_id,
+            customer_id=customer_id,
             items=items,
             amount=amount,
             payment_method=payment_method,
@@ -587,6 +592,10 @@ class Saga:
         self.attempts = 1 if step else 0
         if state in TERMINAL:
             self.needs_attention = False
+        if not self.may_still_pay:
+            # The token is no longer needed: forget it (payments holds its own copy until the
+            # payment settles, and the saga's row must not keep it for the order's lifetime).
+            self.payment_token = ""
         self._reset_deadline(now, timing)
         data = {
             "order_id": self.order_id,
@@ -597,6 +606,17 @@ class Saga:
             "reason": reason,
         }
         return [Record("SagaTransitioned", data)]
+
+    @property
+    def may_still_pay(self) -> bool:
+        """Whether the saga may still send ProcessPayment (before or at its payment step).
+
+        Past it — the payment processed or failed, or the saga compensating or ended — it never
+        does again (a compensation only asks for the outcome), so the card token is cleared.
+        """
+        return self.state in (STARTED, INVENTORY_RESERVED) or (
+            self.state == PAYMENT_PROCESSING and self.step == PAY
+        )
 
     @property
     def expiry(self) -> datetime:
@@ -669,6 +689,7 @@ class Saga:
         if step == PAY:
             data = {
                 **order,
+                "customer_id": self.customer_id,
                 "amount": self.amount,
                 "method": self.payment_method,
                 "token": self.payment_token,

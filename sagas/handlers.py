@@ -181,6 +181,7 @@ def start_saga(
         payment_token=str(payment.get("token", "")),
         now=now,
         timing=timing(),
+        customer_id=customer_id,
     )
     tracked = _Tracked(saga=saga, version=0, created_at=now, customer_id=customer_id)
     unit = current()

@@ -70,14 +70,16 @@ SAGA_FIELDS = (
     "expires_at",
     "commands",
     "refunded",
+    # Cleared once the saga can no longer send ProcessPayment (``Saga.may_still_pay``).
+    "payment_token",
 )
 # What is read of a saga row: the domain's fields, then its version and start.
 _LOADED_FIELDS = (
     "order_id",
+    "customer_id",
     "items",
     "amount",
     "payment_method",
-    "payment_token",
     *SAGA_FIELDS,
     "version",
     "created_at",
@@ -85,7 +87,7 @@ _LOADED_FIELDS = (
 # What an UPDATE of a saga row writes (the key first).
 _UPDATED_FIELDS = ("order_id", *SAGA_FIELDS, "version", "updated_at")
 # What a new saga row holds (every column, none left to a default).
-_INSERTED_FIELDS = (*_LOADED_FIELDS, "customer_id", "updated_at")
+_INSERTED_FIELDS = (*_LOADED_FIELDS, "updated_at")
 _TRANSITION_FIELDS = ("saga", "at", "from_state", "to_state", "step", "reason", "cause_id")
 _ATTEMPT_FIELDS = (
     "saga",
@@ -227,14 +229,14 @@ class SagaRecorder:
         for index, col, converters in self._converters:
             for converter in converters:
                 values[index] = converter(values[index], col, connection)
-        order_id, items, amount, payment_method, payment_token, *fields, version, created_at = values
+        order_id, customer_id, items, amount, payment_method, *fields, version, created_at = values
         state = dict(zip(SAGA_FIELDS, fields, strict=True))
         saga = domain.Saga(
             order_id=order_id,
+            customer_id=customer_id,
             items=list(items),
             amount=str(amount),
             payment_method=payment_method,
-            payment_token=payment_token,
             **state,
         )
         saga.pending = list(saga.pending)
@@ -264,7 +266,6 @@ class SagaRecorder:
                 items=row.saga.items,
                 amount=Decimal(row.saga.amount),
                 payment_method=row.saga.payment_method,
-                payment_token=row.saga.payment_token,
                 created_at=row.created_at,
                 customer_id=row.customer_id,
             )

@@ -18,12 +18,13 @@ from itertools import zip_longest
 from typing import Any
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from eventstore.models import DeadLetter, OutboxMessage, StoredEvent
 from inventory.models import Product
 from payments.domain import idempotency_key_for
-from payments.models import GatewayCharge, GatewayRefund, PaymentRecord
+from payments.models import GatewayCharge, GatewayRefund, PaymentRecord, PaymentSecret
 from sagas.models import SagaInstance
 
 from .conftest import order_of, place
@@ -173,6 +174,7 @@ def test_sigkill_of_consumer_and_relay_mid_batch_keeps_every_invariant(
     _assert_stock(alice_client, orders, views)
     _assert_payments(orders, views)
     _assert_events(orders)
+    _assert_no_card_token_kept(orders)
     assert list(DeadLetter.objects.values_list("message_type", "error")) == []
 
 
@@ -277,3 +279,13 @@ def _assert_events(orders: Orders) -> None:
         )
         twice = {key: n for key, n in counts.items() if n > 1}
         assert twice == {}, f"applied twice after a crash: {twice}"
+
+
+def _assert_no_card_token_kept(orders: Orders) -> None:
+    """Card tokens (issue 14): in no event ever; once every payment settled, held by no one."""
+    with connection.cursor() as cursor:
+        for token in sorted({o.token for o in orders.placed}):
+            cursor.execute("SELECT count(*) FROM event_store e WHERE CAST(e AS text) LIKE %s", [f"%{token}%"])
+            assert cursor.fetchone()[0] == 0, f"{token} is in the event log"
+    assert list(PaymentSecret.objects.values_list("order_id", flat=True)) == []
+    assert list(SagaInstance.objects.exclude(payment_token="").values_list("order_id", "state")) == []

@@ -35,6 +35,7 @@ def requested(new_order_id) -> Callable[..., str]:
         token: str = "tok_ok",  # noqa: S107 - a test card token
         amount: str = "25.00",
         order_id: str | None = None,
+        customer_id: str = "",
     ) -> str:
         order_id = order_id or new_order_id()
         with transaction.atomic():
@@ -43,6 +44,7 @@ def requested(new_order_id) -> Callable[..., str]:
                 amount=Decimal(amount),
                 method="card",
                 token=token,
+                customer_id=customer_id,
                 command_id=str(uuid.uuid4()),
                 strict=False,
             )

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from eventstore.store import NewEvent, append
 from payments.charging import run_charge
+from payments.handlers import request_refund
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,7 +40,7 @@ def order_of(customer_id: str) -> str:
 def paid_order(requested) -> str:
     """alice's order, captured."""
     order_id = order_of("alice")
-    requested("tok_ok", amount="40.00", order_id=order_id)
+    requested("tok_ok", amount="40.00", order_id=order_id, customer_id="alice")
     run_charge(order_id=order_id)
     return order_id
 
@@ -140,3 +141,42 @@ def test_refund_is_for_admins_and_needs_a_payment(paid_order, alice_client, admi
     assert (
         admin_client.post("/api/payments/refund", {"order_id": paid_order, "amount": "-5"}).status_code == 400
     )
+
+
+def test_payments_requested_before_owners_were_recorded_learn_them_from_the_sagas(
+    requested, alice_client, bob_client
+):
+    """Migration ``payments 0002`` fills in the owner of older payments from the saga rows."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+    from django.utils import timezone
+
+    from sagas.models import SagaInstance
+
+    order_id = order_of("alice")
+    requested("tok_ok", amount="40.00", order_id=order_id)  # no owner recorded
+    run_charge(order_id=order_id)
+    assert alice_client.get(f"/api/payments/{order_id}").status_code == 404
+    SagaInstance.objects.create(
+        order_id=order_id,
+        customer_id="alice",
+        state="COMPLETED",
+        deadline=timezone.now(),
+        items=[],
+        amount="40.00",
+        payment_method="card",
+        payment_token="",
+    )
+
+    migration = importlib.import_module("payments.migrations.0002_payment_secret_and_owner")
+    migration.record_owners_from_sagas(apps, SimpleNamespace(connection=connection))
+
+    assert alice_client.get(f"/api/payments/{order_id}").status_code == 200
+    assert bob_client.get(f"/api/payments/{order_id}").status_code == 404
+    # a later event of the payment keeps that owner (its aggregate does not know it: "")
+    with transaction.atomic():
+        request_refund(order_id=order_id, amount=None, reason="test", command_id="", strict=True)
+    assert alice_client.get(f"/api/payments/{order_id}").status_code == 200

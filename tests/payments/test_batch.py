@@ -48,10 +48,11 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(
     with django_capture_on_commit_callbacks() as callbacks:
         statements = _batch([_process(order_id) for order_id in orders], caplog)
 
-    # inbox, the streams read, the projection rows, the events (PaymentRequested goes to no
-    # other context: no outbox row)
-    assert len(statements) == 4, statements
+    # inbox, the streams read, the projection rows, the card tokens, the events
+    # (PaymentRequested goes to no other context: no outbox row)
+    assert len(statements) == 5, statements
     assert sum("payments_payment" in sql for sql in statements) == 1
+    assert sum("payment_secret" in sql for sql in statements) == 1
     assert set(PaymentRecord.objects.filter(order_id__in=orders).values_list("status", flat=True)) == {
         "PENDING"
     }

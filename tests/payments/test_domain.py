@@ -28,7 +28,9 @@ def given(*decisions) -> Payment:
 
 
 def requested(payment: Payment, amount: str = "25.00"):
-    return payment.request(amount=Decimal(amount), method="card", token="tok_ok", command_id="cmd-1")
+    return payment.request(
+        amount=Decimal(amount), method="card", reference="pmref_1", customer_id="alice", command_id="cmd-1"
+    )
 
 
 def attempted(outcome: AttemptOutcome):
@@ -199,3 +201,50 @@ def test_reporting_the_outcome_never_starts_a_charge():
     declined.apply(declined.fail(reason=FailureReason.DECLINED, error="no")[0])
     assert [(e.type, e.data["reason"]) for e in declined.report()] == [("PaymentFailed", "PAYMENT_DECLINED")]
     assert [e.type for e in given(requested, captured).report()] == ["PaymentProcessed"]
+
+
+def test_a_request_names_its_card_token_by_reference_and_records_the_customer():
+    events = requested(Payment(order_id=ORDER))
+    data = events[0].data
+    assert "token" not in data
+    assert (data["method"], data["reference"], data["customer_id"]) == ("card", "pmref_1", "alice")
+    payment = given(requested)
+    assert (payment.reference, payment.customer_id) == ("pmref_1", "alice")
+
+
+def test_an_event_written_with_the_token_still_loads_without_keeping_it():
+    # PaymentRequested as written before tokens were held apart (the log is never rewritten)
+    old = {
+        "order_id": ORDER,
+        "payment_id": payment_id_for(ORDER),
+        "amount": "25.00",
+        "method": "card",
+        "token": "tok_ok",
+        "idempotency_key": f"order-{ORDER}",
+        "command_id": "cmd-1",
+    }
+    payment = Payment.replay(ORDER, [("PaymentRequested", old)])
+    assert (payment.status, payment.amount, payment.reference, payment.customer_id) == (
+        PaymentStatus.PENDING,
+        Decimal("25.00"),
+        "",
+        "",
+    )
+    assert "tok_ok" not in repr(payment)
+
+
+def test_a_new_round_without_a_customer_keeps_the_known_one():
+    first = given(requested, lambda p: p.fail(reason=FailureReason.DECLINED, error="no", calls_ended=True))
+    events = first.request(
+        amount=Decimal("25.00"), method="card", reference="pmref_2", customer_id="", command_id=""
+    )
+    first.apply(events[0])
+    assert (first.reference, first.customer_id, first.status) == ("pmref_2", "alice", PaymentStatus.PENDING)
+
+
+def test_new_references_are_opaque_and_distinct():
+    from payments.domain import new_reference
+
+    references = {new_reference() for _ in range(100)}
+    assert len(references) == 100
+    assert all(r.startswith("pmref_") and "tok" not in r[6:] for r in references)

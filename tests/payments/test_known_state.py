@@ -28,6 +28,7 @@ def _requested(order_id: str, token: str = "tok_ok"):  # noqa: S107 - a test car
             amount=Decimal("30.00"),
             method="card",
             token=token,
+            customer_id="",
             command_id=str(uuid.uuid4()),
             strict=False,
         )
@@ -140,7 +141,8 @@ def test_a_payment_left_unknown_keeps_no_claim(new_order_id, monkeypatch):
 def test_a_claimed_payment_is_not_charged_by_a_second_runner(new_order_id):
     order_id = new_order_id()
     payment = _requested(order_id)
-    assert _claim(order_id, lease=timedelta(seconds=60)) == payment.version
+    claimed = _claim(order_id, lease=timedelta(seconds=60))
+    assert claimed is not None and claimed[0] == payment.version
     assert run_charge(order_id=order_id, payment=payment).status == "PENDING"
     assert ledger_entry(order_id) is None
     assert _claim(order_id, lease=timedelta(seconds=60)) is None

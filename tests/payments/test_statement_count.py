@@ -69,8 +69,9 @@ def test_a_charge_with_persistent_connections(cost, requested, monkeypatch):
         simulator.close_ledger()
         release_idle_callers()
     print(f"\npersistent: {statements} app / {ledger} ledger statements, {connects} connects per charge")
-    # claim, load; one transaction: append events, outbox, project (which releases the claim)
-    assert statements <= 5
+    # claim (which reads the card token), load; one transaction: append events, outbox, project
+    # (which releases the claim), delete the card token
+    assert statements <= 6
     # the ledger: one upsert and one capture, on a kept connection
     assert ledger == 2
     assert connects == 0
@@ -79,7 +80,7 @@ def test_a_charge_with_persistent_connections(cost, requested, monkeypatch):
 def test_a_charge_with_the_suites_settings(cost, requested):
     statements, ledger, connects = _measure(cost, requested)
     print(f"\nCONN_MAX_AGE=0: {statements} app / {ledger} ledger statements, {connects} connects per charge")
-    assert statements <= 5
+    assert statements <= 6
     assert ledger == 2
     assert connects == 1  # the ledger's, closed after the call as the settings ask
 
@@ -94,5 +95,6 @@ def test_a_charge_handed_the_state_its_request_stored(cost, requested):
     for payment in known:
         assert run_charge(order_id=payment.order_id, payment=payment).status == "CAPTURED"
     print(f"\nhanded over: {len(cost.statements) / 3} app statements per charge")
-    # claim (returning the version); one transaction: append events, outbox, project + release
-    assert len(cost.statements) / 3 == 4
+    # claim (returning the version and the card token); one transaction: append events, outbox,
+    # project + release, delete the card token
+    assert len(cost.statements) / 3 == 5

@@ -28,6 +28,7 @@ def _started() -> tuple[Saga, list[domain.Effect]]:
         payment_token="tok_ok",
         now=T0,
         timing=TIMING,
+        customer_id="alice",
     )
 
 
@@ -108,7 +109,13 @@ def test_happy_path_reaches_completed_and_completes_the_order() -> None:
     assert [e.status for e in _order(effects)] == ["INVENTORY_RESERVED", "PAYMENT_PROCESSING"]
     assert (saga.state, saga.step) == ("PAYMENT_PROCESSING", "PROCESS_PAYMENT")
     pay = next(e for e in effects if isinstance(e, Send))
-    assert pay.data == {"order_id": ORDER_ID, "amount": "10.00", "method": "card", "token": "tok_ok"}
+    assert pay.data == {
+        "order_id": ORDER_ID,
+        "customer_id": "alice",
+        "amount": "10.00",
+        "method": "card",
+        "token": "tok_ok",
+    }
     assert _sent(_answer(saga, "PaymentProcessed")) == ["ConfirmInventory"]
     effects = _answer(saga, "InventoryConfirmed")
     assert saga.state == "COMPLETED" and saga.step is None
@@ -319,3 +326,45 @@ def test_admin_mark_failed_ends_the_saga_and_the_order() -> None:
     assert saga.state == "FAILED" and _order(effects) == [OrderEffect("fail", reason="ADMIN")]
     with pytest.raises(SagaRuleViolation):
         _applied(saga, saga.mark_failed(admin="admin", now=T0, timing=TIMING))
+
+
+# --- the card token is kept only while the saga may still send ProcessPayment (issue 14) ------
+
+
+def test_process_payment_names_the_customer_and_carries_the_token_until_the_payment_is_over() -> None:
+    saga, _ = _started()
+    assert saga.payment_token == "tok_ok" and saga.may_still_pay
+    effects = _answer(saga, "InventoryReserved", expires_at="2026-01-01T00:05:00Z")
+    pay = next(e for e in effects if isinstance(e, Send) and e.command == "ProcessPayment")
+    assert pay.data["customer_id"] == "alice" and pay.data["token"] == "tok_ok"
+    # the step sent again (no answer yet) still carries it
+    resent = _applied(saga, saga.time_out(now=saga.deadline, timing=TIMING))
+    assert [e.data["token"] for e in resent if isinstance(e, Send)] == ["tok_ok"]
+    _answer(saga, "PaymentProcessed")
+    assert (saga.step, saga.payment_token, saga.may_still_pay) == (domain.CONFIRM, "", False)
+
+
+@pytest.mark.parametrize("reason", ["PAYMENT_DECLINED", "PAYMENT_UNAVAILABLE"])
+def test_a_failed_payment_clears_the_token(reason: str) -> None:
+    saga = _paying()
+    _answer(saga, "PaymentFailed", reason=reason)
+    assert (saga.state, saga.payment_token) == ("COMPENSATING", "")
+
+
+def test_a_saga_that_fails_or_is_cancelled_before_paying_clears_the_token() -> None:
+    out_of_stock, _ = _started()
+    _answer(out_of_stock, "InventoryReservationFailed", reason="OUT_OF_STOCK")
+    cancelled, _ = _started()
+    _applied(cancelled, cancelled.cancel(by="alice", reason="changed my mind", now=T0, timing=TIMING))
+    assert out_of_stock.payment_token == cancelled.payment_token == ""
+
+
+def test_a_capture_heard_before_the_saga_asked_keeps_the_token_for_its_own_request() -> None:
+    # an operator charged while the stock was being reserved: the saga still sends ProcessPayment
+    saga, _ = _started()
+    _answer(saga, "PaymentProcessed", cause="")
+    assert saga.payment_token == "tok_ok"
+    effects = _answer(saga, "InventoryReserved", expires_at="2026-01-01T00:05:00Z")
+    assert [e.data["token"] for e in effects if isinstance(e, Send) and e.command == "ProcessPayment"] == [
+        "tok_ok"
+    ]

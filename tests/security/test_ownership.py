@@ -78,6 +78,7 @@ def _with_payment(world: World) -> str:
             amount=Decimal("12.50"),
             method="card",
             token="tok_ok",
+            customer_id="alice",
             command_id=str(uuid.uuid4()),
             strict=False,
         )
