@@ -34,8 +34,9 @@ $(INSTALLED): requirements/base.txt requirements/dev.txt | $(PY)
 install: $(INSTALLED)  ## Create .venv and install the requirements (when they changed)
 
 run: $(INSTALLED)  ## Embedded mode: SQLite + in-process bus, on 127.0.0.1:$PORT (default 8000)
-	mkdir -p var
-	unset DATABASE_URL BROKER_URL REDIS_URL; \
+	@# Not echoed: like make stack's, this output is JSON lines only.
+	@mkdir -p var
+	@unset DATABASE_URL BROKER_URL REDIS_URL; \
 	export DJANGO_SETTINGS_MODULE=config.settings.local; \
 	$(PY) manage.py migrate --noinput; \
 	$(PY) manage.py seed_demo; \

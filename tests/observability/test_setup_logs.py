@@ -38,9 +38,9 @@ STEPS = [
 ]
 
 
-def stack_recipe() -> str:
+def recipe(target: str = "stack") -> str:
     makefile = (ROOT / "Makefile").read_text()
-    return makefile.split("\nstack:", 1)[1].split("\n\n", 1)[0]
+    return makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
 
 
 @pytest.fixture
@@ -99,11 +99,15 @@ def parsed(lines: list[str]) -> list[dict[str, Any]]:
 
 
 def test_the_steps_are_the_makefiles():
-    recipe = stack_recipe()
     for step in STEPS:
-        assert " ".join(step) in recipe, step
-    # make itself echoes nothing: every recipe line of the target is silent
-    commands = [line for line in recipe.replace("\\\n", " ").splitlines()[1:] if line.startswith("\t")]
+        assert " ".join(step) in recipe("stack"), step
+
+
+@pytest.mark.parametrize("target", ["stack", "run"])
+def test_make_echoes_none_of_the_run_modes_recipes(target):
+    # the output of make stack and make run is the processes' JSON lines, nothing of make's
+    lines = recipe(target).replace("\\\n", " ").splitlines()[1:]
+    commands = [line for line in lines if line.startswith("\t")]
     assert len(commands) >= 3 and all(line.startswith("\t@") for line in commands), commands
 
 
