@@ -13,12 +13,13 @@ INSTALLED := $(VENV)/.installed
 PORT ?= 8000
 PYTEST_ARGS ?=
 CHAOS_ARGS ?=
+OPS_REPORT_ARGS ?=
 
 STACK_DATABASE_URL := postgres://postgres@127.0.0.1:5432/oms
 STACK_BROKER_URL := amqp://guest:guest@127.0.0.1:5672//
 STACK_REDIS_URL := redis://127.0.0.1:6379/0
 
-.PHONY: help install run stack services test pytest lint format clean bench chaos screenshots
+.PHONY: help install run stack services test pytest lint format clean bench chaos screenshots ops-report
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,8 +34,9 @@ $(INSTALLED): requirements/base.txt requirements/dev.txt | $(PY)
 install: $(INSTALLED)  ## Create .venv and install the requirements (when they changed)
 
 run: $(INSTALLED)  ## Embedded mode: SQLite + in-process bus, on 127.0.0.1:$PORT (default 8000)
-	mkdir -p var
-	unset DATABASE_URL BROKER_URL REDIS_URL; \
+	@# Not echoed: like make stack's, this output is JSON lines only.
+	@mkdir -p var
+	@unset DATABASE_URL BROKER_URL REDIS_URL; \
 	export DJANGO_SETTINGS_MODULE=config.settings.local; \
 	$(PY) manage.py migrate --noinput; \
 	$(PY) manage.py seed_demo; \
@@ -44,8 +46,9 @@ services:  ## Start the local PostgreSQL, RabbitMQ and Redis that are down
 	bash deploy/ensure_services.sh
 
 stack: $(INSTALLED)  ## Stack mode on the local services: web, consumers, worker, beat, relay
-	mkdir -p var
-	export DATABASE_URL="$${DATABASE_URL:-$(STACK_DATABASE_URL)}"; \
+	@# Not echoed: the output of `make stack` is JSON lines only (docs/operations.md "Logs").
+	@mkdir -p var
+	@export DATABASE_URL="$${DATABASE_URL:-$(STACK_DATABASE_URL)}"; \
 	export BROKER_URL="$${BROKER_URL:-$(STACK_BROKER_URL)}"; \
 	export REDIS_URL="$${REDIS_URL:-$(STACK_REDIS_URL)}"; \
 	export DJANGO_SETTINGS_MODULE="$${DJANGO_SETTINGS_MODULE:-config.settings.local}"; \
@@ -84,6 +87,9 @@ bench: $(INSTALLED) services  ## Throughput benchmark (BENCH_SECONDS=5 for a sho
 
 chaos: $(INSTALLED) services  ## Chaos suite on the stack mode (CHAOS_ARGS="--short" ...); report in chaos/results/, exit 1 on any loss
 	$(PY) -m chaos $(CHAOS_ARGS)
+
+ops-report: $(INSTALLED) services  ## Issue 12's figures on a real `make stack` run (set DATABASE_URL etc. to spare ones; OPS_REPORT_ARGS="--out f.md")
+	$(PY) deploy/ops_report.py $(OPS_REPORT_ARGS)
 
 clean:  ## Remove the embedded database, collected static files and caches (not .venv)
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

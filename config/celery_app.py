@@ -1,8 +1,13 @@
 """The Celery application: periodic safety nets and maintenance tasks (not the event wire)."""
 
+import contextlib
+import logging
 import os
+import sys
+from functools import cache
 from typing import Any
 
+import celery.apps.worker
 from celery import Celery
 from celery.beat import PersistentScheduler
 from celery.signals import beat_init, heartbeat_sent, setup_logging, worker_process_init, worker_ready
@@ -67,3 +72,25 @@ def _log_as_the_project_does(**kwargs: Any) -> None:
     from config.logging import configure, logging_config
 
     configure(logging_config())
+    celery.apps.worker.safe_say = say_as_json_line
+
+
+@cache
+def _formatter() -> logging.Formatter:
+    from config.logging import JsonFormatter
+
+    return JsonFormatter()
+
+
+def say_as_json_line(msg: str, f: Any = sys.__stderr__) -> None:
+    """Celery's notes from its signal handlers ("worker: Warm shutdown (MainProcess)"), which it
+    writes straight to a stream past any logging, as one JSON line of logger
+    ``celery.apps.worker`` instead of a blank line and plain text.
+
+    Written as Celery writes them, with one ``os.write`` and no handler lock: it runs inside a
+    signal handler, which may have interrupted a log call of the same thread.
+    """
+    record = logging.LogRecord("celery.apps.worker", logging.INFO, __file__, 0, msg.strip(), None, None)
+    # A note lost must never abort the shutdown (as in Celery's own).
+    with contextlib.suppress(OSError, ValueError):
+        os.write(f.fileno(), (_formatter().format(record) + "\n").encode())

@@ -284,26 +284,68 @@ class LineLogger:
     these keeps the embedded server's output JSON.
     """
 
-    def __init__(self, logger: logging.Logger, level: int = logging.INFO) -> None:
+    def __init__(
+        self, logger: logging.Logger, level: int = logging.INFO, *, whole_lines: bool = False
+    ) -> None:
         self._logger = logger
         self._level = level
+        # A command that writes a line in pieces (migrate's "Applying x..." and, later, " OK")
+        # flushes between them: with ``whole_lines`` a line is logged at its end only.
+        self._whole_lines = whole_lines
         self._partial = ""
 
     def write(self, text: str) -> int:
         lines = (self._partial + text).split("\n")
         self._partial = lines.pop()
         for line in lines:
-            if line.strip():
-                self._logger.log(self._level, line.rstrip())
+            self._log(line)
         return len(text)
 
     def flush(self) -> None:
-        if self._partial.strip():
-            self._logger.log(self._level, self._partial.rstrip())
+        if not self._whole_lines:
+            self.close()
+
+    def close(self) -> None:
+        """Log what is left of an unfinished line."""
+        self._log(self._partial)
         self._partial = ""
+
+    def _log(self, line: str) -> None:
+        if line.strip():
+            self._logger.log(self._level, line.strip() if self._whole_lines else line.rstrip())
 
     def isatty(self) -> bool:
         return False
+
+
+# The one-shot steps of the run modes (`make stack`, compose's migrate service, the Kubernetes
+# Job): what they print is part of a deploy's output, so it is logged as JSON lines too.
+LOGGED_COMMANDS = frozenset({"migrate", "declare_topology", "seed_demo"})
+
+
+def run_command_logged(argv: list[str]) -> None:
+    """``manage.py <command> …`` with the command's ``stdout`` and ``stderr`` as log lines.
+
+    Logger ``manage.<command>``: what it writes to stdout at INFO, to stderr (a
+    ``CommandError``'s message, say) at ERROR. Run from manage.py for :data:`LOGGED_COMMANDS`;
+    ``call_command`` (tests, other commands) still writes to the streams it is given.
+    """
+    import django
+    from django.core.management import get_commands, load_command_class
+    from django.core.management.base import OutputWrapper
+
+    django.setup()
+    name = argv[1]
+    command = load_command_class(get_commands()[name], name)
+    logger = logging.getLogger(f"manage.{name}")
+    out = LineLogger(logger, whole_lines=True)
+    err = LineLogger(logger, logging.ERROR, whole_lines=True)
+    command.stdout, command.stderr = OutputWrapper(out), OutputWrapper(err)  # type: ignore[arg-type]
+    try:
+        command.run_from_argv(argv)
+    finally:
+        out.close()
+        err.close()
 
 
 class RequestLogContextMiddleware:

@@ -1,24 +1,30 @@
 """Create the PostgreSQL database named by ``DATABASE_URL`` when it does not exist yet.
 
 ``make stack`` runs it before ``migrate``; it connects to the server's ``postgres`` database
-with the same credentials. Idempotent.
+with the same credentials. Idempotent. Its one line is JSON, as every line of ``make stack``
+(config/logging.py).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+logger = logging.getLogger("ensure_database")
 
 
 def database_name(url: str) -> str:
     """The database part of a ``postgres://`` URL."""
     name = unquote(urlsplit(url).path.lstrip("/"))
     if not name:
-        raise SystemExit(f"DATABASE_URL names no database: {url!r}")
+        raise ValueError(f"DATABASE_URL names no database: {url!r}")
     return name
 
 
@@ -40,11 +46,21 @@ def ensure_database(url: str) -> bool:
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from config.logging import configure, logging_config
+
+    os.environ.setdefault("OMS_PROCESS", "ensure_database")
+    configure(logging_config())
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
-        raise SystemExit("DATABASE_URL must be a postgres:// URL")
-    created = ensure_database(url)
-    print(f"database {database_name(url)!r} {'created' if created else 'exists'}", file=sys.stderr)
+        logger.error("DATABASE_URL must be a postgres:// URL")
+        raise SystemExit(1)
+    try:
+        created = ensure_database(url)
+    except ValueError as error:
+        logger.error("%s", error)
+        raise SystemExit(1) from None
+    logger.info("database %r %s", database_name(url), "created" if created else "exists")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection, connections
 from django.test import override_settings
 
+from tests.fixtures.rabbitmq import add_vhost, delete_vhost
 from tests.fixtures.stack import ROOT, subprocess_env
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -55,17 +56,12 @@ def bare_vhost() -> Iterator[str]:
     """A RabbitMQ vhost with nothing declared; yields its BROKER_URL."""
     parts = urlsplit(settings.BROKER_URL)
     vhost = f"{unquote(parts.path.lstrip('/')) or 'oms'}_bare"
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, check=False)
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], capture_output=True, check=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-        capture_output=True,
-        check=True,
-    )
+    delete_vhost(vhost)
+    add_vhost(vhost, parts.username or "guest")
     try:
         yield parts._replace(path="/" + quote(vhost, safe="")).geturl()
     finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, check=False)
+        delete_vhost(vhost)
 
 
 def _manage(*args: str, database: str, broker_url: str) -> None:

@@ -1,0 +1,62 @@
+"""The Celery worker's whole output is JSON lines without the stack's supervisor, as compose and
+Kubernetes run it: its start, and the note its signal handler writes when it stops."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.stack import ROOT, subprocess_env, wait_until
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+def test_a_worker_started_and_stopped_alone_writes_only_json_lines(tmp_path):
+    out = tmp_path / "worker.log"
+    env = subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
+    (tmp_path / "metrics").mkdir()
+    celery = str(Path(sys.executable).parent / "celery")
+    with out.open("wb") as log:
+        worker = subprocess.Popen(
+            [celery, "-A", "config", "--quiet", "worker", "-Q", "oms.tasks"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "ready" in out.read_text(), timeout=60, message="the worker ready")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+
+    lines = [line for line in out.read_text().splitlines() if line.strip()]
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"not a JSON line: {line!r}")
+    assert all(isinstance(event, dict) and event["process"] == "worker" for event in events), lines
+    [note] = [event for event in events if "shutdown" in event["event"]]
+    assert note["event"] == "worker: Warm shutdown (MainProcess)" and note["level"] == "INFO"
+    assert note["logger"] == "celery.apps.worker"
+    # nothing blank either: Celery's own note starts with a newline
+    assert len(lines) == len(out.read_text().splitlines())
+
+
+def test_the_note_is_one_json_line_written_at_once(tmp_path):
+    from config.celery_app import say_as_json_line
+
+    path = tmp_path / "out"
+    with path.open("w") as stream:
+        say_as_json_line("\nworker: Hitting Ctrl+C again will terminate all running tasks!", stream)
+    [line] = path.read_text().splitlines()
+    parsed = json.loads(line)
+    assert parsed["event"] == "worker: Hitting Ctrl+C again will terminate all running tasks!"
+    assert parsed["logger"] == "celery.apps.worker"
