@@ -267,6 +267,7 @@ SPECTACULAR_SETTINGS = {
         "SagaStepEnum": "sagas.public.SAGA_STEPS",
         "PaymentStatusEnum": "payments.domain.PaymentStatus",
         "ReservationStateEnum": "inventory.domain.ReservationState",
+        "HealthStatusEnum": "config.health.HEALTH_STATUSES",
     },
 }
 
