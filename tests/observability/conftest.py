@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -62,6 +64,38 @@ def http(method: str, url: str, *, token: str | None = None, body: dict | None =
         return error.code, error.read()
 
 
+# The timestamp of every log line: ISO-8601 in UTC, milliseconds (config/logging.py).
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def json_lines(lines: list[str]) -> list[dict[str, Any]]:
+    """Each line as one JSON object with the common fields, or the test fails naming it."""
+    objects = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            pytest.fail(f"line {number} is not JSON: {line!r}")
+        assert isinstance(value, dict), line
+        assert {"timestamp", "level", "logger", "event", "process"} <= value.keys(), line
+        assert ISO_UTC.match(value["timestamp"]), line
+        objects.append(value)
+    return objects
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 30) -> None:
+    """Wait until ``url`` answers 200; fail with the process's log if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if http("GET", url)[0] == 200:
+                return
+        except OSError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def gunicorn_unit(stack_factory, tmp_path):
     """gunicorn (2 workers), consumers and relay sharing one PROMETHEUS_MULTIPROC_DIR."""
@@ -90,15 +124,7 @@ def gunicorn_unit(stack_factory, tmp_path):
     log.close()
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if http("GET", f"{base}/health/live")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert web.poll() is None and time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
-            time.sleep(0.2)
+        wait_until_up(f"{base}/health/live", web, tmp_path / "gunicorn.log")
         yield base
     finally:
         web.terminate()

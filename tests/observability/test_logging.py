@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import uuid
@@ -33,6 +32,7 @@ from config.logging import (
     logging_config,
     process_name,
 )
+from tests.observability.conftest import ISO_UTC
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,8 +129,6 @@ def test_an_invalid_token_logs_no_user(json_log):
 
 
 # --- The line itself --------------------------------------------------------------------------
-
-ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def test_a_line_is_one_json_object_with_iso_time_process_and_its_exception_inside(json_log):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.programs import required_program
-from tests.observability.conftest import free_port, http
+from tests.observability.conftest import free_port, http, wait_until_up
 from tests.observability.test_rules_and_dashboard import DASHBOARDS, PROMETHEUS_DIR
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
@@ -84,17 +84,7 @@ def prometheus(gunicorn_unit: str, tmp_path: Path) -> Iterator[Prometheus]:
     log.close()
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if http("GET", f"{base}/-/ready")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, (
-                tmp_path / "prometheus.log"
-            ).read_text()
-            time.sleep(0.2)
+        wait_until_up(f"{base}/-/ready", server, tmp_path / "prometheus.log")
         yield Prometheus(base, web=gunicorn_unit)
     finally:
         server.terminate()

@@ -9,8 +9,6 @@ their stdout and stderr must parse as one JSON object with the common fields.
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,10 +22,10 @@ from django.db import connection
 
 from tests.fixtures.rabbitmq import add_vhost, delete_vhost
 from tests.fixtures.stack import ROOT, subprocess_env
+from tests.observability.conftest import json_lines
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
-ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 # The steps of the Makefile's stack recipe before the supervisor, as it writes them.
 STEPS = [
     ["bash", "deploy/ensure_services.sh"],
@@ -83,21 +81,6 @@ def run_step(argv: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
     return done.returncode, (done.stdout + done.stderr).splitlines()
 
 
-def parsed(lines: list[str]) -> list[dict[str, Any]]:
-    """Each line as one JSON object with the common fields, or the test fails naming it."""
-    objects = []
-    for line in lines:
-        try:
-            value = json.loads(line)
-        except ValueError:
-            pytest.fail(f"not a JSON line: {line!r}")
-        assert isinstance(value, dict), line
-        assert {"timestamp", "level", "logger", "event", "process"} <= value.keys(), line
-        assert ISO_UTC.match(value["timestamp"]), line
-        objects.append(value)
-    return objects
-
-
 def test_the_steps_are_the_makefiles():
     for step in STEPS:
         assert " ".join(step) in recipe("stack"), step
@@ -119,7 +102,7 @@ def test_every_line_of_the_one_shot_steps_is_json(new_target):
         code, lines = run_step(step, env)
         assert code == 0, "\n".join(lines[-20:])
         assert lines, f"{step} wrote nothing"
-        output[step[-1] if step[-1] != "--noinput" else "migrate"] = parsed(lines)
+        output[step[-1] if step[-1] != "--noinput" else "migrate"] = json_lines(lines)
 
     assert output["deploy/ensure_services.sh"][-1]["event"] == "PostgreSQL, RabbitMQ and Redis answer"
     [created] = output["deploy/ensure_database.py"]
@@ -139,5 +122,5 @@ def test_every_line_of_the_one_shot_steps_is_json(new_target):
     # and a step that fails says so in a JSON line too, with a non-zero exit
     code, lines = run_step(["$(PY)", "manage.py", "migrate", "no_such_app"], env)
     assert code == 1
-    [error] = parsed(lines)
+    [error] = json_lines(lines)
     assert error["level"] == "ERROR" and "no_such_app" in error["event"]

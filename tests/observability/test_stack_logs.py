@@ -8,7 +8,6 @@ and Redis; its stdout is read as an operator would read it: ``grep <order id>``,
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -20,11 +19,10 @@ from typing import Any
 import pytest
 
 from tests.fixtures.stack import subprocess_env, wait_until
-from tests.observability.conftest import free_port, http
+from tests.observability.conftest import free_port, http, json_lines
 from tests.observability.test_stack import order_status
 
 ROOT = Path(__file__).resolve().parents[2]
-ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
@@ -148,17 +146,7 @@ def test_every_line_of_the_stack_is_json_and_an_order_id_finds_its_journey(stack
     assert stack_output.stop() == 0
 
     # then every line of every process parses as one JSON object with the common fields
-    raw = stack_output.text().splitlines()
-    lines = []
-    for number, line in enumerate(raw, start=1):
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            pytest.fail(f"line {number} is not JSON: {line!r}")
-        assert isinstance(parsed, dict), line
-        assert {"timestamp", "level", "logger", "event", "process"} <= parsed.keys(), line
-        assert ISO_UTC.match(parsed["timestamp"]), line
-        lines.append(parsed)
+    lines = json_lines(stack_output.text().splitlines())
     processes = {line["process"] for line in lines}
     assert {"stack", "web", "consumers", "worker", "beat", "relay"} <= processes, processes
     # nothing printed past the logging configuration (the supervisor wraps such a line as
