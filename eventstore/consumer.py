@@ -21,7 +21,6 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 from kombu import Connection, Consumer, Queue
 from opentelemetry import trace
-from opentelemetry.propagate import extract
 
 from config import heartbeat, metrics
 
@@ -289,10 +288,11 @@ def handle_messages(context: str, messages: list[Message]) -> list[BaseException
         finally:
             tracing.detach(token)
     # One transaction for many traces: the batch span links to each message's trace.
-    span_contexts = [trace.get_current_span(extract(m.headers)).get_span_context() for m in messages]
+    carried = [tracing.carried_context(m) for m in messages]
+    span_contexts = [trace.get_current_span(c).get_span_context() for c in carried]
     links = [trace.Link(span_context) for span_context in span_contexts if span_context.is_valid]
     with tracer.start_as_current_span(f"consume {context}", links=links):
-        return handle_batch(context, messages)
+        return handle_batch(context, messages, carried)
 
 
 def _is_database_outage(error: BaseException) -> bool:

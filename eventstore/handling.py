@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
-from django.db import OperationalError, connection
+from django.db import OperationalError
+from django.utils import timezone
+from opentelemetry import context as otel_context
 
 from config import metrics
 
@@ -20,7 +21,7 @@ from . import tracing
 from .messages import Message
 from .models import InboxMessage
 from .registry import handlers_for, preparers_of
-from .sql import bound_cursor
+from .sql import bound_cursor, column_name, dialect
 from .store import ConcurrencyError
 from .unit_of_work import unit_of_work
 
@@ -49,11 +50,14 @@ def handle(context: str, message: Message) -> bool:
     raise AssertionError("unreachable")
 
 
-def handle_batch(context: str, messages: Sequence[Message]) -> list[BaseException | None]:
+def handle_batch(
+    context: str, messages: Sequence[Message], carried: Sequence[otel_context.Context] | None = None
+) -> list[BaseException | None]:
     """Apply a batch in one unit of work; if any fails, apply them one by one instead.
 
     The unit writes the batch's events and outbox rows (and whatever the context buffered in
-    it) with one statement per table when the batch ends.
+    it) with one statement per table when the batch ends. ``carried``: each message's trace
+    context, when the caller has already read them from the headers.
 
     Returns, for each message, ``None`` when it is handled (or was already), else the error.
     """
@@ -64,8 +68,9 @@ def handle_batch(context: str, messages: Sequence[Message]) -> list[BaseExceptio
             # one re-run below counts each message it commits.
             metrics.count_handled(context, handled=len(new), duplicates=len(messages) - len(new))
             _prepare(context, [m for m in messages if str(uuid.UUID(m.message_id)) in new])
-            for message in messages:
-                with tracing.consuming(context, message):
+            contexts = carried if carried is not None else [None] * len(messages)
+            for message, carried_by in zip(messages, contexts, strict=True):
+                with tracing.consuming(context, message, carried_by):
                     message_id = str(uuid.UUID(message.message_id))
                     if message_id in new:
                         new.discard(message_id)  # a duplicate within the batch runs once
@@ -91,6 +96,9 @@ def _handle_within(context: str, message: Message) -> bool:
     return True
 
 
+INBOX_COLUMNS = ("consumer", "message_id", "message_type", "handled_at")
+
+
 def _prepare(context: str, messages: Sequence[Message]) -> None:
     if messages:
         for prepare in preparers_of(context):
@@ -103,33 +111,23 @@ def _run_handlers(context: str, message: Message) -> None:
 
 
 def _record_batch_in_inbox(context: str, messages: Sequence[Message]) -> set[str]:
-    """Insert the inbox rows of a batch in one statement; the ids not handled before."""
+    """Insert the inbox rows of a batch in one statement; the ids not handled before.
+
+    The dialect's insert: on PostgreSQL one array per column, so the statement's text is the
+    same for every batch (the driver parses it once) and no value is quoted row by row.
+    """
+    now = timezone.now()
+    rows = [(context, uuid.UUID(message.message_id), message.type, now) for message in messages]
+    sql, params = dialect().insert(InboxMessage, INBOX_COLUMNS, rows)
     field = InboxMessage._meta.get_field("message_id")
-    params: list[Any] = []
-    for message in messages:
-        params += [context, field.get_db_prep_value(uuid.UUID(message.message_id), connection), message.type]
-    values = ", ".join(["(%s, %s, %s, CURRENT_TIMESTAMP)"] * len(messages))
+    returning = column_name(InboxMessage, "message_id")
     with bound_cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {InboxMessage._meta.db_table} (consumer, message_id, message_type, handled_at) "
-            f"VALUES {values} ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id",
-            params,
-        )
+        cursor.execute(f"{sql} ON CONFLICT (consumer, message_id) DO NOTHING RETURNING {returning}", params)
         return {str(field.to_python(row[0])) for row in cursor.fetchall()}
 
 
 def _record_in_inbox(context: str, message: Message) -> bool:
-    field = InboxMessage._meta.get_field("message_id")
-    message_id = field.get_db_prep_value(uuid.UUID(message.message_id), connection)
-    table = InboxMessage._meta.db_table
-    with bound_cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (consumer, message_id, message_type, handled_at) "
-            "VALUES (%s, %s, %s, CURRENT_TIMESTAMP) "
-            "ON CONFLICT (consumer, message_id) DO NOTHING RETURNING id",
-            [context, message_id, message.type],
-        )
-        return cursor.fetchone() is not None
+    return bool(_record_batch_in_inbox(context, [message]))
 
 
 def _is_conflict(exc: BaseException) -> bool:

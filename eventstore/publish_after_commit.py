@@ -2,9 +2,12 @@
 
 Without this every message waits for the relay's next poll, and an order crosses six hops. Here
 the store hands each committed transaction's outbox rows (ids and messages) to one background
-thread of the process (``transaction.on_commit``); that thread claims them as the relay would
-(so the two never both publish a row in the normal case), publishes them as one batch on its
-own persistent confirm-mode connection, and marks the confirmed ones sent in one statement.
+thread of the process (``transaction.on_commit``); that thread publishes them as one batch on
+its own persistent confirm-mode connection and marks the confirmed ones sent in one statement.
+It claims nothing (a claim was one more write of every row): it publishes only rows younger
+than ``RELAY_MIN_AGE_SECONDS``, which the relay leaves alone, and leaves older ones (a queue
+that fell behind) to the relay; a row a relay claimed anyway is skipped, and the rare row both
+publish reaches the consumers twice, where their inbox drops the copy.
 The committing thread never waits for the broker: durability is the outbox row, committed
 before the hand-off; the relay (``eventstore.relay``) stays the safety net for anything this
 did not publish — the broker away, a nack, an unroutable message, a full hand-off queue, a
@@ -33,7 +36,7 @@ from django.db import close_old_connections, connection
 from .messages import Message
 from .models import OutboxMessage
 from .publisher import ConfirmingPublisher
-from .relay import claim_rows, mark_sent, publish_batch, publish_timeout, release_claims
+from .relay import hand_back, mark_sent, publish_batch, publish_timeout, unclaimed
 
 logger = logging.getLogger(__name__)
 
@@ -84,23 +87,22 @@ def wait_idle(timeout: float) -> bool:
 
 
 def publish_committed(publisher: ConfirmingPublisher, rows: Committed) -> tuple[int, int]:
-    """Claim, publish and mark committed rows; returns (claimed, published).
+    """Publish committed rows and mark them sent; returns (taken, published).
 
-    The broker connection is opened first: while the broker is away nothing is claimed (this
-    raises instead). Rows someone else claimed or sent meanwhile are skipped; rows the broker
-    did not take are handed back to the relay with their error.
+    The broker connection is opened first: while the broker is away nothing is touched (this
+    raises instead). Rows a relay claimed or sent meanwhile are skipped; rows the broker did
+    not take are handed back to the relay with their error.
     """
     publisher.connect(timeout=publish_timeout())
-    deadline = time.monotonic() + publish_timeout()  # the lease starts with the claim
-    claimed = set(claim_rows([row_id for row_id, _ in rows]))
-    outbox = [_outbox_row(row_id, message) for row_id, message in rows if row_id in claimed]
+    taken = set(unclaimed([row_id for row_id, _ in rows]))
+    outbox = [_outbox_row(row_id, message) for row_id, message in rows if row_id in taken]
     if not outbox:
         return 0, 0
-    failures = publish_batch(publisher, outbox, timeout=deadline - time.monotonic())
-    mark_sent([row.id for row in outbox if row.id not in failures])
+    failures = publish_batch(publisher, outbox)
+    mark_sent([row.id for row in outbox if row.id not in failures], count_attempt=True)
     if failures:
         logger.warning("publish after commit: %d of %d rows left to the relay", len(failures), len(outbox))
-        release_claims(failures)
+        hand_back(failures)
     return len(outbox), len(outbox) - len(failures)
 
 
@@ -112,7 +114,7 @@ class _Lane:
         self._max_rows = max_rows
         self._batch_rows = batch_rows
         self._changed = threading.Condition()
-        self._queued: deque[list[tuple[int, Message]]] = deque()
+        self._queued: deque[tuple[float, list[tuple[int, Message]]]] = deque()  # (handed off at, rows)
         self._queued_rows = 0
         self._busy = False
         self._stopping = False
@@ -131,7 +133,7 @@ class _Lane:
             ):
                 self._note_dropped(len(rows))
                 return
-            self._queued.append(rows)
+            self._queued.append((time.monotonic(), rows))
             self._queued_rows += len(rows)
             self._changed.notify_all()
 
@@ -146,16 +148,25 @@ class _Lane:
             return self._changed.wait_for(lambda: not self._queued and not self._busy, timeout)
 
     def _take(self) -> list[tuple[int, Message]]:
-        """Everything queued, up to about one batch; waits up to ``IDLE_SECONDS`` for work."""
+        """Everything queued, up to about one batch; waits up to ``IDLE_SECONDS`` for work.
+
+        Rows handed off longer ago than half ``RELAY_MIN_AGE_SECONDS`` are dropped: by the time
+        they would be published the relay may be sweeping them (it publishes them instead).
+        """
+        max_age = settings.RELAY_MIN_AGE_SECONDS / 2
         with self._changed:
             self._busy = False
             self._changed.notify_all()
             self._changed.wait_for(lambda: self._queued or self._stopping, IDLE_SECONDS)
             taken: list[tuple[int, Message]] = []
+            now = time.monotonic()
             while self._queued and len(taken) < self._batch_rows and not self._stopping:
-                rows = self._queued.popleft()
+                handed_off_at, rows = self._queued.popleft()
                 self._queued_rows -= len(rows)
-                taken.extend(rows)
+                if max_age > 0 and now - handed_off_at > max_age:
+                    self._note_dropped(len(rows))
+                else:
+                    taken.extend(rows)
             self._busy = bool(taken)
             return taken
 

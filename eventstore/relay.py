@@ -1,10 +1,11 @@
 """The outbox relay: claim pending rows, publish them with confirms, mark them sent.
 
 In the stack mode the process that commits outbox rows publishes them itself right after the
-commit (``eventstore.publish_after_commit``), claiming them the same way: the relay is the
-safety net that sweeps what was left behind — unclaimed rows older than
-``RELAY_MIN_AGE_SECONDS`` and claims that expired — every ``RELAY_IDLE_POLL_SECONDS`` while
-idle. Its bookkeeping statements are not traced: an idle sweep would be a root span per poll.
+commit (``eventstore.publish_after_commit``), without a claim: it publishes only rows younger
+than ``RELAY_MIN_AGE_SECONDS`` (which the relay leaves alone) and marks them sent in one
+statement. The relay is the safety net that sweeps what was left behind — unclaimed rows
+older than that and claims that expired — every ``RELAY_IDLE_POLL_SECONDS`` while idle. Its
+bookkeeping statements are not traced: an idle sweep would be a root span per poll.
 
 The claim is one statement (``FOR UPDATE SKIP LOCKED``, so several relays share the work), and
 no row lock is held while talking to the broker. A relay that dies after
@@ -33,6 +34,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
@@ -42,7 +44,7 @@ from . import tracing
 from .deadletters import record_dead_letter
 from .models import OutboxMessage
 from .publisher import CONFIRM_TIMEOUT_SECONDS, ConfirmingPublisher, Envelope, is_unroutable
-from .sql import bound_cursor, column, prepared, table_name
+from .sql import bound_cursor, column, dialect, prepared, table_name
 
 logger = logging.getLogger(__name__)
 
@@ -97,39 +99,33 @@ def claim_batch(*, batch_size: int) -> list[OutboxMessage]:
     return sorted(rows, key=lambda row: row.id)
 
 
-def claim_rows(row_ids: Sequence[int]) -> list[int]:
-    """Claim the rows ``row_ids`` that nobody else has claimed or sent; returns the claimed ids.
+def unclaimed(row_ids: Sequence[int]) -> list[int]:
+    """Which of ``row_ids`` are neither sent nor claimed by a relay (one read, no write).
 
-    The claim of a process publishing its own rows right after their commit: the same lease
-    and attempt count as :func:`claim_batch`, so the relay and that process never both publish
-    a row in the normal case (only after a lease expired, as between two relays). One
-    statement, its own transaction; PostgreSQL only (``= ANY``), as is that publishing.
+    What a process publishing its own rows right after their commit checks first: those rows
+    are younger than ``RELAY_MIN_AGE_SECONDS``, which the relay leaves alone, so the check only
+    matters when a relay took a row all the same (an expired lease, a zero minimum age). Between
+    this read and the publish a relay may still take one: the row is then published twice and
+    the consumers' inbox drops the copy. PostgreSQL only (``= ANY``), as is that publishing.
     """
     if not row_ids:
         return []
-    now = timezone.now()
-    lease_end = now + timedelta(seconds=settings.RELAY_CLAIM_SECONDS)
-    with suppress_instrumentation(), _bookkeeping() as cursor:
+    with suppress_instrumentation(), bound_cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table_name(OutboxMessage)} SET claimed_until = %s, attempts = attempts + 1 "
-            "WHERE id = ANY(%s) AND sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= %s) "
-            "RETURNING id",
-            [
-                prepared(OutboxMessage, "claimed_until", lease_end),
-                list(row_ids),
-                prepared(OutboxMessage, "claimed_until", now),
-            ],
+            f"SELECT id FROM {table_name(OutboxMessage)} "
+            "WHERE id = ANY(%s) AND sent_at IS NULL AND claimed_until IS NULL",
+            [list(row_ids)],
         )
         return [row_id for (row_id,) in cursor.fetchall()]
 
 
 @contextmanager
 def _bookkeeping() -> Iterator[Any]:
-    """A transaction of its own for a claim or a "sent" mark, committed without waiting for disk.
+    """A transaction of its own for a "sent" mark, committed without waiting for disk.
 
-    Both are on the path of every message published right after its commit, and losing either
-    in a database crash costs nothing but a duplicate: a lost claim or mark leaves the row due,
-    the relay publishes it again, and the consumers' inbox drops the copy. The rows themselves,
+    It is on the path of every message published, and losing it in a database crash costs
+    nothing but a duplicate: a lost mark leaves the row due, the relay publishes it again, and
+    the consumers' inbox drops the copy. The rows themselves,
     and everything the handlers record, are committed durably as always.
     """
     with transaction.atomic(), bound_cursor() as cursor:
@@ -138,10 +134,10 @@ def _bookkeeping() -> Iterator[Any]:
         yield cursor
 
 
-def release_claims(failures: dict[int, str]) -> None:
-    """Hand claimed rows that could not be published back to the relay, with their error.
+def hand_back(failures: dict[int, str]) -> None:
+    """Leave rows that could not be published to the relay, with their error and the attempt counted.
 
-    Their claim ends now: the relay's next sweep takes them (and applies its retry pause and
+    They stay unclaimed: the relay's next sweep takes them (and applies its retry pause and
     dead-lettering from there on). One statement per distinct error, usually one in all.
     """
     by_error: dict[str, list[int]] = {}
@@ -150,7 +146,7 @@ def release_claims(failures: dict[int, str]) -> None:
     with suppress_instrumentation():
         for error, row_ids in by_error.items():
             OutboxMessage.objects.filter(id__in=row_ids, sent_at__isnull=True).update(
-                claimed_until=None, last_error=error
+                claimed_until=None, last_error=error, attempts=F("attempts") + 1
             )
 
 
@@ -194,15 +190,20 @@ def publish_batch(
     return failed
 
 
-def mark_sent(row_ids: list[int]) -> None:
-    """Mark published rows as sent, in one statement (plain SQL: it runs after every publish)."""
+def mark_sent(row_ids: list[int], *, count_attempt: bool = False) -> None:
+    """Mark published rows as sent, in one statement (plain SQL: it runs after every publish).
+
+    ``count_attempt``: count the publish as an attempt here (a relay's claim counted its own).
+    """
     if not row_ids:
         return
+    ids, params = dialect().any_of("id", row_ids)
+    attempts = ", attempts = attempts + 1" if count_attempt else ""
     with suppress_instrumentation(), _bookkeeping() as cursor:
         cursor.execute(
-            f"UPDATE {table_name(OutboxMessage)} SET sent_at = %s, last_error = '' "
-            f"WHERE id IN ({', '.join(['%s'] * len(row_ids))})",
-            [prepared(OutboxMessage, "sent_at", timezone.now()), *row_ids],
+            f"UPDATE {table_name(OutboxMessage)} SET sent_at = %s, last_error = ''{attempts} "
+            f"WHERE {ids} AND sent_at IS NULL",
+            [prepared(OutboxMessage, "sent_at", timezone.now()), *params],
         )
 
 

@@ -40,6 +40,24 @@ class ConcurrencyError(ConcurrentUpdate):
         self.expected_version = expected_version
 
 
+@dataclass(slots=True)
+class _NewRow:
+    """An event row about to be inserted: the columns of :class:`StoredEvent`, without a model
+    instance (building one per event cost more than writing it); ``id`` is set once stored."""
+
+    message_id: uuid.UUID
+    aggregate_id: str
+    aggregate_type: str
+    event_type: str
+    event_data: dict[str, Any]
+    version: int
+    timestamp: datetime
+    correlation_id: str
+    causation_id: str
+    trace_id: str
+    id: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     """An event a decision produced, before it is stored."""
@@ -68,7 +86,7 @@ def append(
     now = timezone.now()
     trace_id, headers = tracing.current_context()
     rows = [
-        StoredEvent(
+        _NewRow(
             message_id=uuid.uuid4(),
             aggregate_id=aggregate_id,
             aggregate_type=aggregate_type,
@@ -274,7 +292,7 @@ def stored_to_message(row: StoredEvent, *, context: str | None = None) -> Messag
     return _event_message(row, context=context or row.aggregate_type, headers={})
 
 
-def _event_message(row: StoredEvent, *, context: str, headers: dict[str, str]) -> Message:
+def _event_message(row: StoredEvent | _NewRow, *, context: str, headers: dict[str, str]) -> Message:
     return Message(
         message_id=str(row.message_id),
         kind="event",
@@ -333,11 +351,11 @@ class _Buffer:
     """
 
     def __init__(self) -> None:
-        self.rows: list[StoredEvent] = []
+        self.rows: list[_NewRow] = []
         self.streams: dict[str, list[Message]] = {}
         self.outbox: list[Message] = []
 
-    def append(self, rows: list[StoredEvent], *, context: str, headers: dict[str, str]) -> list[Message]:
+    def append(self, rows: list[_NewRow], *, context: str, headers: dict[str, str]) -> list[Message]:
         stream = self.streams.setdefault(rows[0].aggregate_id, [])
         if stream and stream[-1].version != rows[0].version - 1:
             # Two decisions in this unit raced on one stream: the later one decided on stale state.
@@ -417,7 +435,7 @@ _OUTBOX_COLUMNS = (
 )
 
 
-def _event_values(row: StoredEvent) -> tuple[Any, ...]:
+def _event_values(row: _NewRow) -> tuple[Any, ...]:
     return tuple(getattr(row, name) for name in _EVENT_COLUMNS)
 
 

@@ -48,12 +48,18 @@ def detach(token: object) -> None:
     otel_context.detach(token)  # type: ignore[arg-type]
 
 
+def carried_context(message: Message) -> otel_context.Context:
+    """The trace context (and baggage) that ``message``'s headers carry."""
+    return extract(message.headers)
+
+
 @contextmanager
-def consuming(context: str, message: Message) -> Iterator[None]:
+def consuming(context: str, message: Message, carried: otel_context.Context | None = None) -> Iterator[None]:
     """Handle ``message`` for ``context`` in a CONSUMER span continuing its headers, logs bound to it.
 
     The headers' context is made current, baggage included: the lines carry the order and the
-    user who placed it, and what the handler sends carries them on.
+    user who placed it, and what the handler sends carries them on. ``carried``: that context
+    when the caller has already read it (:func:`carried_context`).
     """
     attributes = {
         "messaging.system": "rabbitmq",
@@ -63,7 +69,8 @@ def consuming(context: str, message: Message) -> Iterator[None]:
         "oms.context": context,
         "oms.correlation_id": message.correlation_id,
     }
-    carried = extract(message.headers)
+    if carried is None:
+        carried = extract(message.headers)
     token = otel_context.attach(carried)
     try:
         with (

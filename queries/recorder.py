@@ -21,7 +21,7 @@ from typing import Any
 from django.db import connection
 
 from eventstore.models import StreamCursor
-from eventstore.sql import bound_cursor, column, column_name, prepared
+from eventstore.sql import bound_cursor, column, column_name, prepared, unnest
 
 from .models import OrderItemReadModel, OrderReadModel, PaymentReadModel
 
@@ -144,7 +144,7 @@ class ProjectionRecorder:
         for outcome in outcomes:
             with bound_cursor() as cursor:
                 cursor.execute(
-                    _UPSERT_PAYMENTS.format(values="(%s, %s, %s, %s)"),
+                    _UPSERT_PAYMENTS.format(rows="VALUES (%s, %s, %s, %s)"),
                     [
                         *_payment_values(outcome),
                         PaymentReadModel.CAPTURED,
@@ -183,11 +183,15 @@ class PostgresProjectionRecorder(ProjectionRecorder):
         if not claims:
             return set()
         ordered = sorted(claims, key=lambda c: c.aggregate_id)
-        values = ", ".join(["(%s, %s::integer, %s::integer)"] * len(ordered))
-        params: list[Any] = [value for c in ordered for value in (c.aggregate_id, c.first, c.last)]
+        params: list[Any] = [
+            [c.aggregate_id for c in ordered],
+            [c.first for c in ordered],
+            [c.last for c in ordered],
+        ]
         with bound_cursor() as cursor:
             cursor.execute(
-                f"WITH wanted (aggregate_id, first, last) AS (VALUES {values}), "
+                "WITH wanted (aggregate_id, first, last) AS "
+                "(SELECT * FROM unnest(%s::text[], %s::integer[], %s::integer[])), "
                 f"firsts AS (INSERT INTO {_CURSORS} (consumer, aggregate_id, version) "
                 "SELECT %s, aggregate_id, last FROM wanted WHERE first = 1 ORDER BY aggregate_id "
                 f"ON CONFLICT (consumer, aggregate_id) DO UPDATE SET version = EXCLUDED.version "
@@ -204,14 +208,20 @@ class PostgresProjectionRecorder(ProjectionRecorder):
         """The order rows and all their lines in one statement (a data-modifying WITH)."""
         if not orders:
             return
-        row = "(" + ", ".join(["%s"] * len(_ORDER_COLUMNS)) + ")"
-        params: list[Any] = [
-            prepared(OrderReadModel, name, getattr(order, name))
-            for order in orders
-            for name in _ORDER_COLUMNS
-        ]
+        rows = unnest(
+            OrderReadModel,
+            _ORDER_COLUMNS,
+            [
+                [prepared(OrderReadModel, name, getattr(order, name)) for name in _ORDER_COLUMNS]
+                for order in orders
+            ],
+        )
+        params: list[Any] = list(rows.params)
         lines = [(order.generation, order.order_id, *line) for order in orders for line in order.lines]
-        sql = f"INSERT INTO {_ORDERS} ({', '.join(_ORDER_COLUMNS)}) VALUES {', '.join([row] * len(orders))}"
+        sql = (
+            f"INSERT INTO {_ORDERS} ({', '.join(_ORDER_COLUMNS)}) "
+            f"SELECT {', '.join(rows.values[name] for name in _ORDER_COLUMNS)} FROM {rows.sql}"
+        )
         if lines:
             # Typed arrays, unnested in step: one parameter per column whatever the number of lines.
             arrays = ", ".join(
@@ -240,28 +250,22 @@ class PostgresProjectionRecorder(ProjectionRecorder):
         """Every changed order row in one UPDATE … FROM (VALUES …)."""
         if not changes:
             return set()
-        values = ", ".join(
-            ["(%s::integer, %s::uuid, %s, %s::timestamptz, %s::integer, %s::boolean, %s)"] * len(changes)
-        )
         params = [
-            value
-            for c in changes
-            for value in (
-                c.generation,
-                prepared(OrderReadModel, "order_id", c.order_id),
-                c.status,
-                prepared(OrderReadModel, "updated_at", c.updated_at),
-                c.version,
-                c.set_reason,
-                c.failure_reason,
-            )
+            [c.generation for c in changes],
+            [prepared(OrderReadModel, "order_id", c.order_id) for c in changes],
+            [c.status for c in changes],
+            [prepared(OrderReadModel, "updated_at", c.updated_at) for c in changes],
+            [c.version for c in changes],
+            [c.set_reason for c in changes],
+            [c.failure_reason for c in changes],
         ]
         with bound_cursor() as cursor:
             cursor.execute(
                 f"UPDATE {_ORDERS} AS o SET status = v.status, updated_at = v.updated_at, "
                 "version = v.version, "
                 "failure_reason = CASE WHEN v.set_reason THEN v.failure_reason ELSE o.failure_reason END "
-                f"FROM (VALUES {values}) "
+                "FROM unnest(%s::integer[], %s::uuid[], %s::text[], %s::timestamptz[], %s::integer[], "
+                "%s::boolean[], %s::text[]) "
                 "AS v (generation, order_id, status, updated_at, version, set_reason, failure_reason) "
                 "WHERE o.generation = v.generation AND o.order_id = v.order_id "
                 "RETURNING o.customer_id",
@@ -273,18 +277,22 @@ class PostgresProjectionRecorder(ProjectionRecorder):
         """Every payment outcome in one INSERT … ON CONFLICT (one row per order and generation)."""
         if not outcomes:
             return
-        values = ", ".join(["(%s, %s, %s, %s)"] * len(outcomes))
-        params = [value for outcome in outcomes for value in _payment_values(outcome)]
+        columns = [list(values) for values in zip(*map(_payment_values, outcomes), strict=True)]
         with bound_cursor() as cursor:
-            cursor.execute(_UPSERT_PAYMENTS.format(values=values), [*params, PaymentReadModel.CAPTURED])
+            cursor.execute(
+                _UPSERT_PAYMENTS.format(rows=_PAYMENT_ARRAYS), [*columns, PaymentReadModel.CAPTURED]
+            )
 
 
 _UPSERT_PAYMENTS = (
-    f"INSERT INTO {_PAYMENTS} (generation, order_id, outcome, updated_at) VALUES {{values}} "
+    f"INSERT INTO {_PAYMENTS} (generation, order_id, outcome, updated_at) {{rows}} "
     "ON CONFLICT (generation, order_id) DO UPDATE "
     "SET outcome = EXCLUDED.outcome, updated_at = EXCLUDED.updated_at "
     f"WHERE {_PAYMENTS}.outcome <> %s"
 )
+
+
+_PAYMENT_ARRAYS = "SELECT * FROM unnest(%s::integer[], %s::uuid[], %s::text[], %s::timestamptz[])"
 
 
 def _payment_values(outcome: PaymentOutcome) -> tuple[Any, ...]:

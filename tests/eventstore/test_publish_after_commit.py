@@ -1,12 +1,14 @@
 """Publishing outbox rows right after their commit, against the real RabbitMQ and PostgreSQL.
 
-The committing process hands its rows to a background thread that claims, publishes and marks
-them; the relay only sweeps what that left behind (rows older than ``RELAY_MIN_AGE_SECONDS``).
+The committing process hands its rows to a background thread that publishes and marks them,
+claiming nothing; the relay only sweeps what that left behind (rows older than
+``RELAY_MIN_AGE_SECONDS``).
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -188,6 +190,35 @@ def test_the_relay_leaves_young_unclaimed_rows_to_their_committer(
     OutboxMessage.objects.filter(message_id=young).update(created_at=timezone.now() - timedelta(seconds=61))
     assert relay_once(publisher, batch_size=10).published == 1
     assert sorted(_queued_message_ids()) == sorted([young, expired])
+
+
+def test_rows_published_after_commit_are_never_claimed(after_commit: Stack) -> None:
+    # when a transaction commits two rows and this process publishes them
+    ids = [send_probe("Touch"), send_probe("Touch")]
+    wait_until(lambda: all(_sent(i) for i in ids), timeout=5, message="both rows sent")
+
+    # then each row was written once more only, to mark it sent (and count the attempt): no claim
+    rows = OutboxMessage.objects.filter(message_id__in=ids)
+    assert [(row.claimed_until, row.attempts, row.last_error) for row in rows] == [(None, 1, "")] * 2
+    assert sorted(_queued_message_ids()) == sorted(ids)
+
+
+def test_rows_handed_off_too_long_ago_are_left_to_the_relay(after_commit: Stack, settings, publisher) -> None:  # type: ignore[no-untyped-def]
+    # given the relay's minimum age at 0.2 s and this process's publisher held up for longer
+    settings.RELAY_MIN_AGE_SECONDS = 0.2
+    lane = publish_after_commit._lane()
+    with lane._changed:  # the publisher thread cannot take anything while this is held
+        young = send_probe("Touch")
+        time.sleep(0.3)
+
+    # then it does not publish the row (the relay may be sweeping it by now) ...
+    assert publish_after_commit.wait_idle(5)
+    assert not _sent(young)
+    assert OutboxMessage.objects.get(message_id=young).attempts == 0
+
+    # ... and the relay does
+    assert relay_once(publisher, batch_size=10).published == 1
+    assert _queued_message_ids() == [young]
 
 
 def test_a_row_claimed_by_the_relay_is_not_published_again_after_commit(after_commit: Stack) -> None:
