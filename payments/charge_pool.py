@@ -11,6 +11,9 @@ before the charge is handed over, and ``payments.tasks.resume_payments`` finishe
 left PENDING/UNKNOWN — by a crash with charges queued or running, or by a stop that could
 not wait for them.
 
+The decisions the charges record are stored together, many in one transaction, by one more
+thread (:mod:`payments.group_record`) that runs as long as the pool does.
+
 A full pool blocks the submitter (backpressure): the consumer takes no more messages until a
 charge finishes, so the queue in memory stays bounded and no charge waits for the resume task.
 """
@@ -24,6 +27,8 @@ from collections import deque
 from collections.abc import Callable
 
 from django.db import connections
+
+from .group_record import group_recorder
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +64,7 @@ class ChargePool:
             ]
             self._running = True
             self._draining = False
+        group_recorder.start()
         for thread in self._threads:
             thread.start()
         logger.info("payment charges run on a pool of %d threads", workers)
@@ -99,6 +105,7 @@ class ChargePool:
             threads, self._threads = self._threads, []
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        group_recorder.stop(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
         if dropped or abandoned:
             logger.warning(
                 "stopped with %d charges not started and %d still running; the resume task finishes them",

@@ -48,7 +48,8 @@ from .gateway import (
     default_gateway,
     ensure_outside_transaction,
 )
-from .handlers import load_payment, record_releasing
+from .group_record import group_recorder
+from .handlers import load_payment
 from .models import PaymentRecord, PaymentSecret
 from .recorder import secret_of, sweep_secrets
 from .refunds import run_refunds
@@ -255,9 +256,11 @@ class _ChargeRunner:
     def _record(self, decide: Callable[[Payment], list[PaymentEvent]]) -> Payment:
         """Store a decision, deciding first on the state this runner knows (reloaded on a conflict).
 
-        A decision that settles the payment releases the claim in the same UPDATE.
+        A decision that settles the payment releases the claim in the same transaction. In a
+        consumer process the decisions of its runners are stored together
+        (:mod:`payments.group_record`).
         """
-        self.payment, released = record_releasing(
+        self.payment, released = group_recorder.record(
             self.order_id, decide, cause_id=self.cause_id, known=self.payment
         )
         self.released = self.released or released

@@ -100,18 +100,23 @@ def store(
         forget_secret(payment.order_id)
     release = release_claim and not payment.in_flight
     unit = current()
-    if unit is not None and not release:
-        _projections(unit)[payment.order_id] = payment  # written with the unit's other payments
-    else:
+    if unit is None:
         project(payment, first=first, release_claim=release)
+        return payment
+    changed, released = _projections(unit)
+    changed[payment.order_id] = payment  # written with the unit's other payments
+    if release:
+        released.add(payment.order_id)
     return payment
 
 
-def _projections(unit: UnitOfWork) -> dict[str, Payment]:
-    """The payments changed in ``unit``, whose projection rows it writes together at its end."""
-    changed: dict[str, Payment] = unit.identity(_projections, dict)
-    unit.before_flush(_projections, lambda: project_all(list(changed.values())))
-    return changed
+def _projections(unit: UnitOfWork) -> tuple[dict[str, Payment], set[str]]:
+    """The payments changed in ``unit`` and those whose runner's claim it releases; their
+    projection rows are written together at its end."""
+    changed: dict[str, Payment] = unit.identity((_projections, "changed"), dict)
+    released: set[str] = unit.identity((_projections, "released"), set)
+    unit.before_flush(_projections, lambda: project_all(list(changed.values()), released=released))
+    return changed, released
 
 
 def record(

@@ -15,7 +15,7 @@ on purpose.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -94,11 +94,16 @@ def project(payment: Payment, *, first: bool, release_claim: bool = False) -> No
     )
 
 
-def project_all(payments: Sequence[Payment]) -> None:
+def project_all(payments: Sequence[Payment], *, released: Collection[str] = ()) -> None:
     """Write the projection rows of many payments in one INSERT … ON CONFLICT (a batch's flush).
 
-    A charge runner's claim is left as it is: commands never release one.
+    A charge runner's claim is left as it is (commands never release one), but for the order
+    ids in ``released``: decisions of runners that settled their payments, stored together
+    (:mod:`payments.group_record`), whose claims one more statement clears.
     """
+    if released:
+        # Sorted: the rows are locked in one order whoever writes them.
+        PaymentRecord.objects.filter(pk__in=sorted(released)).update(claimed_until=None)
     if not payments:
         return
     now = timezone.now()
