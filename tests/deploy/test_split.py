@@ -340,6 +340,9 @@ def test_the_saga_crosses_four_services_each_standing_alone(split: Split) -> Non
     assert split.call("queries", "GET", f"/api/payments/{completed}", token=token)[0] == 404
     assert split.call("orders", "GET", "/api/inventory/SPLIT-1", token=token)[0] == 404
     assert split.call("payments", "GET", f"/api/payments/{completed}", token=token)[0] == 200
+    status, schema = split.call("payments", "GET", "/api/schema/?format=json")
+    assert status == 200
+    assert {path.split("/")[2] for path in schema["paths"] if path.startswith("/api/")} == {"payments"}
     # the internal reads want the deployment's key
     assert split.call("inventory", "GET", "/internal/inventory/catalogue?id=SPLIT-1")[0] == 403
 
