@@ -27,7 +27,7 @@ from django.db import connection
 
 from config import services
 from tests.fixtures.stack import subprocess_env, wait_until
-from tests.observability.conftest import http, parse_metrics
+from tests.observability.conftest import http, json_lines, parse_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("orders", "payments", "inventory", "queries")
@@ -130,6 +130,24 @@ def test_a_service_role_cannot_read_another_contexts_tables() -> None:
             as_role(service, f"SELECT count(*) FROM {table}")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         as_role("inventory", "INSERT INTO django_migrations (app, name, applied) VALUES ('x', 'y', now())")
+
+
+@pytest.mark.usefixtures("django_db_setup")  # the test database (subprocess_env names it), migrated
+def test_create_service_roles_writes_json_lines_like_the_other_set_up_steps() -> None:
+    # make split runs it between seed_demo and the supervisor: its output is log lines too.
+    done = subprocess.run(
+        [sys.executable, "manage.py", "create_service_roles"],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = json_lines([line for line in (done.stdout + done.stderr).splitlines() if line.strip()])
+    events = [line["event"] for line in lines if line["logger"] == "manage.create_service_roles"]
+    assert [event.split(":")[0] for event in events] == [f"role oms_{service}" for service in SERVICES]
 
 
 def _closed_port() -> int:
@@ -333,6 +351,20 @@ def test_the_saga_crosses_four_services_each_standing_alone(split: Split) -> Non
     status, payment = split.call("payments", "GET", f"/api/payments/{cancelled}", token=token)
     assert (status, payment["status"], payment["refunded_amount"]) == (200, "REFUNDED", "10.00")
     wait_until(lambda: _available(split, token) == 8, timeout=10, message="the cancelled order's stock back")
+
+    # the operator's charge on payments asks the orders service whose order it is
+    status, tokens = split.call(
+        "orders", "POST", "/api/auth/token", body={"username": "admin", "password": "demo-pass-123"}
+    )
+    admin = tokens["access"]
+    charge = {"amount": "10.00", "method": "card", "token": "tok_ok"}
+    unknown = {**charge, "order_id": "00000000-0000-4000-8000-000000000000"}
+    status, problem = split.call("payments", "POST", "/api/payments/process", token=admin, body=unknown)
+    assert (status, problem["detail"]) == (404, "No such order."), problem
+    status, problem = split.call(
+        "payments", "POST", "/api/payments/process", token=admin, body={**charge, "order_id": completed}
+    )
+    assert status == 409, problem  # found by orders, already captured by payments
 
     # each service mounts only its own URLs
     assert split.call("payments", "GET", "/api/orders", token=token)[0] == 404
