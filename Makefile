@@ -19,7 +19,7 @@ STACK_DATABASE_URL := postgres://postgres@127.0.0.1:5432/oms
 STACK_BROKER_URL := amqp://guest:guest@127.0.0.1:5672//
 STACK_REDIS_URL := redis://127.0.0.1:6379/0
 
-.PHONY: help install run stack services test pytest lint format clean bench chaos screenshots ops-report
+.PHONY: help install run stack split services test pytest lint format clean bench chaos screenshots ops-report
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,6 +59,23 @@ stack: $(INSTALLED)  ## Stack mode on the local services: web, consumers, worker
 	$(PY) manage.py declare_topology; \
 	$(PY) manage.py seed_demo; \
 	exec $(PY) deploy/run_stack.py
+
+split: $(INSTALLED)  ## Each context as its own service: orders 8081, payments 8082, inventory 8083, queries 8084
+	@# Not echoed: JSON lines only, as make stack. Set-up as the database owner, then each
+	@# service runs as its own PostgreSQL role (docs/architecture.md "Moving a context out").
+	@mkdir -p var
+	@export DATABASE_URL="$${DATABASE_URL:-$(STACK_DATABASE_URL)}"; \
+	export BROKER_URL="$${BROKER_URL:-$(STACK_BROKER_URL)}"; \
+	export REDIS_URL="$${REDIS_URL:-$(STACK_REDIS_URL)}"; \
+	export DJANGO_SETTINGS_MODULE="$${DJANGO_SETTINGS_MODULE:-config.settings.local}"; \
+	unset OMS_SERVICE; \
+	bash deploy/ensure_services.sh; \
+	$(PY) deploy/ensure_database.py; \
+	$(PY) manage.py migrate --noinput; \
+	$(PY) manage.py declare_topology; \
+	$(PY) manage.py seed_demo; \
+	$(PY) manage.py create_service_roles; \
+	exec $(PY) deploy/run_stack.py --split
 
 test: $(INSTALLED) services  ## The whole suite on the local services, then the linters
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -14,14 +14,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 django_application = get_asgi_application()  # sets Django up: the import below needs the apps
 
+from django.conf import settings  # noqa: E402
+
 from orders.asgi import PATH, PlaceOrderEndpoint  # noqa: E402
 
-place_order = PlaceOrderEndpoint()
+# Only where orders is served (every split service but orders leaves the path to Django's URLs).
+place_order = PlaceOrderEndpoint() if "orders" in settings.OMS_CONTEXTS else None
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Route one connection's request: the order placement to its endpoint, the rest to Django."""
-    if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH:
+    if place_order and scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH:
         await place_order(scope, receive, send)
     else:
         await django_application(scope, receive, send)

@@ -320,7 +320,7 @@ class LineLogger:
 
 # The one-shot steps of the run modes (`make stack`, compose's migrate service, the Kubernetes
 # Job): what they print is part of a deploy's output, so it is logged as JSON lines too.
-LOGGED_COMMANDS = frozenset({"migrate", "declare_topology", "seed_demo"})
+LOGGED_COMMANDS = frozenset({"migrate", "declare_topology", "seed_demo", "create_service_roles"})
 
 
 def run_command_logged(argv: list[str]) -> None:

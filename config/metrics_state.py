@@ -11,7 +11,8 @@ letters) and needs no bookkeeping in the writers. Each query is small (open saga
 outbox rows and unreplayed dead letters are few, and partial indexes cover them) and runs
 under a short statement timeout. A dependency that does not answer costs only its own
 gauges: ``oms_metrics_source_up{source}`` says which ones are missing, and the rest of
-``/metrics`` is still served.
+``/metrics`` is still served. A split service (``OMS_SERVICE``) collects only its own contexts'
+gauges, plus the event store's outbox and dead letters, which every service shares.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -42,12 +44,15 @@ class StateCollector(Collector):
             "Whether a scrape-time source answered (1) or not (0).",
             labels=["source"],
         )
-        sources: list[tuple[str, Callable[[], list[Metric]]]] = [
-            ("database", _database_metrics),
-            ("breaker", _breaker_metrics),
-            ("projections", _projection_metrics),
-            ("audit", _audit_metrics),
-        ]
+        sources: list[tuple[str, Callable[[], list[Metric]]]] = [("database", _database_metrics)]
+        # A split service exports the gauges of its own contexts only (OMS_SERVICE).
+        served = settings.OMS_CONTEXTS
+        if "payments" in served:
+            sources.append(("breaker", _breaker_metrics))
+        if "queries" in served:
+            sources.append(("projections", _projection_metrics))
+        if not settings.SPLIT:
+            sources.append(("audit", _audit_metrics))
         if replica.configured():
             sources.append(("replica", _replica_metrics))
         for name, source in sources:
@@ -72,7 +77,7 @@ def _database_metrics() -> list[Metric]:
             if connection.vendor == "postgresql":
                 cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
             return [
-                *_saga_metrics(),
+                *(_saga_metrics() if "sagas" in settings.OMS_CONTEXTS else []),
                 *_outbox_metrics(),
                 _dead_letter_metric(),
                 *_connection_metrics(cursor),

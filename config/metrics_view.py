@@ -41,10 +41,16 @@ def _initialise_series() -> None:
     global _series_initialised
     if _series_initialised:
         return
+    from django.conf import settings
+
     from eventstore.registry import contexts
     from payments import public as payments_public
 
-    metrics.initialise_series(contexts=contexts(), gateways=payments_public.gateway_names())
+    served = settings.OMS_CONTEXTS
+    metrics.initialise_series(
+        contexts=[context for context in contexts() if context in served],
+        gateways=payments_public.gateway_names() if "payments" in served else [],
+    )
     _series_initialised = True
 
 

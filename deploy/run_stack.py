@@ -8,10 +8,18 @@ past the logging configuration) is wrapped into one, and the supervisor's own li
 Ctrl-C or SIGTERM stops all of them; if one exits on its own, the others are stopped too and
 the supervisor exits non-zero, so a container restarts as a whole instead of running
 without, say, its relay.
+
+``--split`` (``make split``, docs/architecture.md "Moving a context out") runs the same code as
+four services instead of one: orders (with the saga) on 8081, payments on 8082, inventory on
+8083 and queries on 8084 (``ORDERS_SERVICE_PORT`` … ``QUERIES_SERVICE_PORT``). Each has its own
+process set — web, consumers, Celery worker and beat, relay — named ``<service>-<process>`` in the
+logs, with ``OMS_SERVICE`` naming the service, its own Prometheus directory and Celery queue, and
+the PostgreSQL role of its service (``manage.py create_service_roles``) in ``DATABASE_URL``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -20,11 +28,24 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
+from types import FrameType, ModuleType
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_services() -> ModuleType:
+    """config/services.py by its path: the supervisor imports no Django, Celery or settings."""
+    spec = importlib.util.spec_from_file_location("oms_services", ROOT / "config" / "services.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+services = _load_services()
 STOP_GRACE_SECONDS = float(os.environ.get("STOP_GRACE_SECONDS", "20"))
 # gunicorn's worker class for the web process: each worker one event loop (uvicorn).
 WEB_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
@@ -36,6 +57,8 @@ class ProcessSpec:
 
     name: str
     argv: list[str]
+    # Variables set for this process only (a split service's OMS_SERVICE, DATABASE_URL, ...).
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def access_log_wanted() -> bool:
@@ -47,10 +70,13 @@ def access_log_wanted() -> bool:
     return os.environ.get("WEB_ACCESS_LOG", "") == "1"
 
 
-def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
+def stack_processes(
+    *, python: str, host: str, port: str, service: str = services.ALL, web_workers: str | None = None
+) -> list[ProcessSpec]:
     """The processes of the stack mode (docs/architecture.md "Run modes"), one of each."""
     bin_dir = Path(python).parent
     manage = [python, str(ROOT / "manage.py")]
+    suffix = "" if service == services.ALL else f"-{service}"
     return [
         ProcessSpec(
             "web",
@@ -61,16 +87,29 @@ def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
                 f"--worker-class={WEB_WORKER_CLASS}",
                 "config.asgi:application",
                 f"--bind={host}:{port}",
-                f"--workers={os.environ.get('WEB_CONCURRENCY', '2')}",
+                f"--workers={web_workers or os.environ.get('WEB_CONCURRENCY', '2')}",
                 *(["--access-logfile=-"] if access_log_wanted() else []),
                 "--graceful-timeout=15",
             ],
         ),
-        *consumer_processes(manage, os.environ.get("STACK_CONSUMERS", "all")),
+        # A split service's consumers take its own contexts' queues (consume --all, OMS_SERVICE).
+        *consumer_processes(manage, os.environ.get("STACK_CONSUMERS", "all") if not suffix else "all"),
         ProcessSpec(
             "worker",
             # --quiet: no banner (plain text); the log level is LOG_LEVEL, as everywhere.
-            [str(bin_dir / "celery"), "-A", "config", "--quiet", "worker", "-Q", "oms.tasks"],
+            [
+                str(bin_dir / "celery"),
+                *["-A", "config", "--quiet", "worker", "-Q", services.task_queue(service)],
+                # Split: one node per service (its own name, or the pidbox queues clash), one child.
+                *(
+                    [
+                        f"--hostname={service}@%h",
+                        f"--concurrency={os.environ.get('SPLIT_WORKER_CONCURRENCY', '1')}",
+                    ]
+                    if suffix
+                    else []
+                ),
+            ],
         ),
         ProcessSpec(
             "beat",
@@ -80,7 +119,7 @@ def stack_processes(*, python: str, host: str, port: str) -> list[ProcessSpec]:
                 "config",
                 "--quiet",
                 "beat",
-                f"--schedule={ROOT / 'var' / 'celerybeat-schedule'}",
+                f"--schedule={ROOT / 'var' / f'celerybeat-schedule{suffix}'}",
             ],
         ),
         ProcessSpec("relay", [*manage, "relay_outbox"]),
@@ -138,7 +177,7 @@ class Supervisor:
         process = subprocess.Popen(  # noqa: S603 - our own command lines
             spec.argv,
             cwd=ROOT,
-            env={**os.environ, "OMS_PROCESS": spec.name},
+            env={**os.environ, **spec.env, "OMS_PROCESS": spec.name},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             # Own process group: a terminal's Ctrl-C reaches only the supervisor, which then
@@ -199,16 +238,64 @@ def prepare_metrics_dir(directory: Path) -> Path:
     return directory
 
 
-def main() -> int:
+def service_port(service: str) -> str:
+    """The port of a split service: ``<SERVICE>_SERVICE_PORT``, else the seed's (8081-8084)."""
+    return os.environ.get(f"{service.upper()}_SERVICE_PORT") or str(services.DEFAULT_PORTS[service])
+
+
+def service_database_url(service: str, database_url: str) -> str:
+    """``DATABASE_URL`` as the service's role (``oms_<service>``, no password: the local server
+    trusts loopback); ``<SERVICE>_DATABASE_URL`` replaces it entirely."""
+    own = os.environ.get(f"{service.upper()}_DATABASE_URL")
+    if own:
+        return own
+    parts = urlsplit(database_url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{services.role_of(service)}@{host}"))
+
+
+def split_processes(*, python: str, host: str, metrics_root: Path) -> list[ProcessSpec]:
+    """The four services of ``make split``, each with its own process set and environment."""
+    database_url = os.environ.get("DATABASE_URL", "")
+    urls = {
+        f"{name.upper()}_SERVICE_URL": os.environ.get(f"{name.upper()}_SERVICE_URL")
+        or f"http://127.0.0.1:{service_port(name)}"
+        for name in services.DEFAULT_PORTS
+    }
+    specs: list[ProcessSpec] = []
+    for service in services.DEFAULT_PORTS:
+        env = {
+            **urls,
+            "OMS_SERVICE": service,
+            "PORT": service_port(service),
+            "DATABASE_URL": service_database_url(service, database_url),
+            # Each service's /metrics sums its own processes only.
+            "PROMETHEUS_MULTIPROC_DIR": str(prepare_metrics_dir(metrics_root / service)),
+        }
+        for spec in stack_processes(
+            python=python,
+            host=host,
+            port=env["PORT"],
+            service=service,
+            web_workers=os.environ.get("SPLIT_WEB_CONCURRENCY", "1"),
+        ):
+            specs.append(ProcessSpec(f"{service}-{spec.name}", spec.argv, {**spec.env, **env}))
+    return specs
+
+
+def main(argv: list[str] | None = None) -> int:
+    split = "--split" in (sys.argv[1:] if argv is None else argv)
     (ROOT / "var").mkdir(exist_ok=True)
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(ROOT / "var" / "prometheus-multiproc")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(Path(metrics_dir)))
-    specs = stack_processes(
-        python=sys.executable,
-        # Loopback for `make stack`; a container sets WEB_HOST=0.0.0.0.
-        host=os.environ.get("WEB_HOST") or "127.0.0.1",
-        port=os.environ.get("PORT") or "8000",
-    )
+    # Loopback for `make stack`; a container sets WEB_HOST=0.0.0.0.
+    host = os.environ.get("WEB_HOST") or "127.0.0.1"
+    if split:
+        specs = split_processes(
+            python=sys.executable, host=host, metrics_root=prepare_metrics_dir(Path(metrics_dir))
+        )
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(Path(metrics_dir)))
+        specs = stack_processes(python=sys.executable, host=host, port=os.environ.get("PORT") or "8000")
     supervisor = Supervisor(specs)
     signal.signal(signal.SIGINT, supervisor.request_stop)
     signal.signal(signal.SIGTERM, supervisor.request_stop)

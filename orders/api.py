@@ -21,10 +21,9 @@ from config.openapi import problem, retry_after
 from config.permissions import IsAdmin, customer_of, is_admin
 from config.problems import Conflict, UnprocessableEntity
 from eventstore.commands import validate
-from payments import public as payments_public
 from sagas import public as sagas_public
 
-from . import domain, handlers, idempotency, intake, serializers
+from . import domain, handlers, idempotency, intake, neighbours, serializers
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -211,7 +210,7 @@ class OrderTimelineView(APIView):
                 "created_at": order.created_at,
                 "updated_at": order.updated_at,
                 **sagas_public.saga_history(order.order_id),
-                "payment": payments_public.payment_history(order.order_id),
+                "payment": neighbours.payment_history(order.order_id),
             }
         )
 

@@ -27,7 +27,7 @@ from eventstore.unit_of_work import UnitOfWork, current, unit_of_work
 from inventory import public as inventory_public
 from sagas import public as sagas_public
 
-from . import domain
+from . import domain, neighbours
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def place_order(
     else in one of its own. Raises :class:`UnknownProducts` before recording anything.
     """
     if products is None:
-        products = inventory_public.catalogue([line.product_id for line in lines])
+        products = neighbours.catalogue([line.product_id for line in lines])
     unknown = [index for index, line in enumerate(lines) if line.product_id not in products]
     if unknown:
         raise UnknownProducts(unknown)

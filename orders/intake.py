@@ -38,10 +38,11 @@ from django.conf import settings
 from django.db import IntegrityError
 from opentelemetry import context as otel_context
 
+from config.problems import ServiceUnavailable
 from eventstore.unit_of_work import unit_of_work
 from inventory import public as inventory_public
 
-from . import handlers, idempotency
+from . import handlers, idempotency, neighbours
 
 DEFAULT_BATCH_MAX = 200
 DEFAULT_BATCH_WAIT_MS = 2.0
@@ -109,6 +110,10 @@ def place_batch(placements: Sequence[Placement]) -> list[Outcome]:
     """Place ``placements`` in one unit of work; if it fails, place them one by one instead."""
     try:
         return _place_together(placements)
+    except ServiceUnavailable as exc:
+        # The catalogue's service does not answer (a split deployment): the same 503 for all,
+        # without asking it again once per placement.
+        return [exc for _ in placements]
     except Exception as exc:  # noqa: BLE001 - each placement gets its own answer below
         if len(placements) == 1:
             return [_alone(placements[0], exc)]
@@ -123,10 +128,9 @@ def place_batch(placements: Sequence[Placement]) -> list[Outcome]:
 
 def _place_together(placements: Sequence[Placement]) -> list[Outcome]:
     """Load what the batch needs once, decide each placement, and commit them all at once."""
+    # Read before the transaction opens: in a split deployment it is a call to the inventory service.
+    products = neighbours.catalogue({line.product_id for placement in placements for line in placement.lines})
     with unit_of_work():
-        products = inventory_public.catalogue(
-            {line.product_id for placement in placements for line in placement.lines}
-        )
         keys = idempotency.Keys([p.key for p in placements if p.key is not None])
         outcomes = [_place_one(placement, products, keys) for placement in placements]
     return outcomes

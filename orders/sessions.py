@@ -11,6 +11,9 @@ config/authentication.py) makes one cache round trip (``get_many``) for three ke
   the database on a miss and kept ``AUTH_USER_STATE_SECONDS`` (default 30). Saving or deleting
   the user forgets it at once (and again when the transaction commits).
 
+A split service other than orders (``AUTH_USER_STATE_FROM_CLAIMS``) reads no user table: on a
+miss it acts with the token's claims (revocations are still read from the shared cache).
+
 A revoked token or an inactive or deleted user is a 401; the role and the customer id a
 request acts with are the current ones, not the token's claims, so a demotion takes effect
 on the next request. Denials are kept until the token they name has expired. The cache is
@@ -58,7 +61,11 @@ def current_state(token: Any) -> CallerState:
     if any(key in found for key in revoked_keys):
         raise InvalidToken("Token has been revoked by a logout.")
     state = found.get(state_key)
-    if state is None:
+    if state is None and getattr(settings, "AUTH_USER_STATE_FROM_CLAIMS", False):
+        # A service without the user table (a split service other than orders): the token's
+        # own claims, not cached (the orders service alone writes the user's state).
+        state = {"active": True, "role": token.get("role"), "customer_id": token.get("customer_id")}
+    elif state is None:
         state = _load_state(username)
         cache.set(state_key, state, _state_seconds())
     if not state.get("active"):

@@ -20,3 +20,32 @@ class CompositionConfig(AppConfig):
 
         # The saga changes its order in its own transaction: through orders' public interface.
         sagas_public.connect_orders(orders_public)
+        connect_services()
+
+
+def connect_services() -> None:
+    """In a split service, the reads of another service's context go to that service over HTTP
+    (config/composition/remote.py); with every context here (``OMS_SERVICE=all``) nothing changes."""
+    from django.conf import settings
+
+    if not settings.SPLIT:
+        return
+    from orders import neighbours
+    from payments import public as payments_public
+
+    from .remote import RemoteCatalogue, RemoteOrderDirectory, RemotePaymentHistory, RemoteService
+
+    served = set(settings.OMS_CONTEXTS)
+    if "orders" in served:
+        if "inventory" not in served:
+            neighbours.use(
+                catalogue=RemoteCatalogue(RemoteService("inventory", settings.INVENTORY_SERVICE_URL))
+            )
+        if "payments" not in served:
+            neighbours.use(
+                payment_history=RemotePaymentHistory(RemoteService("payments", settings.PAYMENTS_SERVICE_URL))
+            )
+    if "payments" in served and "orders" not in served:
+        payments_public.use_order_directory(
+            RemoteOrderDirectory(RemoteService("orders", settings.ORDERS_SERVICE_URL))
+        )

@@ -11,6 +11,7 @@ from pathlib import Path
 import environ
 from csp.constants import NONCE as CSP_NONCE
 
+from config import services
 from config.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -94,6 +95,26 @@ DATABASE_URL = env("DATABASE_URL", default="")
 BROKER_URL = env("BROKER_URL", default="")
 REDIS_URL = env("REDIS_URL", default="")
 EMBEDDED = not (DATABASE_URL or BROKER_URL)
+
+# --- Service (docs/architecture.md "Moving a context out") ---------------------------------------
+# "all": every context in this process (make run, make stack). A context's name (orders, payments,
+# inventory, queries): this process is that service of `make split`, serving only its contexts'
+# URLs, queues, periodic tasks and gauges; another context's data is read from its service
+# over HTTP (config/composition/remote.py), never from its tables.
+OMS_SERVICE = env("OMS_SERVICE", default=services.ALL)
+OMS_CONTEXTS = services.contexts_of(OMS_SERVICE)
+SPLIT = OMS_SERVICE != services.ALL
+if SPLIT and EMBEDDED:
+    raise ValueError("OMS_SERVICE names one service of the stack mode: set DATABASE_URL and BROKER_URL")
+ORDERS_SERVICE_URL = env("ORDERS_SERVICE_URL", default=f"http://127.0.0.1:{services.DEFAULT_PORTS['orders']}")
+PAYMENTS_SERVICE_URL = env(
+    "PAYMENTS_SERVICE_URL", default=f"http://127.0.0.1:{services.DEFAULT_PORTS['payments']}"
+)
+INVENTORY_SERVICE_URL = env(
+    "INVENTORY_SERVICE_URL", default=f"http://127.0.0.1:{services.DEFAULT_PORTS['inventory']}"
+)
+# Seconds a call to another service may take before the caller answers 503.
+SERVICE_CALL_TIMEOUT = env.float("SERVICE_CALL_TIMEOUT", default=2.0)
 
 if DATABASE_URL:
     DATABASES = {"default": env.db_url_config(DATABASE_URL)}
@@ -201,6 +222,9 @@ AXES_ENABLE_ADMIN = False
 # Seconds a user's active flag, role and customer id stay cached for the per-request check of
 # access tokens (orders/sessions.py); saving or deleting the user forgets them at once.
 AUTH_USER_STATE_SECONDS = env.int("AUTH_USER_STATE_SECONDS", default=30)
+# A split service other than orders has no user table: it verifies tokens with the shared key and,
+# on a cache miss, acts with the token's own role and customer id (orders/sessions.py).
+AUTH_USER_STATE_FROM_CLAIMS = SPLIT and "orders" not in OMS_CONTEXTS
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -291,7 +315,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "oms.tasks"
+CELERY_TASK_DEFAULT_QUEUE = services.task_queue(OMS_SERVICE)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 ANALYTICS_REFRESH_SECONDS = env.float("ANALYTICS_REFRESH_SECONDS", default=60.0)
 # The projections' catch-up (queries/replay.py) leaves events younger than this to the bus: it
@@ -333,6 +357,8 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 55.0},
     },
 }
+# A split service schedules only its own contexts' tasks (config/services.py).
+CELERY_BEAT_SCHEDULE = services.beat_schedule(CELERY_BEAT_SCHEDULE, OMS_SERVICE)
 
 # The periodic money audit (config.audit.tasks) looks at the orders placed in the last this many
 # seconds (it reads every one of them); 0: all orders. manage.py audit_money reads all by default.

@@ -9,6 +9,7 @@ stopped (the last batch is acked) to finish that work before the process exits.
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from config.metrics_server import serve_metrics_if_configured
@@ -24,13 +25,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("contexts", nargs="*", help="contexts whose queue to consume")
-        parser.add_argument("--all", action="store_true", help="every context that has subscriptions")
+        parser.add_argument(
+            "--all", action="store_true", help="every context with subscriptions that this service serves"
+        )
         parser.add_argument("--prefetch", type=int, default=None)
         parser.add_argument("--batch-size", type=int, default=None)
 
     def handle(self, *args: Any, **options: Any) -> None:
         known = contexts()
-        chosen = known if options["all"] else options["contexts"]
+        # --all: every context this process serves (OMS_SERVICE; all of them by default).
+        served = [context for context in known if context in settings.OMS_CONTEXTS]
+        chosen = served if options["all"] else options["contexts"]
         if not chosen:
             raise CommandError("name at least one context, or pass --all")
         unknown = sorted(set(chosen) - set(known))
