@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar, is_typeddict
 
 Data = dict[str, Any]
@@ -153,9 +153,66 @@ def schema(cls: type[Event]) -> dict[str, str]:
     return shape
 
 
-def schemas() -> dict[str, dict[str, dict[str, str]]]:
+Snapshot = dict[str, dict[str, dict[str, str]]]
+
+
+def schemas() -> Snapshot:
     """``{event type: {version: {field: type}}}`` of every registered event's current version."""
     return {name: {str(cls.schema_version): schema(cls)} for name, cls in sorted(_classes.items())}
+
+
+def schema_problems(snapshot: Snapshot) -> list[str]:
+    """What keeps the registered events from matching ``snapshot`` (empty: they match).
+
+    Each event's current version must be in the snapshot with the same fields and types, and
+    every older version must be in it too, with an upcaster from it to the next one.
+    """
+    problems = []
+    for name, cls in sorted(_classes.items()):
+        versions = snapshot.get(name, {})
+        kept = versions.get(str(cls.schema_version))
+        if kept is None:
+            problems.append(
+                f"{name} v{cls.schema_version} is not in the snapshot: a new event or version "
+                "(manage.py event_schemas --write adds it)"
+            )
+        elif kept != schema(cls):
+            problems.append(
+                f"{name} v{cls.schema_version} differs from its snapshot ({_difference(kept, schema(cls))}): "
+                "a change of fields needs a new schema_version and an upcaster from the old one"
+            )
+        for older in range(1, cls.schema_version):
+            if str(older) not in versions:
+                problems.append(f"{name} v{older} is missing from the snapshot (keep every old version)")
+            if (name, older) not in _upcasters:
+                problems.append(f"{name} has no upcaster from v{older} to v{older + 1}")
+    return problems
+
+
+def merged_snapshot(snapshot: Snapshot) -> Snapshot:
+    """``snapshot`` with the current version of every registered event added (old versions kept).
+
+    Raises ``ValueError`` when a version already in the snapshot has other fields: a version's
+    schema is never rewritten (bump ``schema_version`` instead).
+    """
+    merged = {name: dict(versions) for name, versions in snapshot.items()}
+    for name, versions in schemas().items():
+        for version, shape in versions.items():
+            kept = merged.setdefault(name, {}).get(version)
+            if kept is not None and kept != shape:
+                raise ValueError(
+                    f"{name} v{version} already has another schema ({_difference(kept, shape)}): "
+                    "bump its schema_version and register an upcaster"
+                )
+            merged[name][version] = shape
+    return {name: dict(sorted(merged[name].items(), key=lambda item: int(item[0]))) for name in sorted(merged)}
+
+
+def _difference(kept: dict[str, str], now: dict[str, str]) -> str:
+    gone = [f"-{key}" for key in kept if key not in now]
+    new = [f"+{key}" for key in now if key not in kept]
+    retyped = [f"{key}: {kept[key]} -> {now[key]}" for key in kept if key in now and kept[key] != now[key]]
+    return ", ".join(gone + new + retyped) or "field order"
 
 
 def _spell(hint: Any) -> str:
@@ -175,7 +232,3 @@ def _spell(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-def iter_classes() -> Iterator[type[Event]]:
-    """The registered classes in name order."""
-    for _, cls in sorted(_classes.items()):
-        yield cls
