@@ -205,7 +205,11 @@ def merged_snapshot(snapshot: Snapshot) -> Snapshot:
                     "bump its schema_version and register an upcaster"
                 )
             merged[name][version] = shape
-    return {name: dict(sorted(merged[name].items(), key=lambda item: int(item[0]))) for name in sorted(merged)}
+    return {name: dict(sorted(merged[name].items(), key=_version_order)) for name in sorted(merged)}
+
+
+def _version_order(item: tuple[str, dict[str, str]]) -> int:
+    return int(item[0])
 
 
 def _difference(kept: dict[str, str], now: dict[str, str]) -> str:
@@ -230,5 +234,3 @@ def _spell(hint: Any) -> str:
     if hint is Any:
         return "Any"
     return getattr(hint, "__name__", str(hint))
-
-
