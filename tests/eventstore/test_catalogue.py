@@ -68,6 +68,16 @@ def test_stored_data_is_exactly_the_fields_and_nothing_is_copied() -> None:
     assert catalogue.from_data("OrderCreated", 1, data) == event
 
 
+def test_an_optional_member_is_left_out_of_the_stored_data_when_none() -> None:
+    from payments.events import PaymentAttempted
+
+    attempted = PaymentAttempted(order_id="o-1", payment_id="p-1", attempt=1, outcome="timeout", error="slow")
+    assert "may_land_until" not in catalogue.to_data(attempted)  # as payments wrote it before
+    later = dataclasses.replace(attempted, may_land_until="2026-01-01T00:00:05+00:00")
+    assert catalogue.to_data(later)["may_land_until"] == "2026-01-01T00:00:05+00:00"
+    assert catalogue.from_data("PaymentAttempted", 1, catalogue.to_data(attempted)) == attempted
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _RenamedOrderCreated(Event):
     """OrderCreated with ``customer_id`` renamed, its version left at 1 (what the guard catches)."""
