@@ -19,7 +19,7 @@ STACK_DATABASE_URL := postgres://postgres@127.0.0.1:5432/oms
 STACK_BROKER_URL := amqp://guest:guest@127.0.0.1:5672//
 STACK_REDIS_URL := redis://127.0.0.1:6379/0
 
-.PHONY: help install run stack split services test pytest lint format clean bench chaos screenshots ops-report
+.PHONY: help install run stack split services test pytest lint format clean bench chaos screenshots ops-report event-schemas
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ lint: $(INSTALLED)  ## ruff (lint + format check), import-linter contracts, mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy .
+
+event-schemas: $(INSTALLED)  ## Add a new event type or schema version to eventstore/event_schemas.json (never rewrites one)
+	$(PY) manage.py event_schemas --write
 
 screenshots: $(INSTALLED)  ## Web app screenshots (desktop, phone) into docs/screenshots/ (needs chromium, chromium-driver)
 	$(PY) -m tests.web.screenshots docs/screenshots

@@ -12,7 +12,7 @@ the event store and every context may use it.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
@@ -104,45 +104,21 @@ REPLICA_FALLBACKS = Counter(
     ["reason"],
 )
 
-_ORDER_COUNTERS = {
-    "OrderCreated": ORDERS_CREATED,
-    "OrderCompleted": ORDERS_COMPLETED,
-    "OrderCancelled": ORDERS_CANCELLED,
-}
 
+def count_after_commit(counters: Iterable[Counter]) -> None:
+    """Increment each counter (a labelled child, or one without labels) once the transaction commits.
 
-def count_order_events(events: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
-    """Count order lifecycle events once their transaction commits."""
-    counted = [(kind, dict(data)) for kind, data in events]
-    transaction.on_commit(lambda: _count_orders(counted))
-
-
-def _count_orders(events: list[tuple[str, dict[str, Any]]]) -> None:
-    for kind, data in events:
-        if kind == "OrderFailed":
-            ORDERS_FAILED.labels(reason=str(data.get("reason") or "UNKNOWN")).inc()
-        elif kind in _ORDER_COUNTERS:
-            _ORDER_COUNTERS[kind].inc()
-
-
-def count_payment_events(events: Iterable[tuple[str, Mapping[str, Any]]], *, charge_running: bool) -> None:
-    """Count charge attempts and the end of a charge round once their transaction commits.
-
-    ``charge_running`` is False when a captured payment merely announces its capture again:
-    that is not a new outcome.
+    The contexts choose the counters of their events (``orders.handlers``, ``payments.handlers``):
+    this module knows no event.
     """
-    counted = [(kind, dict(data)) for kind, data in events]
-    transaction.on_commit(lambda: _count_payments(counted, charge_running))
+    counted = list(counters)
+    if counted:
+        transaction.on_commit(lambda: _increment(counted))
 
 
-def _count_payments(events: list[tuple[str, dict[str, Any]]], charge_running: bool) -> None:
-    for kind, data in events:
-        if kind == "PaymentAttempted":
-            PAYMENT_ATTEMPTS.labels(outcome=str(data.get("outcome", "unknown"))).inc()
-        elif kind == "PaymentProcessed" and charge_running:
-            PAYMENT_OUTCOMES.labels(outcome="captured").inc()
-        elif kind == "PaymentFailed" and charge_running:
-            PAYMENT_OUTCOMES.labels(outcome=str(data.get("reason") or "UNKNOWN")).inc()
+def _increment(counters: list[Counter]) -> None:
+    for counter in counters:
+        counter.inc()
 
 
 def count_reconciliation(kind: str) -> None:

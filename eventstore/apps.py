@@ -10,6 +10,9 @@ class EventstoreConfig(AppConfig):
     verbose_name = "Event store"
 
     def ready(self) -> None:
+        # Each context registers its event types in its own events.py (eventstore.catalogue),
+        # so every reader can upcast any stored event, whichever contexts it imported.
+        autodiscover_modules("events")
         # Each context registers its message handlers in its own subscriptions.py.
         autodiscover_modules("subscriptions")
         # Test-only throwaway contexts, so consumer subprocesses load them too (test settings).

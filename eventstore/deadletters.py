@@ -90,22 +90,23 @@ def dead_letter_stream(dead_letter_id: int) -> str:
 def _record_replay(dead: DeadLetter, row: OutboxMessage) -> None:
     """``DeadLetterReplayed`` on the dead letter's own stream (replayed once: always version 1)."""
     # Imported here: the store's publishing path (relay) records dead letters through this module.
-    from .store import NewEvent, append
+    from .events import DeadLetterReplayed
+    from .store import append
 
-    data = {
-        "dead_letter_id": dead.id,
-        "message_id": str(dead.message_id),
-        "message_type": dead.message_type,
-        "consumer": dead.consumer,
-        "outbox_id": row.id,
-        "admin": dead.replayed_by,
-    }
+    replayed = DeadLetterReplayed(
+        dead_letter_id=dead.id,
+        message_id=str(dead.message_id),
+        message_type=dead.message_type,
+        consumer=dead.consumer,
+        outbox_id=row.id,
+        admin=dead.replayed_by,
+    )
     append(
         context="eventstore",
         aggregate_type="dead_letter",
         aggregate_id=dead_letter_stream(dead.id),
         expected_version=0,
-        events=[NewEvent("DeadLetterReplayed", data)],
+        events=[replayed],
         correlation_id=dead.correlation_id,
         causation_id=str(dead.message_id),
     )

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from . import catalogue
+
 Kind = Literal["event", "command"]
 
 EVENTS_EXCHANGE = "oms.events"
@@ -30,6 +32,8 @@ class Message:
     position: int | None = None
     source: str = ""
     headers: dict[str, str] = field(default_factory=dict, compare=False)
+    # The version of the event's fields (eventstore.catalogue); a reader upcasts older ones.
+    schema_version: int = 1
 
     @property
     def exchange(self) -> str:
@@ -42,8 +46,8 @@ class Message:
         return f"{self.source}.{self.type}"
 
     def to_body(self) -> dict[str, Any]:
-        """The JSON body of docs/architecture.md "Messages"."""
-        return {
+        """The JSON body of docs/architecture.md "Messages" (``schema_version`` only past 1)."""
+        body = {
             "message_id": self.message_id,
             "kind": self.kind,
             "type": self.type,
@@ -56,23 +60,32 @@ class Message:
             "causation_id": self.causation_id,
             "data": self.data,
         }
+        if self.schema_version != 1:
+            body["schema_version"] = self.schema_version
+        return body
 
     @classmethod
     def from_body(
         cls, body: dict[str, Any], *, routing_key: str = "", headers: dict[str, Any] | None = None
     ) -> Message:
-        """Decode a wire body; raises ``InvalidMessage`` when it is not one."""
+        """Decode a wire body; raises ``InvalidMessage`` when it is not one.
+
+        An event published in an older schema version is upcast to the current one.
+        """
         try:
             kind = body["kind"]
             if kind not in ("event", "command"):
                 raise InvalidMessage(f"unknown kind {kind!r}")
+            data, schema_version = dict(body["data"]), int(body.get("schema_version") or 1)
+            if kind == "event":
+                schema_version, data = catalogue.upcast(str(body["type"]), schema_version, data)
             return cls(
                 message_id=str(uuid.UUID(str(body["message_id"]))),
                 kind=kind,
                 type=str(body["type"]),
                 aggregate_type=str(body["aggregate_type"]),
                 aggregate_id=str(body["aggregate_id"]),
-                data=dict(body["data"]),
+                data=data,
                 occurred_at=str(body["occurred_at"]),
                 correlation_id=str(body.get("correlation_id") or ""),
                 causation_id=str(body.get("causation_id") or ""),
@@ -80,6 +93,7 @@ class Message:
                 position=_optional_int(body.get("position")),
                 source=routing_key.split(".", 1)[0] if routing_key else "",
                 headers={k: str(v) for k, v in (headers or {}).items() if isinstance(v, str)},
+                schema_version=schema_version,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidMessage(str(exc)) from exc

@@ -25,6 +25,9 @@ class StoredEvent(models.Model):
     correlation_id = models.CharField(max_length=255, blank=True, default="")
     causation_id = models.CharField(max_length=255, blank=True, default="")
     trace_id = models.CharField(max_length=32, blank=True, default="")
+    # The version of the event's fields (eventstore.catalogue), not its place in the stream
+    # (``version``); a reader upcasts an older one to the current version.
+    schema_version = models.PositiveSmallIntegerField(default=1, db_default=1)
 
     class Meta:
         db_table = "event_store"

@@ -20,7 +20,8 @@ from django.utils.dateparse import parse_datetime
 
 from config.conflicts import ConcurrentUpdate
 
-from . import publish_after_commit, tracing, wakeup
+from . import catalogue, publish_after_commit, tracing, wakeup
+from .catalogue import Event
 from .messages import Message, utc_iso
 from .models import OutboxMessage, StoredEvent
 from .registry import consumers_of
@@ -55,15 +56,8 @@ class _NewRow:
     correlation_id: str
     causation_id: str
     trace_id: str
+    schema_version: int
     id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event a decision produced, before it is stored."""
-
-    type: str
-    data: dict[str, Any]
 
 
 def append(
@@ -72,11 +66,13 @@ def append(
     aggregate_type: str,
     aggregate_id: str,
     expected_version: int,
-    events: Sequence[NewEvent],
+    events: Sequence[Event],
     correlation_id: str = "",
     causation_id: str = "",
 ) -> list[Message]:
     """Store ``events`` as versions ``expected_version + 1 …`` and queue them in the outbox.
+
+    Each is stored with its type's name and schema version (``eventstore.catalogue``).
 
     Raises :class:`ConcurrencyError` when another writer already stored one of those versions.
     """
@@ -90,8 +86,9 @@ def append(
             message_id=uuid.uuid4(),
             aggregate_id=aggregate_id,
             aggregate_type=aggregate_type,
-            event_type=event.type,
-            event_data=event.data,
+            event_type=event.event_type,
+            event_data=catalogue.to_data(event),
+            schema_version=event.schema_version,
             version=expected_version + offset,
             timestamp=now,
             correlation_id=correlation_id,
@@ -243,26 +240,29 @@ def load_slices(slices: Sequence[tuple[str, int, int]]) -> dict[str, list[Messag
 _EVENT_TABLE = StoredEvent._meta.db_table
 _SELECT_EVENTS = (
     "SELECT id, message_id, aggregate_id, aggregate_type, event_type, event_data, version, timestamp, "
-    f"correlation_id, causation_id FROM {_EVENT_TABLE}"
+    f"correlation_id, causation_id, schema_version FROM {_EVENT_TABLE}"
 )
 
 
 def _stored_message(row: Sequence[Any]) -> Message:
-    """A row of ``_SELECT_EVENTS`` as a message."""
-    position, mid, aggregate_id, atype, kind, data, version, at, correlation, causation = row
+    """A row of ``_SELECT_EVENTS`` as a message (upcast to its type's current schema version)."""
+    position, mid, aggregate_id, atype, kind, data, version, at, correlation, causation, schema = row
+    data = json.loads(data) if isinstance(data, str | bytes) else data
+    schema, data = catalogue.upcast(kind, schema, data)
     return Message(
         message_id=str(mid if isinstance(mid, uuid.UUID) else uuid.UUID(mid)),
         kind="event",
         type=kind,
         aggregate_type=atype,
         aggregate_id=aggregate_id,
-        data=json.loads(data) if isinstance(data, str | bytes) else data,
+        data=data,
         occurred_at=utc_iso(_aware(at)),
         correlation_id=correlation,
         causation_id=causation,
         version=version,
         position=position,
         source=atype,
+        schema_version=schema,
     )
 
 
@@ -293,13 +293,16 @@ def stored_to_message(row: StoredEvent, *, context: str | None = None) -> Messag
 
 
 def _event_message(row: StoredEvent | _NewRow, *, context: str, headers: dict[str, str]) -> Message:
+    """An event row as a message, upcast to its type's current schema version (a row just
+    written is current: one dictionary read)."""
+    schema, data = catalogue.upcast(row.event_type, row.schema_version, row.event_data)
     return Message(
         message_id=str(row.message_id),
         kind="event",
         type=row.event_type,
         aggregate_type=row.aggregate_type,
         aggregate_id=row.aggregate_id,
-        data=row.event_data,
+        data=data,
         occurred_at=utc_iso(row.timestamp),
         correlation_id=row.correlation_id,
         causation_id=row.causation_id,
@@ -307,6 +310,7 @@ def _event_message(row: StoredEvent | _NewRow, *, context: str, headers: dict[st
         position=row.id,
         source=context,
         headers=headers,
+        schema_version=schema,
     )
 
 
@@ -422,6 +426,7 @@ _EVENT_COLUMNS = (
     "correlation_id",
     "causation_id",
     "trace_id",
+    "schema_version",
 )
 _OUTBOX_COLUMNS = (
     "message_id",

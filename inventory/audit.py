@@ -19,6 +19,7 @@ from django.db.models.functions import Cast
 from eventstore.models import StoredEvent
 
 from .domain import ReservationState
+from .events import StockAdjusted
 from .models import Product, Reservation
 from .products import AGGREGATE_TYPE, stream_of
 
@@ -40,7 +41,7 @@ class StockFact:
 def stock_facts() -> list[StockFact]:
     """Every product's stock, stored and recomputed (one query per source, not per product)."""
     deltas = dict(
-        StoredEvent.objects.filter(aggregate_type=AGGREGATE_TYPE, event_type="StockAdjusted")
+        StoredEvent.objects.filter(aggregate_type=AGGREGATE_TYPE, event_type=StockAdjusted.event_type)
         .annotate(delta=Cast(KT("event_data__delta"), IntegerField()))
         .values("aggregate_id")
         .annotate(total=Sum("delta"))

@@ -3,7 +3,7 @@
 A product's stock moves between three buckets — ``available``, ``reserved`` (held for an
 order) and ``sold`` — whose sum is the stock received. A reservation holds the lines of one
 order all or nothing; confirming sells them, releasing gives them back (and restocks what was
-sold). Decisions return :class:`DomainEvent` values; the handlers store them.
+sold). Decisions return the typed events of ``inventory.events``; the handlers store them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+
+from .events import (
+    InventoryConfirmed,
+    InventoryReleased,
+    InventoryReservationFailed,
+    InventoryReserved,
+    ReservationEvent,
+    ShortageData,
+    StockAdjusted,
+    StockLine,
+)
 
 PRODUCT_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -44,21 +54,13 @@ class ReservationReleased(ReservationConflict):
 
 
 @dataclass(frozen=True, slots=True)
-class DomainEvent:
-    """An event a decision produced: its type and its data (the message contract)."""
-
-    type: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
 class Line:
     """A quantity of one product."""
 
     product_id: str
     quantity: int
 
-    def as_data(self) -> dict[str, Any]:
+    def as_data(self) -> StockLine:
         """The line as message data."""
         return {"product_id": self.product_id, "quantity": self.quantity}
 
@@ -71,7 +73,7 @@ class Shortage:
     requested: int
     available: int
 
-    def as_data(self) -> dict[str, Any]:
+    def as_data(self) -> ShortageData:
         """The shortage as message data."""
         return {"product_id": self.product_id, "requested": self.requested, "available": self.available}
 
@@ -129,7 +131,7 @@ def _move_all(lines: Iterable[Line], stock: Mapping[str, Stock], *, source: str,
         stock[line.product_id].move(source=source, target=target, quantity=line.quantity)
 
 
-def _lines_data(lines: Iterable[Line]) -> list[dict[str, Any]]:
+def _lines_data(lines: Iterable[Line]) -> list[StockLine]:
     return [line.as_data() for line in lines]
 
 
@@ -155,23 +157,22 @@ class Reservation:
 
     def reserve(
         self, *, lines: Iterable[Line], expires_at: str, stock: Mapping[str, Stock]
-    ) -> list[DomainEvent]:
+    ) -> list[ReservationEvent]:
         """Hold every line, or none when any is short; a second reserve repeats the outcome."""
         if self.state is not None:
             return [self._repeated_outcome()]
         wanted = merge_lines(lines)
         short = shortages(wanted, stock)
         if short:
-            return [
-                self._event(
-                    "InventoryReservationFailed",
-                    reason=OUT_OF_STOCK,
-                    shortages=[shortage.as_data() for shortage in short],
-                )
-            ]
-        return [self._event("InventoryReserved", items=_lines_data(wanted), expires_at=expires_at)]
+            failed = InventoryReservationFailed(
+                order_id=self.order_id,
+                reason=OUT_OF_STOCK,
+                shortages=[shortage.as_data() for shortage in short],
+            )
+            return [failed]
+        return [InventoryReserved(order_id=self.order_id, items=_lines_data(wanted), expires_at=expires_at)]
 
-    def confirm(self, *, stock: Mapping[str, Stock]) -> list[DomainEvent]:
+    def confirm(self, *, stock: Mapping[str, Stock]) -> list[ReservationEvent]:
         """Sell what is held; an expired hold is taken again from available stock if it is there."""
         if self.state == ReservationState.EXPIRED and shortages(self.lines, stock):
             raise ReservationConflict(f"reservation of {self.order_id} expired and stock is gone")
@@ -179,30 +180,24 @@ class Reservation:
             raise ReservationReleased(f"reservation of {self.order_id} is RELEASED")
         if self.state not in (ReservationState.HELD, ReservationState.EXPIRED, ReservationState.CONFIRMED):
             raise ReservationConflict(f"reservation of {self.order_id} is {self.state or 'unknown'}")
-        return [self._event("InventoryConfirmed", items=_lines_data(self.lines))]
+        return [InventoryConfirmed(order_id=self.order_id, items=_lines_data(self.lines))]
 
-    def release(self, *, reason: str, stock: Mapping[str, Stock]) -> list[DomainEvent]:
+    def release(self, *, reason: str, stock: Mapping[str, Stock]) -> list[ReservationEvent]:
         """Give back what is held and restock what was sold; with nothing held, answer anyway."""
         if not self.holds_stock:
-            return [self._event("InventoryReleased", items=[], reason=reason, restocked=False)]
+            return [self._released(items=[], reason=reason, restocked=False)]
         restocked = self.state == ReservationState.CONFIRMED
-        return [
-            self._event(
-                "InventoryReleased", items=_lines_data(self.lines), reason=reason, restocked=restocked
-            )
-        ]
+        return [self._released(items=_lines_data(self.lines), reason=reason, restocked=restocked)]
 
-    def expire(self, *, stock: Mapping[str, Stock]) -> list[DomainEvent]:
+    def expire(self, *, stock: Mapping[str, Stock]) -> list[ReservationEvent]:
         """Give back a hold whose deadline passed (only a HELD reservation expires)."""
         if self.state != ReservationState.HELD:
             return []
-        return [
-            self._event("InventoryReleased", items=_lines_data(self.lines), reason=EXPIRED, restocked=False)
-        ]
+        return [self._released(items=_lines_data(self.lines), reason=EXPIRED, restocked=False)]
 
     # --- state changes: only by applying events ------------------------------------------------
 
-    def apply(self, event: DomainEvent, *, stock: Mapping[str, Stock]) -> None:
+    def apply(self, event: ReservationEvent, *, stock: Mapping[str, Stock]) -> None:
         """Change the reservation, and move the stock of its lines, as ``event`` says.
 
         A repeated answer (a second reserve, a confirm of a confirmed reservation, a release
@@ -211,53 +206,54 @@ class Reservation:
         command carries that reason: the saga's are CANCELLED, COMPENSATION or the order's
         failure reason, an operator's ADMIN).
         """
-        handler = getattr(self, f"_on_{event.type}", None)
-        if handler is not None:
-            handler(event.data, stock)
+        match event:
+            case InventoryReserved():
+                self._on_reserved(event, stock)
+            case InventoryConfirmed():
+                self._on_confirmed(stock)
+            case InventoryReleased():
+                self._on_released(event, stock)
 
-    def _on_InventoryReserved(self, data: dict[str, Any], stock: Mapping[str, Stock]) -> None:
+    def _on_reserved(self, event: InventoryReserved, stock: Mapping[str, Stock]) -> None:
         if self.state is not None:
             return  # the outcome repeated
-        self.lines = tuple(Line(str(item["product_id"]), int(item["quantity"])) for item in data["items"])
+        self.lines = tuple(Line(str(item["product_id"]), int(item["quantity"])) for item in event.items)
         _move_all(self.lines, stock, source="available", target="reserved")
-        self.state, self.expires_at = ReservationState.HELD, str(data["expires_at"])
+        self.state, self.expires_at = ReservationState.HELD, event.expires_at
 
-    def _on_InventoryConfirmed(self, data: dict[str, Any], stock: Mapping[str, Stock]) -> None:
+    def _on_confirmed(self, stock: Mapping[str, Stock]) -> None:
         if self.state == ReservationState.HELD:
             _move_all(self.lines, stock, source="reserved", target="sold")
         elif self.state == ReservationState.EXPIRED:
             _move_all(self.lines, stock, source="available", target="sold")
         self.state = ReservationState.CONFIRMED
 
-    def _on_InventoryReleased(self, data: dict[str, Any], stock: Mapping[str, Stock]) -> None:
+    def _on_released(self, event: InventoryReleased, stock: Mapping[str, Stock]) -> None:
         if not self.holds_stock:
             self.state = self.state or ReservationState.RELEASED
             return
         restocked = self.state == ReservationState.CONFIRMED
         _move_all(self.lines, stock, source="sold" if restocked else "reserved", target="available")
-        expired = self.state == ReservationState.HELD and data.get("reason") == EXPIRED
+        expired = self.state == ReservationState.HELD and event.reason == EXPIRED
         self.state = ReservationState.EXPIRED if expired else ReservationState.RELEASED
 
-    def _repeated_outcome(self) -> DomainEvent:
+    def _repeated_outcome(self) -> ReservationEvent:
         if self.holds_stock:
-            return self._event("InventoryReserved", items=_lines_data(self.lines), expires_at=self.expires_at)
-        return self._event("InventoryReleased", items=[], reason=str(self.state), restocked=False)
+            return InventoryReserved(
+                order_id=self.order_id, items=_lines_data(self.lines), expires_at=self.expires_at
+            )
+        return self._released(items=[], reason=str(self.state), restocked=False)
 
-    def _event(self, event_type: str, **data: Any) -> DomainEvent:
-        return DomainEvent(event_type, {"order_id": self.order_id, **data})
+    def _released(self, *, items: list[StockLine], reason: str, restocked: bool) -> InventoryReleased:
+        return InventoryReleased(order_id=self.order_id, items=items, reason=reason, restocked=restocked)
 
 
-def stock_adjusted(*, product_id: str, name: str, price: Decimal, delta: int, available: int) -> DomainEvent:
+def stock_adjusted(
+    *, product_id: str, name: str, price: Decimal, delta: int, available: int
+) -> StockAdjusted:
     """The StockAdjusted event of a product's stream (price as a two-decimal string)."""
-    return DomainEvent(
-        "StockAdjusted",
-        {
-            "product_id": product_id,
-            "name": name,
-            "price": money(price),
-            "delta": delta,
-            "available": available,
-        },
+    return StockAdjusted(
+        product_id=product_id, name=name, price=money(price), delta=delta, available=available
     )
 
 

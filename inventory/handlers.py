@@ -20,11 +20,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from eventstore.messages import Message, utc_iso
-from eventstore.store import ConcurrencyError, NewEvent, append, load_stream
+from eventstore.store import ConcurrencyError, append, load_stream
 from eventstore.unit_of_work import buffer_of
 
 from .bulkhead import reservation_slot
-from .domain import PRODUCT_ID_PATTERN, DomainEvent, Line, Reservation, ReservationState, Stock
+from .domain import PRODUCT_ID_PATTERN, Line, Reservation, ReservationState, Stock
+from .events import InventoryReserved, ReservationEvent, StockLine
 from .public import CONTEXT
 from .recorder import Held, Levels, recorder, stream_of
 from .stock_cache import invalidate_on_commit
@@ -42,7 +43,7 @@ class ReservationOutcome:
 
     order_id: str
     state: str | None
-    items: list[dict[str, Any]]
+    items: list[StockLine]
     expires_at: str | None
     events: list[Message] = field(default_factory=list)
 
@@ -150,7 +151,7 @@ def _expire_one(order_id: str, *, now: datetime) -> bool:
 
 
 # A command of the reservation: decides on it and the stock it would move, returns the events.
-Decide = Callable[[Reservation, dict[str, Stock]], list[DomainEvent]]
+Decide = Callable[[Reservation, dict[str, Stock]], list[ReservationEvent]]
 
 
 class _Loaded:
@@ -309,7 +310,7 @@ def _apply(
         aggregate_type=AGGREGATE_TYPE,
         aggregate_id=stream_of(reservation.order_id),
         expected_version=held.version,
-        events=[NewEvent(event.type, event.data) for event in events],
+        events=events,
         correlation_id=correlation_id,
         causation_id=causation_id,
     )
@@ -334,5 +335,5 @@ def _require_existing(reservation: Reservation) -> Iterable[str] | None:
 
 def _reserved_event_id(order_id: str) -> str:
     """The InventoryReserved event an expiry answers for (its causation)."""
-    held = [m for m in load_stream(stream_of(order_id)) if m.type == "InventoryReserved"]
+    held = [m for m in load_stream(stream_of(order_id)) if m.type == InventoryReserved.event_type]
     return held[0].message_id if held else ""

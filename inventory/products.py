@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db import transaction
 
-from eventstore.store import NewEvent, append
+from eventstore.store import append
 
 from .domain import PRODUCT_ID_PATTERN, Stock, money, stock_adjusted
 from .models import Product
@@ -62,7 +62,7 @@ def upsert_product(*, product_id: str, name: str, price: Decimal, available: int
             aggregate_type=AGGREGATE_TYPE,
             aggregate_id=stream_of(product_id),
             expected_version=row.version,
-            events=[NewEvent(event.type, event.data)],
+            events=[event],
         )
         row.name, row.price, row.available = name, price, stock.available
         row.received, row.version = stock.received, row.version + 1

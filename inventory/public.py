@@ -3,13 +3,25 @@
 from typing import Any
 
 from .audit import StockFact, reservation_states, stock_facts
+from .events import (
+    InventoryConfirmed,
+    InventoryReleased,
+    InventoryReservationFailed,
+    InventoryReserved,
+    StockAdjusted,
+)
 from .products import ProductInfo, catalogue, upsert_product
 
 CONTEXT = "inventory"
 
 __all__ = [
     "CONTEXT",
+    "InventoryConfirmed",
+    "InventoryReleased",
+    "InventoryReservationFailed",
+    "InventoryReserved",
     "ProductInfo",
+    "StockAdjusted",
     "StockFact",
     "catalogue",
     "reservation_of",

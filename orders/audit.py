@@ -18,15 +18,16 @@ from django.db.models.fields.json import KT
 from eventstore.models import StoredEvent
 
 from . import domain
+from .events import OrderCancelled, OrderCompleted, OrderCreated, OrderFailed, OrderStatusUpdated
 
 AGGREGATE_TYPE = "order"
 
 # The status each kind of last event leaves the order in (OrderStatusUpdated carries its own).
 _STATUS_AFTER = {
-    "OrderCreated": domain.PENDING,
-    "OrderCompleted": domain.COMPLETED,
-    "OrderCancelled": domain.CANCELLED,
-    "OrderFailed": domain.FAILED,
+    OrderCreated.event_type: domain.PENDING,
+    OrderCompleted.event_type: domain.COMPLETED,
+    OrderCancelled.event_type: domain.CANCELLED,
+    OrderFailed.event_type: domain.FAILED,
 }
 
 
@@ -48,7 +49,7 @@ class OrderFact:
 def order_facts(*, since: datetime | None = None) -> Iterator[OrderFact]:
     """Every order (placed at or after ``since``, if given): id, status, total, placing time."""
     last = StoredEvent.objects.filter(aggregate_id=OuterRef("aggregate_id")).order_by("-version")
-    created = StoredEvent.objects.filter(aggregate_type=AGGREGATE_TYPE, event_type="OrderCreated")
+    created = StoredEvent.objects.filter(aggregate_type=AGGREGATE_TYPE, event_type=OrderCreated.event_type)
     if since is not None:
         created = created.filter(timestamp__gte=since)
     rows = created.annotate(
@@ -57,7 +58,9 @@ def order_facts(*, since: datetime | None = None) -> Iterator[OrderFact]:
         last_status=Subquery(last.annotate(status=KT("event_data__status")).values("status")[:1]),
     ).values_list("aggregate_id", "total", "last_type", "last_status", "timestamp")
     for order_id, total, last_type, last_status, created_at in rows.iterator(chunk_size=5000):
-        status = last_status if last_type == "OrderStatusUpdated" else _STATUS_AFTER.get(last_type, "")
+        status = (
+            last_status if last_type == OrderStatusUpdated.event_type else _STATUS_AFTER.get(last_type, "")
+        )
         yield OrderFact(
             order_id=order_id,
             status=str(status or domain.PENDING),

@@ -1,6 +1,7 @@
 """The Order aggregate: rebuilt from its events, deciding which events a command produces.
 
-Pure Python (no Django): handlers load the stream, call a command here and append what it returns.
+Pure Python (no Django): handlers load the stream, call a command here and append what it
+returns. The events are the typed catalogue entries of ``orders.events``.
 """
 
 from __future__ import annotations
@@ -8,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+
+from .events import (
+    OrderCancelled,
+    OrderCompleted,
+    OrderCreated,
+    OrderEvent,
+    OrderFailed,
+    OrderLine,
+    OrderStatusUpdated,
+)
 
 PENDING = "PENDING"
 INVENTORY_RESERVED = "INVENTORY_RESERVED"
@@ -32,19 +42,10 @@ class OrderRuleViolation(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class DomainEvent:
-    """An event decided by the aggregate, not yet stored."""
-
-    type: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
 class RecordedEvent:
-    """An event read back from the order's stream."""
+    """An event of the order's stream with its place in it and its time."""
 
-    type: str
-    data: dict[str, Any]
+    event: OrderEvent
     version: int
     occurred_at: str
 
@@ -66,7 +67,7 @@ def money(amount: Decimal) -> str:
 
 def place_order(
     *, order_id: str, customer_id: str, lines: Sequence[PricedLine], payment_method: str
-) -> list[DomainEvent]:
+) -> list[OrderCreated]:
     """Decide the creation of an order; the total is computed here, never taken from a client."""
     if not lines:
         raise OrderRuleViolation("an order needs at least one line")
@@ -74,22 +75,22 @@ def place_order(
         raise OrderRuleViolation("each product may appear on one line only")
     total = sum((line.price * line.quantity for line in lines), Decimal("0"))
     items = [
-        {
-            "product_id": line.product_id,
-            "product_name": line.product_name,
-            "quantity": line.quantity,
-            "price": money(line.price),
-        }
+        OrderLine(
+            product_id=line.product_id,
+            product_name=line.product_name,
+            quantity=line.quantity,
+            price=money(line.price),
+        )
         for line in lines
     ]
-    data = {
-        "order_id": order_id,
-        "customer_id": customer_id,
-        "items": items,
-        "total_amount": money(total),
-        "payment": {"method": payment_method},
-    }
-    return [DomainEvent("OrderCreated", data)]
+    created = OrderCreated(
+        order_id=order_id,
+        customer_id=customer_id,
+        items=items,
+        total_amount=money(total),
+        payment={"method": payment_method},
+    )
+    return [created]
 
 
 @dataclass(slots=True)
@@ -99,7 +100,7 @@ class Order:
     order_id: str
     customer_id: str = ""
     status: str = PENDING
-    items: list[dict[str, Any]] = field(default_factory=list)
+    items: list[OrderLine] = field(default_factory=list)
     total_amount: str = "0.00"
     payment_method: str = ""
     failure_reason: str | None = None
@@ -122,58 +123,56 @@ class Order:
 
     def apply(self, event: RecordedEvent) -> None:
         """Move the state forward by one stored event."""
-        data = event.data
-        if event.type == "OrderCreated":
-            self.customer_id = str(data["customer_id"])
-            self.items = list(data["items"])
-            self.total_amount = str(data["total_amount"])
-            self.payment_method = str(data.get("payment", {}).get("method", ""))
-            self.created_at = event.occurred_at
-        elif event.type == "OrderStatusUpdated":
-            self.status = str(data["status"])
-        elif event.type == "OrderCompleted":
-            self.status = COMPLETED
-        elif event.type == "OrderCancelled":
-            self.status = CANCELLED
-        elif event.type == "OrderFailed":
-            self.status = FAILED
-            self.failure_reason = str(data["reason"])
+        match event.event:
+            case OrderCreated() as created:
+                self.customer_id = created.customer_id
+                self.items = list(created.items)
+                self.total_amount = created.total_amount
+                self.payment_method = created.payment.get("method", "")
+                self.created_at = event.occurred_at
+            case OrderStatusUpdated(status=status):
+                self.status = status
+            case OrderCompleted():
+                self.status = COMPLETED
+            case OrderCancelled():
+                self.status = CANCELLED
+            case OrderFailed(reason=reason):
+                self.status = FAILED
+                self.failure_reason = reason
         self.version = event.version
         self.updated_at = event.occurred_at
 
-    def set_status(self, status: str) -> list[DomainEvent]:
+    def set_status(self, status: str) -> list[OrderEvent]:
         """Show a later running status; a repeated or older one changes nothing."""
         if status not in (INVENTORY_RESERVED, PAYMENT_PROCESSING):
             raise OrderRuleViolation(f"{status} is not a running status")
         if self.is_terminal or _RUNNING_RANK[status] <= _RUNNING_RANK[self.status]:
             return []
-        data = {"order_id": self.order_id, "status": status, "previous_status": self.status}
-        return [DomainEvent("OrderStatusUpdated", data)]
+        return [OrderStatusUpdated(order_id=self.order_id, status=status, previous_status=self.status)]
 
-    def complete(self) -> list[DomainEvent]:
+    def complete(self) -> list[OrderEvent]:
         """Mark the order completed (idempotent)."""
         if self.status == COMPLETED:
             return []
         self._require_running("complete")
-        return [DomainEvent("OrderCompleted", {"order_id": self.order_id})]
+        return [OrderCompleted(order_id=self.order_id)]
 
-    def fail(self, *, reason: str) -> list[DomainEvent]:
+    def fail(self, *, reason: str) -> list[OrderEvent]:
         """Mark the order failed with one of the known reasons (idempotent)."""
         if reason not in FAILURE_REASONS:
             raise OrderRuleViolation(f"unknown failure reason {reason}")
         if self.status == FAILED:
             return []
         self._require_running("fail")
-        return [DomainEvent("OrderFailed", {"order_id": self.order_id, "reason": reason})]
+        return [OrderFailed(order_id=self.order_id, reason=reason)]
 
-    def cancel(self, *, by: str, reason: str) -> list[DomainEvent]:
+    def cancel(self, *, by: str, reason: str) -> list[OrderEvent]:
         """Mark the order cancelled; a completed order can be cancelled once it was compensated."""
         if self.status == CANCELLED:
             return []
         if self.status == FAILED:
             raise OrderRuleViolation("a failed order cannot be cancelled")
-        data = {"order_id": self.order_id, "reason": reason, "by": by}
-        return [DomainEvent("OrderCancelled", data)]
+        return [OrderCancelled(order_id=self.order_id, reason=reason, by=by)]
 
     def _require_running(self, action: str) -> None:
         if self.is_terminal:

@@ -16,30 +16,39 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any, cast
 
 from django.db import transaction
 
 from config import metrics
 from config.logging import carried_user, log_context, log_on_commit
+from eventstore import catalogue
 from eventstore.messages import Message
-from eventstore.store import NewEvent, append, load_stream, load_streams
+from eventstore.store import append, load_stream, load_streams
 from eventstore.unit_of_work import UnitOfWork, current, unit_of_work
 from inventory import public as inventory_public
 from sagas import public as sagas_public
 
 from . import domain, neighbours
+from .events import OrderCancelled, OrderCompleted, OrderCreated, OrderEvent, OrderFailed, OrderStatusUpdated
 
 logger = logging.getLogger(__name__)
 
 CONTEXT = "orders"
 
 # The log line of each event of an order, the status it leaves, and the fields of its data shown.
-_LOGGED: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
-    "OrderCreated": ("order created", domain.PENDING, ("customer_id", "total_amount")),
-    "OrderStatusUpdated": ("order status updated", None, ("status", "previous_status")),
-    "OrderCompleted": ("order completed", domain.COMPLETED, ()),
-    "OrderFailed": ("order failed", domain.FAILED, ("reason",)),
-    "OrderCancelled": ("order cancelled", domain.CANCELLED, ("reason", "by")),
+_LOGGED: dict[type[OrderEvent], tuple[str, str | None, tuple[str, ...]]] = {
+    OrderCreated: ("order created", domain.PENDING, ("customer_id", "total_amount")),
+    OrderStatusUpdated: ("order status updated", None, ("status", "previous_status")),
+    OrderCompleted: ("order completed", domain.COMPLETED, ()),
+    OrderFailed: ("order failed", domain.FAILED, ("reason",)),
+    OrderCancelled: ("order cancelled", domain.CANCELLED, ("reason", "by")),
+}
+# The counter each event moves once its transaction commits (a failure by its reason).
+_COUNTED = {
+    OrderCreated: metrics.ORDERS_CREATED,
+    OrderCompleted: metrics.ORDERS_COMPLETED,
+    OrderCancelled: metrics.ORDERS_CANCELLED,
 }
 
 
@@ -98,12 +107,12 @@ def place_order(
     # The caller travels with the placement (a batch is written on another thread).
     with log_context(correlation_id=order_id, user_id=carried_user()), unit_of_work():
         stored = _append(order_id, 0, events, cause_id="")
-        created = events[0].data
+        created = events[0]
         sagas_public.start_order_saga(
             order_id=order_id,
             customer_id=customer_id,
-            items=created["items"],
-            total_amount=Decimal(created["total_amount"]),
+            items=cast(list[dict[str, Any]], created.items),
+            total_amount=Decimal(created.total_amount),
             payment=dict(payment),
             cause_id=stored[0].message_id,
         )
@@ -175,7 +184,7 @@ def fail_order(*, order_id: str, by: str, reason: str) -> str:
 
 
 def record_decisions(
-    order_id: str, decisions: Sequence[Callable[[domain.Order], list[domain.DomainEvent]]], *, cause_id: str
+    order_id: str, decisions: Sequence[Callable[[domain.Order], list[OrderEvent]]], *, cause_id: str
 ) -> None:
     """Apply each ``decide(order) -> events`` in turn, with one load and one append for them all.
 
@@ -185,15 +194,11 @@ def record_decisions(
     """
     order = load_order(order_id)
     expected_version = order.version
-    decided: list[domain.DomainEvent] = []
+    decided: list[OrderEvent] = []
     for decide in decisions:
         for event in decide(order):
             decided.append(event)
-            order.apply(
-                domain.RecordedEvent(
-                    type=event.type, data=event.data, version=order.version + 1, occurred_at=order.updated_at
-                )
-            )
+            order.apply(domain.RecordedEvent(event, version=order.version + 1, occurred_at=order.updated_at))
     _append(order_id, expected_version, decided, cause_id=cause_id)
 
 
@@ -206,15 +211,23 @@ def _order_from(order_id: str, messages: Sequence[Message]) -> domain.Order:
 
 def _history(messages: Sequence[Message]) -> list[domain.RecordedEvent]:
     return [
-        domain.RecordedEvent(type=m.type, data=m.data, version=m.version or 0, occurred_at=m.occurred_at)
+        domain.RecordedEvent(
+            catalogue.from_data(m.type, m.schema_version, m.data),  # type: ignore[arg-type]
+            version=m.version or 0,
+            occurred_at=m.occurred_at,
+        )
         for m in messages
     ]
 
 
-def _append(
-    order_id: str, version: int, events: Sequence[domain.DomainEvent], *, cause_id: str
-) -> list[Message]:
-    metrics.count_order_events((event.type, event.data) for event in events)
+def _append(order_id: str, version: int, events: Sequence[OrderEvent], *, cause_id: str) -> list[Message]:
+    metrics.count_after_commit(
+        metrics.ORDERS_FAILED.labels(reason=event.reason or "UNKNOWN")
+        if isinstance(event, OrderFailed)
+        else _COUNTED[type(event)]
+        for event in events
+        if isinstance(event, OrderFailed) or type(event) in _COUNTED
+    )
     for event in events:
         _log(order_id, event)
     return append(
@@ -222,15 +235,15 @@ def _append(
         aggregate_type="order",
         aggregate_id=order_id,
         expected_version=version,
-        events=[NewEvent(event.type, event.data) for event in events],
+        events=events,
         correlation_id=order_id,
         causation_id=cause_id,
     )
 
 
-def _log(order_id: str, event: domain.DomainEvent) -> None:
-    line, status, shown = _LOGGED.get(event.type, ("order event", None, ()))
-    fields = {name: event.data[name] for name in shown if name in event.data}
+def _log(order_id: str, event: OrderEvent) -> None:
+    line, status, shown = _LOGGED.get(type(event), ("order event", None, ()))
+    fields = {name: getattr(event, name) for name in shown}
     if status is not None:
         fields["status"] = status
-    log_on_commit(logger, logging.INFO, line, correlation_id=order_id, order_event=event.type, **fields)
+    log_on_commit(logger, logging.INFO, line, correlation_id=order_id, order_event=event.event_type, **fields)

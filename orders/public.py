@@ -13,13 +13,28 @@ from typing import Any, Protocol
 
 from . import domain, handlers
 from .audit import OrderFact, order_facts
+from .events import (
+    ORDER_EVENTS,
+    OrderCancelled,
+    OrderCompleted,
+    OrderCreated,
+    OrderEvent,
+    OrderFailed,
+    OrderStatusUpdated,
+)
 
 CONTEXT = "orders"
 
 __all__ = [
     "CONTEXT",
+    "ORDER_EVENTS",
+    "OrderCancelled",
     "OrderChange",
+    "OrderCompleted",
+    "OrderCreated",
     "OrderFact",
+    "OrderFailed",
+    "OrderStatusUpdated",
     "change_order",
     "expect_changes",
     "order_customer",
@@ -89,7 +104,7 @@ def order_overview(order_id: str) -> dict[str, Any] | None:
     }
 
 
-def _decision(change: OrderChange) -> Callable[[domain.Order], list[domain.DomainEvent]]:
+def _decision(change: OrderChange) -> Callable[[domain.Order], list[OrderEvent]]:
     if change.action == "status":
         return lambda order: order.set_status(change.status)
     if change.action == "complete":

@@ -36,7 +36,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from eventstore.sql import prepared
 
 from .breaker import CircuitBreaker, CircuitOpenError, default_breaker
-from .domain import AttemptOutcome, FailureReason, Payment, PaymentEvent, PaymentStatus, idempotency_key_for
+from .domain import AttemptOutcome, FailureReason, Payment, PaymentStatus, idempotency_key_for
+from .events import PaymentEvent
 from .gateway import (
     ChargeResult,
     GatewayError,

@@ -14,6 +14,7 @@ from typing import Any
 from eventstore.store import load_stream
 
 from .domain import PaymentStatus, idempotency_key_for, stream_id
+from .events import PaymentAttempted
 from .gateway import LedgerStatus
 from .models import GatewayCharge, GatewayRefund, PaymentRecord
 from .reconciliation import disagreement
@@ -43,7 +44,7 @@ def payment_console(order_id: str) -> dict[str, Any] | None:
             "at": event.occurred_at,
         }
         for event in load_stream(stream_id(order_id))
-        if event.type == "PaymentAttempted"
+        if event.type == PaymentAttempted.event_type
     ]
     return {
         "payment": None if record is None else _payment(record),

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+
+from .events import (
+    PaymentAttempted,
+    PaymentEvent,
+    PaymentFailed,
+    PaymentOutcomeUnknown,
+    PaymentProcessed,
+    PaymentRefunded,
+    PaymentRequested,
+    RefundRequested,
+)
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -55,19 +65,11 @@ CAPTURED_STATES = frozenset(
 )
 # The events that end a charge round: no call with the round's card token follows one of them
 # (a captured payment is never charged again; a failed one only in a new round, with a new token).
-ROUND_ENDING = frozenset({"PaymentProcessed", "PaymentFailed"})
+ROUND_ENDING: tuple[type[PaymentEvent], ...] = (PaymentProcessed, PaymentFailed)
 
 
 class PaymentConflict(Exception):
     """The payment's state forbids the request (already captured, still running, over-refund)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentEvent:
-    """An event the aggregate decided; the application layer stores it."""
-
-    type: str
-    data: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +134,11 @@ class Payment:
     version: int = 0
 
     @classmethod
-    def replay(cls, order_id: str, events: Iterable[tuple[str, Mapping[str, Any]]]) -> Payment:
+    def replay(cls, order_id: str, events: Iterable[PaymentEvent]) -> Payment:
         """The payment as its events left it."""
         payment = cls(order_id=order_id)
-        for event_type, data in events:
-            payment.apply(PaymentEvent(event_type, dict(data)))
+        for event in events:
+            payment.apply(event)
         return payment
 
     # --- facts -----------------------------------------------------------------------------
@@ -180,17 +182,17 @@ class Payment:
             raise PaymentConflict("this order's payment was cancelled by a refund")
         if amount <= ZERO:
             raise ValueError("a payment amount must be positive")
-        data = {
-            "order_id": self.order_id,
-            "payment_id": self.payment_id,
-            "amount": money(amount),
-            "method": method,
-            "reference": reference,
-            "customer_id": customer_id,
-            "idempotency_key": self.idempotency_key,
-            "command_id": command_id,
-        }
-        return [PaymentEvent("PaymentRequested", data)]
+        requested = PaymentRequested(
+            order_id=self.order_id,
+            payment_id=self.payment_id,
+            amount=money(amount),
+            method=method,
+            reference=reference,
+            customer_id=customer_id,
+            idempotency_key=self.idempotency_key,
+            command_id=command_id,
+        )
+        return [requested]
 
     def record_attempt(
         self, *, outcome: AttemptOutcome, error: str = "", may_land_until: datetime | None = None
@@ -201,23 +203,21 @@ class Payment:
         """
         if not self.in_flight:
             return []
-        data: dict[str, Any] = {
-            "order_id": self.order_id,
-            "payment_id": self.payment_id,
-            "attempt": self.attempts + 1,
-            "outcome": outcome.value,
-            "error": error,
-        }
-        if may_land_until is not None:
-            data["may_land_until"] = may_land_until.isoformat()
-        return [PaymentEvent("PaymentAttempted", data)]
+        attempted = PaymentAttempted(
+            order_id=self.order_id,
+            payment_id=self.payment_id,
+            attempt=self.attempts + 1,
+            outcome=outcome.value,
+            error=error,
+            may_land_until=None if may_land_until is None else may_land_until.isoformat(),
+        )
+        return [attempted]
 
     def mark_unknown(self, *, error: str) -> list[PaymentEvent]:
         """A call timed out: the charge may or may not have happened until the ledger says."""
         if self.status != PaymentStatus.PENDING:
             return []
-        data = {"order_id": self.order_id, "payment_id": self.payment_id, "error": error}
-        return [PaymentEvent("PaymentOutcomeUnknown", data)]
+        return [PaymentOutcomeUnknown(order_id=self.order_id, payment_id=self.payment_id, error=error)]
 
     def capture(self) -> list[PaymentEvent]:
         """The gateway captured the amount."""
@@ -226,13 +226,12 @@ class Payment:
         return [self._processed()]
 
     def _processed(self) -> PaymentEvent:
-        data = {
-            "order_id": self.order_id,
-            "payment_id": self.payment_id,
-            "amount": money(self.amount),
-            "attempts": self.attempts,
-        }
-        return PaymentEvent("PaymentProcessed", data)
+        return PaymentProcessed(
+            order_id=self.order_id,
+            payment_id=self.payment_id,
+            amount=money(self.amount),
+            attempts=self.attempts,
+        )
 
     def fail(
         self, *, reason: FailureReason, error: str, now: datetime | None = None, calls_ended: bool = False
@@ -276,14 +275,13 @@ class Payment:
         return [self._processed()]
 
     def _failure(self, reason: str, error: str) -> PaymentEvent:
-        data = {
-            "order_id": self.order_id,
-            "payment_id": self.payment_id,
-            "reason": reason,
-            "error": error,
-            "attempts": self.attempts,
-        }
-        return PaymentEvent("PaymentFailed", data)
+        return PaymentFailed(
+            order_id=self.order_id,
+            payment_id=self.payment_id,
+            reason=reason,
+            error=error,
+            attempts=self.attempts,
+        )
 
     def request_refund(
         self, *, refund_id: str, amount: Decimal | None, reason: str, command_id: str, strict: bool
@@ -298,15 +296,15 @@ class Payment:
             raise ValueError("a refund amount must be positive")
         if strict:
             self._check_strict_refund(amount)
-        data = {
-            "order_id": self.order_id,
-            "payment_id": self.payment_id,
-            "refund_id": refund_id,
-            "amount": None if amount is None else money(amount),
-            "reason": reason,
-            "command_id": command_id,
-        }
-        events = [PaymentEvent("RefundRequested", data)]
+        requested = RefundRequested(
+            order_id=self.order_id,
+            payment_id=self.payment_id,
+            refund_id=refund_id,
+            amount=None if amount is None else money(amount),
+            reason=reason,
+            command_id=command_id,
+        )
+        events: list[PaymentEvent] = [requested]
         if not self.in_flight and not self.captures and not self.pending_refunds:
             events.append(self._refunded(ZERO, refunded_after=self.refunded))
         return events
@@ -336,71 +334,62 @@ class Payment:
             raise PaymentConflict(f"only {money(self.refundable)} can be refunded")
 
     def _refunded(self, amount: Decimal, *, refunded_after: Decimal) -> PaymentEvent:
-        data = {
-            "order_id": self.order_id,
-            "payment_id": self.payment_id,
-            "amount": money(amount),
-            "refunded_amount": money(refunded_after),
-        }
-        return PaymentEvent("PaymentRefunded", data)
+        return PaymentRefunded(
+            order_id=self.order_id,
+            payment_id=self.payment_id,
+            amount=money(amount),
+            refunded_amount=money(refunded_after),
+        )
 
     # --- state changes ---------------------------------------------------------------------
 
     def apply(self, event: PaymentEvent) -> None:
-        """Change state by one event (unknown types are ignored: newer writers may add some)."""
-        handler = getattr(self, f"_on_{event.type}", None)
-        if handler is not None:
-            handler(event.data)
+        """Change state by one event."""
+        match event:
+            case PaymentRequested():
+                self.status = PaymentStatus.PENDING
+                self.amount = Decimal(event.amount)
+                self.method = event.method
+                # Events written before tokens were held apart carry a "token" member instead of a
+                # reference: it is ignored (the log cannot be rewritten); such rounds have reference "".
+                self.reference = event.reference
+                if event.customer_id:
+                    self.customer_id = event.customer_id
+                self.request_command_id = event.command_id
+            case PaymentAttempted():
+                self.attempts += 1
+                if event.may_land_until:
+                    moment = datetime.fromisoformat(event.may_land_until)
+                    if self.may_land_until is None or moment > self.may_land_until:
+                        self.may_land_until = moment
+            case PaymentOutcomeUnknown():
+                self.status = PaymentStatus.UNKNOWN
+            case PaymentProcessed():
+                if not self.captures:
+                    self.status = PaymentStatus.CAPTURED
+                self.captures = 1
+            case PaymentFailed():
+                declined = event.reason == FailureReason.DECLINED
+                self.status = PaymentStatus.DECLINED if declined else PaymentStatus.FAILED
+            case RefundRequested():
+                self._on_refund_requested(event)
+            case PaymentRefunded():
+                if self.pending_refunds:
+                    self.pending_refunds.pop(0)
+                self.refunded = Decimal(event.refunded_amount)
+                if self.captures and self.refunded > ZERO:
+                    fully = self.refunded >= self.amount
+                    self.status = PaymentStatus.REFUNDED if fully else PaymentStatus.PARTIALLY_REFUNDED
         self.version += 1
 
-    def _on_PaymentRequested(self, data: dict[str, Any]) -> None:
-        self.status = PaymentStatus.PENDING
-        self.amount = Decimal(data["amount"])
-        self.method = str(data["method"])
-        # Events written before tokens were held apart carry a "token" member instead of a
-        # reference: it is ignored (the log cannot be rewritten); such rounds have reference "".
-        self.reference = str(data.get("reference", ""))
-        if data.get("customer_id"):
-            self.customer_id = str(data["customer_id"])
-        self.request_command_id = str(data.get("command_id", ""))
-
-    def _on_PaymentAttempted(self, data: dict[str, Any]) -> None:
-        self.attempts += 1
-        until = data.get("may_land_until")
-        if until:
-            moment = datetime.fromisoformat(str(until))
-            if self.may_land_until is None or moment > self.may_land_until:
-                self.may_land_until = moment
-
-    def _on_PaymentOutcomeUnknown(self, data: dict[str, Any]) -> None:
-        self.status = PaymentStatus.UNKNOWN
-
-    def _on_PaymentProcessed(self, data: dict[str, Any]) -> None:
-        if not self.captures:
-            self.status = PaymentStatus.CAPTURED
-        self.captures = 1
-
-    def _on_PaymentFailed(self, data: dict[str, Any]) -> None:
-        reason = data.get("reason")
-        self.status = PaymentStatus.DECLINED if reason == FailureReason.DECLINED else PaymentStatus.FAILED
-
-    def _on_RefundRequested(self, data: dict[str, Any]) -> None:
-        amount = data.get("amount")
+    def _on_refund_requested(self, event: RefundRequested) -> None:
         request = RefundRequest(
-            refund_id=str(data["refund_id"]),
-            amount=None if amount is None else Decimal(amount),
-            reason=str(data.get("reason", "")),
-            command_id=str(data.get("command_id", "")),
+            refund_id=event.refund_id,
+            amount=None if event.amount is None else Decimal(event.amount),
+            reason=event.reason,
+            command_id=event.command_id,
         )
         self.pending_refunds.append(request)
-        if amount is None:
+        if event.amount is None:
             # A full refund is a compensation: no later charge round may capture again.
             self.voided = True
-
-    def _on_PaymentRefunded(self, data: dict[str, Any]) -> None:
-        if self.pending_refunds:
-            self.pending_refunds.pop(0)
-        self.refunded = Decimal(data["refunded_amount"])
-        if self.captures and self.refunded > ZERO:
-            fully = self.refunded >= self.amount
-            self.status = PaymentStatus.REFUNDED if fully else PaymentStatus.PARTIALLY_REFUNDED

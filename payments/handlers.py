@@ -22,13 +22,16 @@ from decimal import Decimal
 from functools import partial
 
 from django.db import transaction
+from prometheus_client import Counter
 
 from config import metrics
+from eventstore import catalogue
 from eventstore.messages import Message
-from eventstore.store import ConcurrencyError, NewEvent, append, load_stream, load_streams
+from eventstore.store import ConcurrencyError, append, load_stream, load_streams
 from eventstore.unit_of_work import UnitOfWork, current
 
-from .domain import ROUND_ENDING, Payment, PaymentEvent, new_reference, stream_id
+from .domain import ROUND_ENDING, Payment, new_reference, stream_id
+from .events import PaymentAttempted, PaymentEvent, PaymentFailed, PaymentProcessed
 from .public import CONTEXT
 from .recorder import forget_secret, hold_secret, project, project_all
 
@@ -50,8 +53,12 @@ def load_payment(order_id: str) -> Payment:
 
 
 def _replay(order_id: str) -> Payment:
-    events = load_stream(stream_id(order_id))
-    return Payment.replay(order_id, ((event.type, event.data) for event in events))
+    return Payment.replay(order_id, typed(load_stream(stream_id(order_id))))
+
+
+def typed(messages: Sequence[Message]) -> list[PaymentEvent]:
+    """The events of a payment's stream as catalogue events (``payments.events``)."""
+    return [catalogue.from_data(m.type, m.schema_version, m.data) for m in messages]  # type: ignore[misc]
 
 
 def _key(order_id: str) -> tuple[str, str]:
@@ -69,7 +76,7 @@ def prepare_batch(messages: Sequence[Message]) -> None:
     order_ids = sorted({str(m.data["order_id"]) for m in messages if isinstance(m.data.get("order_id"), str)})
     streams = load_streams([stream_id(order_id) for order_id in order_ids])
     for order_id in order_ids:
-        events = [(event.type, event.data) for event in streams[stream_id(order_id)]]
+        events = typed(streams[stream_id(order_id)])
         unit.identity(_key(order_id), partial(Payment.replay, order_id, events))
 
 
@@ -83,20 +90,20 @@ def store(
     """
     if not events:
         return payment
-    metrics.count_payment_events(((e.type, e.data) for e in events), charge_running=payment.in_flight)
+    metrics.count_after_commit(_counted(events, charge_running=payment.in_flight))
     first = payment.version == 0
     append(
         context=CONTEXT,
         aggregate_type=AGGREGATE_TYPE,
         aggregate_id=stream_id(payment.order_id),
         expected_version=payment.version,
-        events=[NewEvent(event.type, event.data) for event in events],
+        events=events,
         correlation_id=payment.order_id,
         causation_id=cause_id,
     )
     for event in events:
         payment.apply(event)
-    if any(event.type in ROUND_ENDING for event in events):
+    if any(isinstance(event, ROUND_ENDING) for event in events):
         forget_secret(payment.order_id)
     release = release_claim and not payment.in_flight
     unit = current()
@@ -108,6 +115,23 @@ def store(
     if release:
         released.add(payment.order_id)
     return payment
+
+
+def _counted(events: Sequence[PaymentEvent], *, charge_running: bool) -> list[Counter]:
+    """The counters the events move: every charge call, and the end of a charge round.
+
+    ``charge_running`` is False when a captured payment merely announces its capture again:
+    that is not a new outcome.
+    """
+    counters: list[Counter] = []
+    for event in events:
+        if isinstance(event, PaymentAttempted):
+            counters.append(metrics.PAYMENT_ATTEMPTS.labels(outcome=event.outcome or "unknown"))
+        elif isinstance(event, PaymentProcessed) and charge_running:
+            counters.append(metrics.PAYMENT_OUTCOMES.labels(outcome="captured"))
+        elif isinstance(event, PaymentFailed) and charge_running:
+            counters.append(metrics.PAYMENT_OUTCOMES.labels(outcome=event.reason or "UNKNOWN"))
+    return counters
 
 
 def _projections(unit: UnitOfWork) -> tuple[dict[str, Payment], set[str]]:

@@ -11,16 +11,25 @@ from typing import Any
 from eventstore.store import load_stream
 
 from .domain import stream_id
+from .events import (
+    PaymentAttempted,
+    PaymentFailed,
+    PaymentOutcomeUnknown,
+    PaymentProcessed,
+    PaymentRefunded,
+    PaymentRequested,
+    RefundRequested,
+)
 
 # Event type -> the data fields shown for it.
 _SHOWN = {
-    "PaymentRequested": ("amount",),
-    "PaymentAttempted": ("attempt", "outcome", "error"),
-    "PaymentOutcomeUnknown": ("error",),
-    "PaymentProcessed": ("amount", "attempts"),
-    "PaymentFailed": ("reason", "error", "attempts"),
-    "RefundRequested": ("amount", "reason"),
-    "PaymentRefunded": ("amount", "refunded_amount"),
+    PaymentRequested.event_type: ("amount",),
+    PaymentAttempted.event_type: ("attempt", "outcome", "error"),
+    PaymentOutcomeUnknown.event_type: ("error",),
+    PaymentProcessed.event_type: ("amount", "attempts"),
+    PaymentFailed.event_type: ("reason", "error", "attempts"),
+    RefundRequested.event_type: ("amount", "reason"),
+    PaymentRefunded.event_type: ("amount", "refunded_amount"),
 }
 
 

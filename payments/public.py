@@ -6,10 +6,31 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .events import (
+    PaymentAttempted,
+    PaymentFailed,
+    PaymentOutcomeUnknown,
+    PaymentProcessed,
+    PaymentRefunded,
+    PaymentRequested,
+    RefundRequested,
+)
+
 if TYPE_CHECKING:
     from .audit import LedgerFact, PaymentFact
 
 CONTEXT = "payments"
+# The events of a payment (the catalogue entries of ``payments.events``), for the contexts that
+# react to them.
+EVENTS = (
+    PaymentRequested,
+    PaymentAttempted,
+    PaymentOutcomeUnknown,
+    PaymentProcessed,
+    PaymentFailed,
+    RefundRequested,
+    PaymentRefunded,
+)
 
 # ``order id -> customer id`` (None: no such order), wired in by the application at start-up.
 OrderDirectory = Callable[[str], "str | None"]

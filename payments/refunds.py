@@ -14,7 +14,8 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from .domain import Payment, PaymentEvent, RefundRequest
+from .domain import Payment, RefundRequest
+from .events import PaymentEvent
 from .gateway import (
     GatewayError,
     PaymentGateway,

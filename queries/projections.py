@@ -35,12 +35,18 @@ from eventstore.ordering import apply_batch_in_order, apply_in_order
 from eventstore.unit_of_work import buffer_of
 
 from . import cache
+from .contract import (
+    ORDER_CANCELLED,
+    ORDER_COMPLETED,
+    ORDER_CREATED,
+    ORDER_EVENTS,
+    ORDER_STATUS_UPDATED,
+    PAYMENT_EVENTS,
+    PAYMENT_PROCESSED,
+)
 from .models import PaymentReadModel, ProjectionState
 from .public import CONTEXT
 from .recorder import Claim, NewOrder, OrderChange, PaymentOutcome, recorder
-
-ORDER_EVENTS = ("OrderCreated", "OrderStatusUpdated", "OrderCompleted", "OrderCancelled", "OrderFailed")
-PAYMENT_EVENTS = ("PaymentProcessed", "PaymentFailed")
 
 
 class _Writes:
@@ -105,15 +111,15 @@ def _apply_order(writes: _Writes, generation: int, event: Message) -> None:
     data = event.data
     at = _moment(event.occurred_at)
     key = (generation, event.aggregate_id)
-    if event.type == "OrderCreated":
+    if event.type == ORDER_CREATED:
         writes.created[key] = _new_order(generation, event, at)
         return
     set_reason, reason = False, None
-    if event.type == "OrderStatusUpdated":
+    if event.type == ORDER_STATUS_UPDATED:
         status = str(data["status"])
-    elif event.type == "OrderCompleted":
+    elif event.type == ORDER_COMPLETED:
         status = "COMPLETED"
-    elif event.type == "OrderCancelled":
+    elif event.type == ORDER_CANCELLED:
         status = "CANCELLED"
     else:  # OrderFailed
         status, set_reason, reason = "FAILED", True, str(data.get("reason") or "") or None
@@ -173,7 +179,7 @@ def _apply_payment(writes: _Writes, generation: int, event: Message) -> None:
     known = writes.payments.get(key)
     if known is not None and known.outcome == PaymentReadModel.CAPTURED:
         return
-    outcome = PaymentReadModel.CAPTURED if event.type == "PaymentProcessed" else PaymentReadModel.FAILED
+    outcome = PaymentReadModel.CAPTURED if event.type == PAYMENT_PROCESSED else PaymentReadModel.FAILED
     writes.payments[key] = PaymentOutcome(generation, key[1], outcome, _moment(event.occurred_at))
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from eventstore.messages import Message
 from eventstore.registry import handles, prepares
 
-from .projections import ORDER_EVENTS, PAYMENT_EVENTS, prepare_batch, project
+from .contract import ORDER_EVENTS, PAYMENT_EVENTS
+from .projections import prepare_batch, project
 from .public import CONTEXT
 
 prepares(CONTEXT)(prepare_batch)

@@ -22,7 +22,11 @@ from django.utils import timezone
 from eventstore.store import load_stream
 
 from . import domain, handlers
+from .events import INTERVENTION_EVENTS
 from .models import SagaInstance
+
+# The event types of an operator's interventions, each naming the admin.
+_INTERVENTIONS = frozenset(event.event_type for event in INTERVENTION_EVENTS)
 
 # Which sagas need a look: parked (a compensation kept failing), stuck (not terminal and past
 # the deadline at which the once-a-second sweep should have acted), failed lately.
@@ -199,7 +203,7 @@ def intervene(order_id: str, action: str, *, admin: str) -> Intervention:
     with transaction.atomic():
         saga = handlers.decide(order_id, decision(action, admin=admin))
         # The saga row stays locked until the commit: the last intervention on its stream is this one.
-        recorded = next(m for m in reversed(load_stream(stream)) if m.type in domain.INTERVENTION_EVENTS)
+        recorded = next(m for m in reversed(load_stream(stream)) if m.type in _INTERVENTIONS)
     event = {
         "type": recorded.type,
         "message_id": recorded.message_id,

@@ -4,7 +4,7 @@ Pure Python (no Django). A :class:`Saga` follows the style of every aggregate he
 decides and returns what follows, changing nothing; :meth:`Saga.apply` is the only place its
 state changes. A command's effects are what the handler must carry out in the same
 transaction: commands to send (:class:`Send`), changes to the order (:class:`OrderEffect`),
-events for the saga's own stream (:class:`Record`) and, last, the saga's own change of state
+events for the saga's own stream (``sagas.events``) and, last, the saga's own change of state
 (:class:`Changed`), which the handler applies before carrying out the rest.
 
 Two rules keep money and stock right whatever order messages arrive in:
@@ -27,7 +27,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
+
+from .events import (
+    SagaAnswerIgnored,
+    SagaEvent,
+    SagaManuallyCompensated,
+    SagaManuallyFailed,
+    SagaParked,
+    SagaStarted,
+    SagaStepRetried,
+    SagaStepTimedOut,
+    SagaTransitioned,
+)
 
 STARTED = "STARTED"
 INVENTORY_RESERVED = "INVENTORY_RESERVED"
@@ -50,16 +63,35 @@ REFUND = "REFUND_PAYMENT"
 # While compensating, a payment already asked for must be heard of before deciding on a refund.
 AWAIT_PAYMENT = "AWAIT_PAYMENT_OUTCOME"
 
+
+class Answer(StrEnum):
+    """What an event of inventory or payments tells the saga.
+
+    The saga's own words: ``sagas.handlers.ANSWERS`` maps the other contexts' event types (read
+    through their ``public.py``) to these, so this module stays pure and names no foreign event.
+    """
+
+    RESERVED = "reserved"
+    RESERVATION_FAILED = "reservation_failed"
+    PAYMENT_PROCESSED = "payment_processed"
+    PAYMENT_FAILED = "payment_failed"
+    CONFIRMED = "confirmed"
+    RELEASED = "released"
+    REFUNDED = "refunded"
+
+
 # Which step each answer settles (a payment outcome also settles AWAIT_PAYMENT_OUTCOME).
-ANSWERS = {
-    "InventoryReserved": RESERVE,
-    "InventoryReservationFailed": RESERVE,
-    "PaymentProcessed": PAY,
-    "PaymentFailed": PAY,
-    "InventoryConfirmed": CONFIRM,
-    "InventoryReleased": RELEASE,
-    "PaymentRefunded": REFUND,
+ANSWER_STEPS = {
+    Answer.RESERVED: RESERVE,
+    Answer.RESERVATION_FAILED: RESERVE,
+    Answer.PAYMENT_PROCESSED: PAY,
+    Answer.PAYMENT_FAILED: PAY,
+    Answer.CONFIRMED: CONFIRM,
+    Answer.RELEASED: RELEASE,
+    Answer.REFUNDED: REFUND,
 }
+# The answers that report a failed step.
+FAILED_ANSWERS = frozenset({Answer.RESERVATION_FAILED, Answer.PAYMENT_FAILED})
 
 # How many command ids of one step are kept to match answers against.
 _KEPT_COMMANDS = 8
@@ -73,8 +105,6 @@ FORCE_COMPENSATION = "force_compensation"
 FORCE_CANCELLATION = "force_cancellation"  # force_compensation(as_cancellation=True)
 MARK_FAILED = "mark_failed"
 INTERVENTIONS = (RETRY_STEP, FORCE_COMPENSATION, FORCE_CANCELLATION, MARK_FAILED)
-# The events they record, each naming the admin.
-INTERVENTION_EVENTS = frozenset({"SagaStepRetried", "SagaManuallyCompensated", "SagaManuallyFailed"})
 
 # Why a saga needs a person to look at it: parked (a compensation kept failing), stuck past its
 # deadline (the sweep did not act), or failed lately.
@@ -130,11 +160,13 @@ class OrderEffect:
 
 
 @dataclass(frozen=True, slots=True)
-class Record:
-    """An event for the saga's own stream."""
+class Heard:
+    """An answer as the saga hears it: what it says, its event type, data and causation id."""
 
-    type: str
+    answer: Answer
+    event_type: str
     data: dict[str, Any]
+    causation_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +180,7 @@ class Changed:
     values: dict[str, Any]
 
 
-Effect = Send | OrderEffect | Record | Changed
+Effect = Send | OrderEffect | SagaEvent | Changed
 
 
 @dataclass(slots=True)
@@ -213,10 +245,7 @@ class Saga:
             expires_at=now + timedelta(seconds=timing.saga_timeout),
         )
         saga._reset_deadline(now, timing)
-        started = Record(
-            "SagaStarted",
-            {"order_id": order_id, "state": STARTED, "step": RESERVE, "deadline": _iso(saga.expiry)},
-        )
+        started = SagaStarted(order_id=order_id, state=STARTED, step=RESERVE, deadline=_iso(saga.expiry))
         return saga, [started, saga._command(RESERVE)]
 
     # --- answers from inventory and payments --------------------------------------------------
@@ -224,7 +253,8 @@ class Saga:
     def on_answer(
         self,
         *,
-        message_type: str,
+        answer: Answer,
+        event_type: str,
         data: dict[str, Any],
         now: datetime,
         timing: Timing,
@@ -232,22 +262,21 @@ class Saga:
     ) -> list[Effect]:
         """React to an event of another context about this order; duplicates change nothing.
 
-        ``causation_id`` is the id of the command the event answers (empty when it answers none).
+        ``answer`` is what the event (of type ``event_type``) says; ``causation_id`` is the id
+        of the command it answers (empty when it answers none).
         """
-        handler = _REACTIONS.get(message_type)
-        if handler is None:
-            return []
-        return self._decide(lambda work: handler(work, data, causation_id, now, timing))
+        handler = _REACTIONS[answer]
+        heard = Heard(answer, event_type, data, causation_id)
+        return self._decide(lambda work: handler(work, heard, now, timing))
 
-    def answers(self, message_type: str, causation_id: str) -> bool:
-        """Whether this event answers a command a step of the saga is waiting for."""
-        step = ANSWERS.get(message_type)
-        if step is None:
-            return False
+    def answers(self, answer: Answer, causation_id: str) -> bool:
+        """Whether this answer settles a command a step of the saga is waiting for."""
+        step = ANSWER_STEPS[answer]
         steps = (step, AWAIT_PAYMENT) if step == PAY else (step,)
         return any(self._awaits(candidate, causation_id) for candidate in steps)
 
-    def _on_reserved(self, data: dict[str, Any], cause: str, now: datetime, timing: Timing) -> list[Effect]:
+    def _on_reserved(self, heard: Heard, now: datetime, timing: Timing) -> list[Effect]:
+        data, cause = heard.data, heard.causation_id
         if self.state == STARTED and self._awaits(RESERVE, cause):
             self._answered(RESERVE)
             self.reserved = True
@@ -262,14 +291,13 @@ class Saga:
         if self.state in RUNNING:
             # Held for this order all the same (a repeated answer, an operator's reservation).
             self.reserved = True
-            return [self._ignored("InventoryReserved", cause)]
-        return [self._ignored("InventoryReserved", cause), *self._late_inventory_effect()]
+            return [self._ignored(heard)]
+        return [self._ignored(heard), *self._late_inventory_effect()]
 
-    def _on_reservation_failed(
-        self, data: dict[str, Any], cause: str, now: datetime, timing: Timing
-    ) -> list[Effect]:
+    def _on_reservation_failed(self, heard: Heard, now: datetime, timing: Timing) -> list[Effect]:
+        data, cause = heard.data, heard.causation_id
         if self.state != STARTED or not self._awaits(RESERVE, cause):
-            return [self._ignored("InventoryReservationFailed", cause)]
+            return [self._ignored(heard)]
         self._answered(RESERVE)
         reason = str(data.get("reason") or "OUT_OF_STOCK")
         if self.captured:
@@ -281,9 +309,8 @@ class Saga:
         effects.append(self._finish_order())
         return effects
 
-    def _on_payment_processed(
-        self, data: dict[str, Any], cause: str, now: datetime, timing: Timing
-    ) -> list[Effect]:
+    def _on_payment_processed(self, heard: Heard, now: datetime, timing: Timing) -> list[Effect]:
+        cause = heard.causation_id
         if self.state == PAYMENT_PROCESSING and self.step == PAY and self._awaits(PAY, cause):
             self._answered(PAY)
             self.captured = True
@@ -291,8 +318,8 @@ class Saga:
             moved.append(self._command(CONFIRM))
             return moved
         effects: list[Effect] = []
-        if not self.answers("PaymentProcessed", cause):
-            effects.append(self._ignored("PaymentProcessed", cause))
+        if not self.answers(Answer.PAYMENT_PROCESSED, cause):
+            effects.append(self._ignored(heard))
         news = not self.captured
         self.captured = True
         if self.state in RUNNING or self.state == COMPLETED:
@@ -307,9 +334,8 @@ class Saga:
             effects += self._settle(AWAIT_PAYMENT, now, timing)
         return effects
 
-    def _on_payment_failed(
-        self, data: dict[str, Any], cause: str, now: datetime, timing: Timing
-    ) -> list[Effect]:
+    def _on_payment_failed(self, heard: Heard, now: datetime, timing: Timing) -> list[Effect]:
+        data, cause = heard.data, heard.causation_id
         if self.state == PAYMENT_PROCESSING and self.step == PAY and self._awaits(PAY, cause):
             self._answered(PAY)
             reason = str(data.get("reason") or "PAYMENT_UNAVAILABLE")
@@ -322,9 +348,10 @@ class Saga:
         if self.state == COMPENSATING and self._awaits(AWAIT_PAYMENT, cause):
             self.payment_requested = False
             return self._settle(AWAIT_PAYMENT, now, timing)
-        return [self._ignored("PaymentFailed", cause)]
+        return [self._ignored(heard)]
 
-    def _on_confirmed(self, data: dict[str, Any], cause: str, now: datetime, timing: Timing) -> list[Effect]:
+    def _on_confirmed(self, heard: Heard, now: datetime, timing: Timing) -> list[Effect]:
+        cause = heard.causation_id
         if self.state == PAYMENT_PROCESSING and self.step == CONFIRM and self._awaits(CONFIRM, cause):
             self._answered(CONFIRM)
             self.confirmed = True
@@ -332,21 +359,23 @@ class Saga:
             effects.append(self._finish_order())
             return effects
         if self.state in RUNNING or self.state == COMPLETED:
-            return [self._ignored("InventoryConfirmed", cause)]
+            return [self._ignored(heard)]
         self.confirmed = True
-        return [self._ignored("InventoryConfirmed", cause), *self._late_inventory_effect()]
+        return [self._ignored(heard), *self._late_inventory_effect()]
 
-    def _on_released(self, data: dict[str, Any], cause: str, now: datetime, timing: Timing) -> list[Effect]:
+    def _on_released(self, heard: Heard, now: datetime, timing: Timing) -> list[Effect]:
+        cause = heard.causation_id
         if self.state != COMPENSATING or not self._awaits(RELEASE, cause):
             # A stock expiry, a repeated answer, an operator's release: not this step's answer.
-            return [self._ignored("InventoryReleased", cause)]
+            return [self._ignored(heard)]
         self.reserved = False
         return self._settle(RELEASE, now, timing)
 
-    def _on_refunded(self, data: dict[str, Any], cause: str, now: datetime, timing: Timing) -> list[Effect]:
+    def _on_refunded(self, heard: Heard, now: datetime, timing: Timing) -> list[Effect]:
+        cause = heard.causation_id
         if self.state != COMPENSATING or not self._awaits(REFUND, cause):
             # An operator's partial refund, a repeated answer: not this step's answer.
-            return [self._ignored("PaymentRefunded", cause)]
+            return [self._ignored(heard)]
         self.refunded = True
         return self._settle(REFUND, now, timing)
 
@@ -441,21 +470,21 @@ class Saga:
         if self.state in RUNNING:
             if now < self.expiry and self.step is not None:
                 self.attempts += 1
-                resent = Record("SagaStepTimedOut", self._step_data(outcome="RESENT"))
+                resent = SagaStepTimedOut(**self._step_data(outcome="RESENT"))
                 wait = timing.resend_after * 2 ** min(self.attempts - 1, 5)
                 self.deadline = min(now + timedelta(seconds=wait), self.expiry)
                 return [resent, self._command(self.step)]
-            timed_out = Record("SagaStepTimedOut", self._step_data(outcome="TIMEOUT"))
+            timed_out = SagaStepTimedOut(**self._step_data(outcome="TIMEOUT"))
             compensation = self._compensate(
                 outcome=FAILED_OUTCOME, reason="TIMEOUT", by="", now=now, timing=timing
             )
             return [timed_out, *compensation]
         if self.state != COMPENSATING:
             return []
-        effects: list[Effect] = [Record("SagaStepTimedOut", self._step_data(outcome="TIMEOUT"))]
+        effects: list[Effect] = [SagaStepTimedOut(**self._step_data(outcome="TIMEOUT"))]
         if self.attempts > timing.step_retries:
             self.needs_attention = True
-            effects.append(Record("SagaParked", self._step_data(outcome="PARKED")))
+            effects.append(SagaParked(**self._step_data(outcome="PARKED")))
             return effects
         self.attempts += 1
         # Exponential backoff between retries of the same compensation step.
@@ -471,7 +500,7 @@ class Saga:
         self.needs_attention = False
         self._reset_deadline(now, timing)
         steps = self.pending if self.state == COMPENSATING else [self.step or RESERVE]
-        retried = Record("SagaStepRetried", {**self._step_data(outcome="RETRIED"), "admin": admin})
+        retried = SagaStepRetried(**self._step_data(outcome="RETRIED"), admin=admin)
         return [retried, *(self._command(step) for step in steps)]
 
     def _force_compensation(
@@ -482,10 +511,7 @@ class Saga:
             raise SagaRuleViolation(f"a {self.state} saga has nothing left to compensate")
         if self.state == COMPLETED and not as_cancellation:
             raise SagaRuleViolation("a completed order can only be compensated as a cancellation")
-        record = Record(
-            "SagaManuallyCompensated",
-            {"order_id": self.order_id, "admin": admin, "as_cancellation": as_cancellation},
-        )
+        record = SagaManuallyCompensated(order_id=self.order_id, admin=admin, as_cancellation=as_cancellation)
         if self.state == COMPENSATING:
             self.needs_attention = False
             self.attempts += 1
@@ -507,7 +533,7 @@ class Saga:
                 "the payment of this order was captured and is not refunded: "
                 "force compensation refunds it; marking the saga failed would keep the money"
             )
-        record = Record("SagaManuallyFailed", {"order_id": self.order_id, "admin": admin, "step": self.step})
+        record = SagaManuallyFailed(order_id=self.order_id, admin=admin, step=self.step)
         if self.outcome != CANCELLED_OUTCOME:
             self.outcome = FAILED_OUTCOME
             self.failure_reason = "ADMIN"
@@ -597,15 +623,15 @@ class Saga:
             # payment settles, and the saga's row must not keep it for the order's lifetime).
             self.payment_token = ""
         self._reset_deadline(now, timing)
-        data = {
-            "order_id": self.order_id,
-            "from_state": previous_state,
-            "to_state": state,
-            "from_step": previous_step,
-            "step": step,
-            "reason": reason,
-        }
-        return [Record("SagaTransitioned", data)]
+        transitioned = SagaTransitioned(
+            order_id=self.order_id,
+            from_state=previous_state,
+            to_state=state,
+            from_step=previous_step,
+            step=step,
+            reason=reason,
+        )
+        return [transitioned]
 
     @property
     def may_still_pay(self) -> bool:
@@ -644,16 +670,15 @@ class Saga:
     def _answered(self, step: str) -> None:
         self.commands.pop(step, None)
 
-    def _ignored(self, message_type: str, cause: str) -> Record:
+    def _ignored(self, heard: Heard) -> SagaAnswerIgnored:
         """A stale answer, recorded for the audit trail (it settles nothing)."""
-        data = {
-            "order_id": self.order_id,
-            "type": message_type,
-            "causation_id": cause,
-            "state": self.state,
-            "step": self.step,
-        }
-        return Record("SagaAnswerIgnored", data)
+        return SagaAnswerIgnored(
+            order_id=self.order_id,
+            type=heard.event_type,
+            causation_id=heard.causation_id,
+            state=self.state,
+            step=self.step,
+        )
 
     def _order_status(self, status: str) -> OrderEffect:
         self.order_status = status
@@ -715,20 +740,21 @@ class Saga:
         return self.failure_reason or "COMPENSATION"
 
     def _step_data(self, *, outcome: str) -> dict[str, Any]:
+        """The members of the step events (timed out, parked, retried)."""
         return {"order_id": self.order_id, "step": self.step, "attempt": self.attempts, "outcome": outcome}
 
 
 # Every field of the saga: what a decision may change.
 _STATE = tuple(f.name for f in fields(Saga))
 
-_REACTIONS = {
-    "InventoryReserved": Saga._on_reserved,
-    "InventoryReservationFailed": Saga._on_reservation_failed,
-    "PaymentProcessed": Saga._on_payment_processed,
-    "PaymentFailed": Saga._on_payment_failed,
-    "InventoryConfirmed": Saga._on_confirmed,
-    "InventoryReleased": Saga._on_released,
-    "PaymentRefunded": Saga._on_refunded,
+_REACTIONS: dict[Answer, Callable[[Saga, Heard, datetime, Timing], list[Effect]]] = {
+    Answer.RESERVED: Saga._on_reserved,
+    Answer.RESERVATION_FAILED: Saga._on_reservation_failed,
+    Answer.PAYMENT_PROCESSED: Saga._on_payment_processed,
+    Answer.PAYMENT_FAILED: Saga._on_payment_failed,
+    Answer.CONFIRMED: Saga._on_confirmed,
+    Answer.RELEASED: Saga._on_released,
+    Answer.REFUNDED: Saga._on_refunded,
 }
 
 

@@ -31,12 +31,22 @@ from django.utils import timezone
 
 from config import metrics
 from config.logging import log_on_commit
-from eventstore import backlog
+from eventstore import backlog, catalogue
 from eventstore.messages import Message
-from eventstore.store import NewEvent, append, send
+from eventstore.store import append, send
 from eventstore.unit_of_work import UnitOfWork, current, unit_of_work
+from inventory import public as inventory
+from payments import public as payments
 
 from . import domain, ports
+from .events import (
+    SagaEvent,
+    SagaManuallyCompensated,
+    SagaManuallyFailed,
+    SagaStepRetried,
+    SagaStepTimedOut,
+    SagaTransitioned,
+)
 from .models import SagaStepAttempt
 from .recorder import Attempt, Changes, Loaded, SagaRow, Settlement, Transition, recorder
 
@@ -47,12 +57,23 @@ CONTEXT = "sagas"
 # The contexts whose queues carry a saga's commands and answers.
 _SAGA_PIPELINE = ("inventory", "payments", CONTEXT)
 
+# What each event of inventory and payments tells the saga (the events it subscribes to).
+ANSWERS: dict[str, domain.Answer] = {
+    inventory.InventoryReserved.event_type: domain.Answer.RESERVED,
+    inventory.InventoryReservationFailed.event_type: domain.Answer.RESERVATION_FAILED,
+    payments.PaymentProcessed.event_type: domain.Answer.PAYMENT_PROCESSED,
+    payments.PaymentFailed.event_type: domain.Answer.PAYMENT_FAILED,
+    inventory.InventoryConfirmed.event_type: domain.Answer.CONFIRMED,
+    inventory.InventoryReleased.event_type: domain.Answer.RELEASED,
+    payments.PaymentRefunded.event_type: domain.Answer.REFUNDED,
+}
+
 # The saga events logged (when their transaction commits): level and line.
-_LOGGED = {
-    "SagaTransitioned": (logging.INFO, "saga transitioned"),
-    "SagaStepRetried": (logging.INFO, "saga step retried by an operator"),
-    "SagaManuallyCompensated": (logging.INFO, "saga compensation forced by an operator"),
-    "SagaManuallyFailed": (logging.INFO, "saga marked failed by an operator"),
+_LOGGED: dict[type[SagaEvent], tuple[int, str]] = {
+    SagaTransitioned: (logging.INFO, "saga transitioned"),
+    SagaStepRetried: (logging.INFO, "saga step retried by an operator"),
+    SagaManuallyCompensated: (logging.INFO, "saga compensation forced by an operator"),
+    SagaManuallyFailed: (logging.INFO, "saga marked failed by an operator"),
 }
 
 # Which context and stream each command goes to.
@@ -217,10 +238,12 @@ def react(message: Message) -> None:
     state_before = saga.state
     # Only the answer to one of the step's own commands settles its attempts; a stale one is
     # recorded by the domain (SagaAnswerIgnored) and settles nothing.
-    if saga.answers(message.type, message.causation_id):
-        _settle_answered(tracked, message, now)
+    answer = ANSWERS[message.type]
+    if saga.answers(answer, message.causation_id):
+        _settle_answered(tracked, message, answer, now)
     effects = saga.on_answer(
-        message_type=message.type,
+        answer=answer,
+        event_type=message.type,
         data=message.data,
         causation_id=message.causation_id,
         now=now,
@@ -343,18 +366,18 @@ def _carry_out(
     saga = tracked.saga
     for effect in effects:
         saga.apply(effect)  # the decision's change of state first: what follows reads the saga as left
-    records: list[NewEvent] = []
+    records: list[SagaEvent] = []
     changes: list[domain.OrderEffect] = []
     for effect in effects:
-        if isinstance(effect, domain.Record):
-            records.append(NewEvent(effect.type, effect.data))
-            _log(saga.order_id, effect)
-            if effect.type == "SagaTransitioned":
-                tracked.transitions.append(_transition(saga.order_id, effect.data, cause_id, now))
-        elif isinstance(effect, domain.Send):
+        if isinstance(effect, domain.Send):
             tracked.sent(effect, _send(saga, effect, cause_id), now)
         elif isinstance(effect, domain.OrderEffect):
             changes.append(effect)
+        elif not isinstance(effect, domain.Changed):
+            records.append(effect)
+            _log(saga.order_id, effect)
+            if isinstance(effect, SagaTransitioned):
+                tracked.transitions.append(_transition(saga.order_id, effect, cause_id, now))
     if changes:
         # In effect order, with one read of the order and one append for all of them.
         ports.orders().change_order(order_id=saga.order_id, changes=changes, cause_id=cause_id)
@@ -390,38 +413,36 @@ def _send(saga: domain.Saga, effect: domain.Send, cause_id: str) -> Message:
     )
 
 
-def _transition(order_id: str, data: dict[str, Any], cause_id: str, now: datetime) -> Transition:
+def _transition(order_id: str, event: SagaTransitioned, cause_id: str, now: datetime) -> Transition:
     return Transition(
         order_id=order_id,
         at=now,
-        from_state=data["from_state"],
-        to_state=data["to_state"],
-        step=data.get("step"),
-        reason=str(data.get("reason", "")),
+        from_state=event.from_state,
+        to_state=event.to_state,
+        step=event.step,
+        reason=event.reason,
         cause_id=cause_id,
     )
 
 
-def _log(order_id: str, record: domain.Record) -> None:
-    if record.type == "SagaStepTimedOut" and record.data.get("outcome") == "RESENT":
+def _log(order_id: str, record: SagaEvent) -> None:
+    if isinstance(record, SagaStepTimedOut) and record.outcome == "RESENT":
         level, line = logging.INFO, "saga step sent again"
-    elif record.type == "SagaStepTimedOut":
+    elif isinstance(record, SagaStepTimedOut):
         level, line = logging.WARNING, "saga step timed out"
-    elif record.type in _LOGGED:
-        level, line = _LOGGED[record.type]
+    elif type(record) in _LOGGED:
+        level, line = _LOGGED[type(record)]
     else:
         return
-    fields = {name: value for name, value in record.data.items() if name != "order_id"}
-    log_on_commit(logger, level, line, correlation_id=order_id, saga_event=record.type, **fields)
+    fields = {name: value for name, value in catalogue.to_data(record).items() if name != "order_id"}
+    log_on_commit(logger, level, line, correlation_id=order_id, saga_event=record.event_type, **fields)
 
 
-def _settle_answered(tracked: _Tracked, message: Message, now: datetime) -> None:
+def _settle_answered(tracked: _Tracked, message: Message, answer: domain.Answer, now: datetime) -> None:
     """Settle the pending attempts of the step ``message`` answers (a payment's also settle its wait)."""
-    step = domain.ANSWERS.get(message.type)
-    if step is None:
-        return
+    step = domain.ANSWER_STEPS[answer]
     steps = [step, domain.AWAIT_PAYMENT] if step == domain.PAY else [step]
-    failed = message.type in ("InventoryReservationFailed", "PaymentFailed")
+    failed = answer in domain.FAILED_ANSWERS
     error = str(message.data.get("error") or message.data.get("reason") or "") if failed else ""
     outcome = SagaStepAttempt.FAILED if failed else SagaStepAttempt.SUCCEEDED
     tracked.settle(steps, outcome, now, answer=message.type, error=error[:2000])

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from eventstore.messages import Message
 from eventstore.registry import handles, prepares
 
-from . import domain, handlers
+from . import handlers
 
 
 @prepares("sagas")
@@ -14,7 +14,7 @@ def lock_batch_sagas(messages: Sequence[Message]) -> None:
     handlers.lock_sagas([handlers.order_of(message) for message in messages])
 
 
-@handles("sagas", events=tuple(domain.ANSWERS))
+@handles("sagas", events=tuple(handlers.ANSWERS))
 def advance_saga(message: Message) -> None:
     """Move the order's saga forward (or undo a late effect) on an answer."""
     handlers.react(message)

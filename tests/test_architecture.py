@@ -23,8 +23,8 @@ FORBIDDEN_IN_DOMAIN = ("django", "rest_framework", "rest_framework_simplejwt", "
 
 
 def domain_modules() -> list[Path]:
-    """Every context's ``domain.py`` (or the modules of a ``domain/`` package)."""
-    return sorted([*ROOT.glob("*/domain.py"), *ROOT.glob("*/domain/*.py")])
+    """Every context's ``domain.py`` (or the modules of a ``domain/`` package) and ``events.py``."""
+    return sorted([*ROOT.glob("*/domain.py"), *ROOT.glob("*/domain/*.py"), *ROOT.glob("*/events.py")])
 
 
 def imported_modules(path: Path, *, root: Path = ROOT) -> list[tuple[int, str]]:

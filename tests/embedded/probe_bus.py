@@ -28,7 +28,8 @@ from eventstore.handling import handle  # noqa: E402
 from eventstore.messages import Message  # noqa: E402
 from eventstore.models import DeadLetter, InboxMessage, OutboxMessage  # noqa: E402
 from eventstore.registry import handles  # noqa: E402
-from eventstore.store import NewEvent, append  # noqa: E402
+from eventstore.store import append  # noqa: E402
+from tests.fixtures.events import untyped_event  # noqa: E402
 
 SCENARIO = sys.argv[1]
 calls: list[str] = []
@@ -50,7 +51,7 @@ def append_probe_event() -> Message:
             aggregate_type="probe",
             aggregate_id="probe-1",
             expected_version=0,
-            events=[NewEvent("ProbePinged", {"n": 1})],
+            events=[untyped_event("ProbePinged", {"n": 1})],
             correlation_id="probe-1",
         )
     return message

@@ -27,7 +27,8 @@ from prometheus_client import Counter
 
 from eventstore.messages import Message
 from eventstore.registry import handles
-from eventstore.store import NewEvent, append, stream_version
+from eventstore.store import append, stream_version
+from tests.fixtures.events import untyped_event
 
 CONTEXT = "probe"
 
@@ -47,7 +48,7 @@ def touch(message: Message) -> None:
         aggregate_type=CONTEXT,
         aggregate_id=stream,
         expected_version=stream_version(stream),
-        events=[NewEvent("ProbeTouched", {"message_id": message.message_id})],
+        events=[untyped_event("ProbeTouched", {"message_id": message.message_id})],
         correlation_id=message.correlation_id,
         causation_id=message.message_id,
     )

@@ -10,7 +10,8 @@ from django.db import transaction
 from eventstore.messages import Message
 from eventstore.models import StreamCursor
 from eventstore.ordering import apply_in_order
-from eventstore.store import NewEvent, append
+from eventstore.store import append
+from tests.fixtures.events import untyped_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,7 +24,7 @@ def _stream_of(count: int) -> list[Message]:
             aggregate_type="probe",
             aggregate_id=stream,
             expected_version=0,
-            events=[NewEvent("ProbeTouched", {"n": n}) for n in range(1, count + 1)],
+            events=[untyped_event("ProbeTouched", {"n": n}) for n in range(1, count + 1)],
         )
 
 

@@ -139,7 +139,8 @@ def test_the_inbox_prune_is_bounded_per_run() -> None:
 
 
 def test_the_event_store_is_never_pruned() -> None:
-    from eventstore.store import NewEvent, append
+    from eventstore.store import append
+    from tests.fixtures.events import untyped_event
 
     aggregate_id = f"retention-{uuid.uuid4()}"
     append(
@@ -147,7 +148,7 @@ def test_the_event_store_is_never_pruned() -> None:
         aggregate_type="Probe",
         aggregate_id=aggregate_id,
         expected_version=0,
-        events=[NewEvent("Touched", {})],
+        events=[untyped_event("Touched", {})],
     )
     before = StoredEvent.objects.count()
 

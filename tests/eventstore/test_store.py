@@ -11,7 +11,8 @@ from django.db import connection, transaction
 from eventstore.messages import Message
 from eventstore.models import OutboxMessage, StoredEvent
 from eventstore.reader import Position, read_after
-from eventstore.store import ConcurrencyError, NewEvent, append
+from eventstore.store import ConcurrencyError, append
+from tests.fixtures.events import untyped_event
 from tests.fixtures.stack import wait_until
 
 # The probe context listens to ProbeTouched, so its events go to the outbox too.
@@ -24,7 +25,7 @@ def _append_one(stream: str, *, expected_version: int, label: str) -> None:
         aggregate_type="probe",
         aggregate_id=stream,
         expected_version=expected_version,
-        events=[NewEvent("ProbeTouched", {"by": label})],
+        events=[untyped_event("ProbeTouched", {"by": label})],
     )
 
 
@@ -167,7 +168,7 @@ def test_an_event_nobody_listens_to_is_stored_but_not_queued() -> None:
             aggregate_type="probe",
             aggregate_id=stream,
             expected_version=0,
-            events=[NewEvent("NobodyListens", {}), NewEvent("ProbeTouched", {})],
+            events=[untyped_event("NobodyListens", {}), untyped_event("ProbeTouched", {})],
         )
     # then both are in the store, and only the listened-to one waits in the outbox
     assert StoredEvent.objects.filter(aggregate_id=stream).count() == 2
@@ -205,7 +206,7 @@ def test_reading_by_position_for_some_event_types_returns_only_those_in_order() 
             aggregate_id=stream,
             expected_version=0,
             events=[
-                NewEvent(kind, {"n": n}) for n, kind in enumerate(["Wanted", "Other", "Wanted", "Other"])
+                untyped_event(kind, {"n": n}) for n, kind in enumerate(["Wanted", "Other", "Wanted", "Other"])
             ],
         )
     start = Position()

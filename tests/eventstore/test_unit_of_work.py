@@ -9,8 +9,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from eventstore.models import OutboxMessage, StoredEvent
-from eventstore.store import ConcurrencyError, NewEvent, append, load_stream, send, stream_version
+from eventstore.store import ConcurrencyError, append, load_stream, send, stream_version
 from eventstore.unit_of_work import current, unit_of_work
+from tests.fixtures.events import untyped_event
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("probe")]
 
@@ -21,7 +22,7 @@ def _touch(stream: str, version: int, label: str) -> None:
         aggregate_type="probe",
         aggregate_id=stream,
         expected_version=version,
-        events=[NewEvent("ProbeTouched", {"by": label})],
+        events=[untyped_event("ProbeTouched", {"by": label})],
     )
 
 

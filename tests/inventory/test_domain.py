@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from eventstore.catalogue import to_data
 from inventory.domain import (
-    DomainEvent,
     Line,
     Reservation,
     ReservationConflict,
@@ -21,6 +21,7 @@ from inventory.domain import (
     merge_lines,
     stock_adjusted,
 )
+from inventory.events import ReservationEvent
 
 ORDER = "8d3c1f5e-0000-4000-8000-000000000001"
 EXPIRES = "2030-01-01T00:00:00Z"
@@ -42,7 +43,7 @@ class Driven:
 
     def __init__(self, reservation: Reservation) -> None:
         self.reservation = reservation
-        self._events: list[DomainEvent] = []
+        self._events: list[ReservationEvent] = []
 
     @property
     def state(self) -> ReservationState | None:
@@ -66,7 +67,7 @@ class Driven:
     def expire(self, *, stock: Mapping[str, Stock]) -> None:
         self._run("expire", stock)
 
-    def collect(self) -> list[DomainEvent]:
+    def collect(self) -> list[ReservationEvent]:
         events, self._events = self._events, []
         return events
 
@@ -75,7 +76,7 @@ def test_a_command_changes_nothing_until_its_events_are_applied() -> None:
     stock = _stock(A=5)
     reservation = Reservation(order_id=ORDER)
     (event,) = reservation.reserve(lines=[Line("A", 2)], expires_at=EXPIRES, stock=stock)
-    assert event.type == "InventoryReserved"
+    assert event.event_type == "InventoryReserved"
     assert (reservation.state, reservation.lines, stock["A"].available) == (None, (), 5)
     reservation.apply(event, stock=stock)
     assert (reservation.state, reservation.lines) == (ReservationState.HELD, (Line("A", 2),))
@@ -94,8 +95,8 @@ def test_reserve_holds_every_line_and_records_inventory_reserved() -> None:
     reservation.reserve(lines=[Line("B", 2), Line("A", 3)], expires_at=EXPIRES, stock=stock)
     # then
     (event,) = reservation.collect()
-    assert event.type == "InventoryReserved"
-    assert event.data == {
+    assert event.event_type == "InventoryReserved"
+    assert to_data(event) == {
         "order_id": ORDER,
         "items": [{"product_id": "A", "quantity": 3}, {"product_id": "B", "quantity": 2}],
         "expires_at": EXPIRES,
@@ -110,9 +111,9 @@ def test_reserve_is_all_or_nothing_and_names_every_shortage() -> None:
     reservation = Driven(Reservation(order_id=ORDER))
     reservation.reserve(lines=[Line("A", 2), Line("B", 2), Line("GHOST", 1)], expires_at=EXPIRES, stock=stock)
     (event,) = reservation.collect()
-    assert event.type == "InventoryReservationFailed"
-    assert event.data["reason"] == "OUT_OF_STOCK"
-    assert event.data["shortages"] == [
+    assert event.event_type == "InventoryReservationFailed"
+    assert to_data(event)["reason"] == "OUT_OF_STOCK"
+    assert to_data(event)["shortages"] == [
         {"product_id": "B", "requested": 2, "available": 1},
         {"product_id": "GHOST", "requested": 1, "available": 0},
     ]
@@ -125,7 +126,7 @@ def test_duplicate_lines_are_merged_before_checking_stock() -> None:
     stock = _stock(B=3)
     reservation = Driven(Reservation(order_id=ORDER))
     reservation.reserve(lines=[Line("B", 2), Line("B", 2)], expires_at=EXPIRES, stock=stock)
-    assert reservation.collect()[0].type == "InventoryReservationFailed"
+    assert reservation.collect()[0].event_type == "InventoryReservationFailed"
 
 
 def test_second_reserve_repeats_the_outcome_without_holding_twice() -> None:
@@ -135,7 +136,7 @@ def test_second_reserve_repeats_the_outcome_without_holding_twice() -> None:
     reservation.collect()
     reservation.reserve(lines=[Line("A", 2)], expires_at=EXPIRES, stock=stock)
     (event,) = reservation.collect()
-    assert event.type == "InventoryReserved"
+    assert event.event_type == "InventoryReserved"
     assert stock["A"].reserved == 2
 
 
@@ -146,7 +147,7 @@ def test_confirm_sells_what_is_held_and_is_idempotent() -> None:
     reservation.confirm(stock=stock)
     reservation.confirm(stock=stock)
     events = reservation.collect()
-    assert [e.type for e in events] == ["InventoryReserved", "InventoryConfirmed", "InventoryConfirmed"]
+    assert [e.event_type for e in events] == ["InventoryReserved", "InventoryConfirmed", "InventoryConfirmed"]
     assert (stock["A"].available, stock["A"].reserved, stock["A"].sold) == (3, 0, 2)
     assert _received(stock) == {"A": 5}
 
@@ -158,7 +159,7 @@ def test_release_of_a_hold_returns_units_to_available() -> None:
     reservation.collect()
     reservation.release(reason="PAYMENT_DECLINED", stock=stock)
     (event,) = reservation.collect()
-    assert event.data == {
+    assert to_data(event) == {
         "order_id": ORDER,
         "items": [{"product_id": "A", "quantity": 2}],
         "reason": "PAYMENT_DECLINED",
@@ -175,7 +176,7 @@ def test_release_after_confirm_restocks_sold_units() -> None:
     reservation.collect()
     reservation.release(reason="CANCELLED", stock=stock)
     (event,) = reservation.collect()
-    assert event.data["restocked"] is True
+    assert to_data(event)["restocked"] is True
     assert (stock["A"].available, stock["A"].reserved, stock["A"].sold) == (5, 0, 0)
 
 
@@ -184,13 +185,13 @@ def test_release_with_nothing_held_answers_empty_items_and_marks_released() -> N
     reservation.release(reason="TIMEOUT", stock={})
     reservation.release(reason="TIMEOUT", stock={})
     events = reservation.collect()
-    assert [e.data["items"] for e in events] == [[], []]
+    assert [to_data(e)["items"] for e in events] == [[], []]
     assert reservation.state == ReservationState.RELEASED
     # a reserve arriving after the release holds nothing
     stock = _stock(A=5)
     reservation.reserve(lines=[Line("A", 1)], expires_at=EXPIRES, stock=stock)
     (event,) = reservation.collect()
-    assert event.type == "InventoryReleased" and event.data["items"] == []
+    assert event.event_type == "InventoryReleased" and to_data(event)["items"] == []
     assert stock["A"].available == 5
 
 
@@ -201,7 +202,7 @@ def test_expire_gives_back_a_hold_only() -> None:
     reservation.collect()
     reservation.expire(stock=stock)
     (event,) = reservation.collect()
-    assert (event.type, event.data["reason"]) == ("InventoryReleased", "EXPIRED")
+    assert (event.event_type, to_data(event)["reason"]) == ("InventoryReleased", "EXPIRED")
     assert reservation.state == ReservationState.EXPIRED
     assert (stock["A"].available, stock["A"].reserved) == (5, 0)
     reservation.expire(stock=stock)
@@ -239,4 +240,4 @@ def test_stock_never_goes_below_zero() -> None:
 
 def test_stock_adjusted_writes_money_with_two_decimals() -> None:
     event = stock_adjusted(product_id="A", name="Mug", price=Decimal("25"), delta=3, available=3)
-    assert event.data == {"product_id": "A", "name": "Mug", "price": "25.00", "delta": 3, "available": 3}
+    assert to_data(event) == {"product_id": "A", "name": "Mug", "price": "25.00", "delta": 3, "available": 3}

@@ -4,15 +4,17 @@ from decimal import Decimal
 
 import pytest
 
+from eventstore.catalogue import to_data
 from orders import domain
-from orders.domain import DomainEvent, Order, OrderRuleViolation, PricedLine, RecordedEvent
+from orders.domain import Order, OrderRuleViolation, PricedLine, RecordedEvent
+from orders.events import OrderCompleted, OrderEvent
 
 ORDER_ID = "6f1c2f8e-0000-4000-8000-000000000001"
 
 
-def _history(*events: DomainEvent) -> Order:
+def _history(*events: OrderEvent) -> Order:
     recorded = [
-        RecordedEvent(e.type, e.data, version, f"2026-01-01T00:00:0{version}Z")
+        RecordedEvent(e, version, f"2026-01-01T00:00:0{version}Z")
         for version, e in enumerate(events, start=1)
     ]
     order = Order.from_history(ORDER_ID, recorded)
@@ -20,7 +22,7 @@ def _history(*events: DomainEvent) -> Order:
     return order
 
 
-def _created() -> DomainEvent:
+def _created() -> OrderEvent:
     lines = [
         PricedLine("SKU-1", "Widget", 2, Decimal("10.5")),
         PricedLine("SKU-2", "Gadget", 1, Decimal("3.333")),
@@ -30,15 +32,15 @@ def _created() -> DomainEvent:
 
 def test_place_order_prices_and_totals_from_the_catalogue() -> None:
     created = _created()
-    assert created.type == "OrderCreated"
-    assert created.data["total_amount"] == "24.33"
-    assert created.data["items"][0] == {
+    assert created.event_type == "OrderCreated"
+    assert to_data(created)["total_amount"] == "24.33"
+    assert to_data(created)["items"][0] == {
         "product_id": "SKU-1",
         "product_name": "Widget",
         "quantity": 2,
         "price": "10.50",
     }
-    assert created.data["payment"] == {"method": "card"}
+    assert to_data(created)["payment"] == {"method": "card"}
 
 
 def test_place_order_rejects_duplicate_or_missing_lines() -> None:
@@ -62,10 +64,14 @@ def test_no_events_means_no_order() -> None:
 def test_status_moves_forward_only_and_repeats_are_silent() -> None:
     order = _history(_created())
     [event] = order.set_status("INVENTORY_RESERVED")
-    assert event.data == {"order_id": ORDER_ID, "status": "INVENTORY_RESERVED", "previous_status": "PENDING"}
+    assert to_data(event) == {
+        "order_id": ORDER_ID,
+        "status": "INVENTORY_RESERVED",
+        "previous_status": "PENDING",
+    }
     order = _history(_created(), event)
     assert order.set_status("INVENTORY_RESERVED") == []
-    assert order.set_status("PAYMENT_PROCESSING")[0].data["previous_status"] == "INVENTORY_RESERVED"
+    assert to_data(order.set_status("PAYMENT_PROCESSING")[0])["previous_status"] == "INVENTORY_RESERVED"
     with pytest.raises(OrderRuleViolation):
         order.set_status("COMPLETED")
 
@@ -94,9 +100,9 @@ def test_fail_records_a_known_reason() -> None:
 
 
 def test_a_completed_order_can_be_cancelled_after_compensation() -> None:
-    order = _history(_created(), DomainEvent("OrderCompleted", {"order_id": ORDER_ID}))
+    order = _history(_created(), OrderCompleted(order_id=ORDER_ID))
     [cancelled] = order.cancel(by="alice", reason="changed my mind")
-    assert cancelled.data == {"order_id": ORDER_ID, "reason": "changed my mind", "by": "alice"}
-    order = _history(_created(), DomainEvent("OrderCompleted", {"order_id": ORDER_ID}), cancelled)
+    assert to_data(cancelled) == {"order_id": ORDER_ID, "reason": "changed my mind", "by": "alice"}
+    order = _history(_created(), OrderCompleted(order_id=ORDER_ID), cancelled)
     assert order.status == "CANCELLED"
     assert order.cancel(by="alice", reason="again") == []

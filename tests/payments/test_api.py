@@ -7,9 +7,10 @@ import uuid
 import pytest
 from django.db import transaction
 
-from eventstore.store import NewEvent, append
+from eventstore.store import append
 from payments.charging import run_charge
 from payments.handlers import request_refund
+from tests.fixtures.events import untyped_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +31,7 @@ def order_of(customer_id: str) -> str:
             aggregate_type="order",
             aggregate_id=order_id,
             expected_version=0,
-            events=[NewEvent("OrderCreated", data)],
+            events=[untyped_event("OrderCreated", data)],
             correlation_id=order_id,
         )
     return order_id

@@ -176,8 +176,11 @@ def test_a_payment_requested_before_the_upgrade_still_charges_with_the_token_its
 
     from django.apps import apps
 
-    from payments.domain import Payment, PaymentEvent, idempotency_key_for, payment_id_for
-    from payments.handlers import store
+    from eventstore.store import append
+    from payments.domain import idempotency_key_for, payment_id_for
+    from payments.handlers import load_payment
+    from payments.recorder import project
+    from tests.fixtures.events import untyped_event
 
     migration = importlib.import_module("payments.migrations.0002_payment_secret_and_owner")
     token, order_id = _token(), str(uuid.uuid4())
@@ -191,7 +194,16 @@ def test_a_payment_requested_before_the_upgrade_still_charges_with_the_token_its
         "command_id": str(uuid.uuid4()),
     }
     with transaction.atomic():
-        store(Payment(order_id=order_id), [PaymentEvent("PaymentRequested", old_shape)])
+        # Stored as the handler stored it then (the catalogue's PaymentRequested has no token).
+        append(
+            context="payments",
+            aggregate_type="payment",
+            aggregate_id=f"payment-{order_id}",
+            expected_version=0,
+            events=[untyped_event("PaymentRequested", old_shape)],
+            correlation_id=order_id,
+        )
+        project(load_payment(order_id), first=True, release_claim=False)
     assert not PaymentSecret.objects.filter(pk=order_id).exists()
 
     migration.hold_tokens_of_running_payments(apps, SimpleNamespace(connection=connection))

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from eventstore.catalogue import from_data, to_data
 from payments.domain import (
     AttemptOutcome,
     FailureReason,
@@ -45,18 +46,18 @@ def test_request_records_a_pending_payment_with_the_order_idempotency_key():
     # when
     events = requested(Payment(order_id=ORDER))
     # then
-    assert [event.type for event in events] == ["PaymentRequested"]
-    assert events[0].data["amount"] == "25.00"
-    assert events[0].data["idempotency_key"] == f"order-{ORDER}"
-    assert events[0].data["payment_id"] == payment_id_for(ORDER)
+    assert [event.event_type for event in events] == ["PaymentRequested"]
+    assert to_data(events[0])["amount"] == "25.00"
+    assert to_data(events[0])["idempotency_key"] == f"order-{ORDER}"
+    assert to_data(events[0])["payment_id"] == payment_id_for(ORDER)
     assert given(requested).status == PaymentStatus.PENDING
 
 
 def test_capture_counts_attempts_and_one_capture():
     payment = given(requested, attempted(AttemptOutcome.TRANSIENT), attempted(AttemptOutcome.CAPTURED))
     events = payment.capture()
-    assert events[0].type == "PaymentProcessed"
-    assert events[0].data == {
+    assert events[0].event_type == "PaymentProcessed"
+    assert to_data(events[0]) == {
         "order_id": ORDER,
         "payment_id": payment_id_for(ORDER),
         "amount": "25.00",
@@ -85,7 +86,7 @@ def test_decline_and_unavailability_map_to_statuses():
 
 def test_a_failed_payment_may_be_tried_again():
     payment = given(requested, lambda p: p.fail(reason=FailureReason.UNAVAILABLE, error="down"))
-    assert [event.type for event in requested(payment)] == ["PaymentRequested"]
+    assert [event.event_type for event in requested(payment)] == ["PaymentRequested"]
 
 
 def test_timeout_makes_the_outcome_unknown_and_the_ledger_settles_it():
@@ -121,7 +122,7 @@ def test_partial_then_full_refund():
     request, amount = payment.next_refund()
     assert amount == Decimal("15.00")
     events = payment.complete_refund(refund_id="r2", amount=amount)
-    assert events[0].data == {
+    assert to_data(events[0]) == {
         "order_id": ORDER,
         "payment_id": payment_id_for(ORDER),
         "amount": "15.00",
@@ -147,8 +148,8 @@ def test_a_compensation_with_nothing_captured_is_answered_at_once_with_zero():
     events = refund(None, strict=False)(
         given(requested, lambda p: p.fail(reason=FailureReason.DECLINED, error=""))
     )
-    assert [event.type for event in events] == ["RefundRequested", "PaymentRefunded"]
-    assert events[1].data["amount"] == "0.00"
+    assert [event.event_type for event in events] == ["RefundRequested", "PaymentRefunded"]
+    assert to_data(events[1])["amount"] == "0.00"
 
 
 def test_a_compensation_while_the_charge_runs_waits_for_it_and_voids_later_rounds():
@@ -165,7 +166,7 @@ def test_a_compensation_while_the_charge_runs_waits_for_it_and_voids_later_round
 
 def test_a_repeated_process_command_for_a_capture_is_answered_again():
     payment = given(requested, captured)
-    assert [event.type for event in payment.report()] == ["PaymentProcessed"]
+    assert [event.event_type for event in payment.report()] == ["PaymentProcessed"]
     payment.apply(payment.report()[0])
     assert (payment.status, payment.captures) == (PaymentStatus.CAPTURED, 1)
 
@@ -195,17 +196,19 @@ def test_an_unknown_payment_fails_only_once_no_timed_out_call_can_land():
 
 
 def test_reporting_the_outcome_never_starts_a_charge():
-    assert [e.data["reason"] for e in Payment(order_id="o-1").report()] == ["PAYMENT_UNAVAILABLE"]
+    assert [to_data(e)["reason"] for e in Payment(order_id="o-1").report()] == ["PAYMENT_UNAVAILABLE"]
     assert given(requested).report() == []  # running: its runner answers
     declined = given(requested)
     declined.apply(declined.fail(reason=FailureReason.DECLINED, error="no")[0])
-    assert [(e.type, e.data["reason"]) for e in declined.report()] == [("PaymentFailed", "PAYMENT_DECLINED")]
-    assert [e.type for e in given(requested, captured).report()] == ["PaymentProcessed"]
+    assert [(e.event_type, to_data(e)["reason"]) for e in declined.report()] == [
+        ("PaymentFailed", "PAYMENT_DECLINED")
+    ]
+    assert [e.event_type for e in given(requested, captured).report()] == ["PaymentProcessed"]
 
 
 def test_a_request_names_its_card_token_by_reference_and_records_the_customer():
     events = requested(Payment(order_id=ORDER))
-    data = events[0].data
+    data = to_data(events[0])
     assert "token" not in data
     assert (data["method"], data["reference"], data["customer_id"]) == ("card", "pmref_1", "alice")
     payment = given(requested)
@@ -223,7 +226,7 @@ def test_an_event_written_with_the_token_still_loads_without_keeping_it():
         "idempotency_key": f"order-{ORDER}",
         "command_id": "cmd-1",
     }
-    payment = Payment.replay(ORDER, [("PaymentRequested", old)])
+    payment = Payment.replay(ORDER, [from_data("PaymentRequested", 1, old)])  # type: ignore[list-item]
     assert (payment.status, payment.amount, payment.reference, payment.customer_id) == (
         PaymentStatus.PENDING,
         Decimal("25.00"),

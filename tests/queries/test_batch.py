@@ -19,9 +19,10 @@ from django.test.utils import CaptureQueriesContext
 from eventstore.handling import handle, handle_batch
 from eventstore.messages import Message
 from eventstore.models import StreamCursor
-from eventstore.store import NewEvent, append
+from eventstore.store import append
 from queries.models import OrderItemReadModel, OrderReadModel, PaymentReadModel
 from queries.public import CONTEXT
+from tests.fixtures.events import untyped_event
 
 from .conftest import created, day, event
 
@@ -162,7 +163,7 @@ def test_streams_the_claim_cannot_take_are_applied_in_order_in_the_same_batch(ca
             aggregate_type="order",
             aggregate_id=order_id,
             expected_version=0,
-            events=[NewEvent(m.type, m.data) for m in (known, reserved, completed)],
+            events=[untyped_event(m.type, m.data) for m in (known, reserved, completed)],
         )
     again = created("carol", LINES, at=day(3), order_id=order_id)
     _batch([completed, fresh, again], caplog)
@@ -192,8 +193,8 @@ def test_payment_streams_whose_first_event_the_projection_does_not_read_cost_the
                 aggregate_id=f"pay-{order_id}",
                 expected_version=0,
                 events=[
-                    NewEvent("PaymentRequested", {"order_id": order_id, "amount": "20.00"}),
-                    NewEvent("PaymentProcessed" if n % 2 else "PaymentFailed", {"order_id": order_id}),
+                    untyped_event("PaymentRequested", {"order_id": order_id, "amount": "20.00"}),
+                    untyped_event("PaymentProcessed" if n % 2 else "PaymentFailed", {"order_id": order_id}),
                 ],
             )
         outcome = stored[-1]

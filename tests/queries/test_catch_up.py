@@ -10,10 +10,11 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from eventstore.reader import Position
-from eventstore.store import NewEvent, append
+from eventstore.store import append
 from queries.models import OrderReadModel, ProjectionState
 from queries.public import projection_lags
 from queries.replay import catch_up, lag
+from tests.fixtures.events import untyped_event
 from tests.fixtures.stack import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,7 +33,7 @@ def _append_created(order_id: str, customer_id: str) -> None:
         aggregate_type="order",
         aggregate_id=order_id,
         expected_version=0,
-        events=[NewEvent("OrderCreated", data)],
+        events=[untyped_event("OrderCreated", data)],
         correlation_id=order_id,
     )
 
@@ -109,7 +110,7 @@ def _append(order_id: str, version: int, event_type: str, data: dict) -> None:
         aggregate_type="order",
         aggregate_id=order_id,
         expected_version=version - 1,
-        events=[NewEvent(event_type, {"order_id": order_id, **data})],
+        events=[untyped_event(event_type, {"order_id": order_id, **data})],
         correlation_id=order_id,
     )
 

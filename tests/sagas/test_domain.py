@@ -10,8 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from eventstore.catalogue import Event
 from sagas import domain
-from sagas.domain import Changed, OrderEffect, Record, Saga, SagaRuleViolation, Send, Timing
+from sagas.domain import Changed, OrderEffect, Saga, SagaRuleViolation, Send, Timing
+from sagas.events import SagaManuallyFailed, SagaStepRetried, SagaStepTimedOut
+from sagas.handlers import ANSWERS
 
 ORDER_ID = "6f1c2f8e-0000-4000-8000-000000000002"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -49,7 +52,7 @@ def _order(effects: list[domain.Effect]) -> list[OrderEffect]:
 
 def _cause(saga: Saga, message_type: str) -> str:
     """The last command the saga sent that ``message_type`` answers ("" if none)."""
-    step = domain.ANSWERS[message_type]
+    step = domain.ANSWER_STEPS[ANSWERS[message_type]]
     steps = (domain.AWAIT_PAYMENT, step) if step == domain.PAY else (step,)
     for candidate in steps:
         if saga.commands.get(candidate):
@@ -63,7 +66,8 @@ def _answer(
     return _applied(
         saga,
         saga.on_answer(
-            message_type=message_type,
+            answer=ANSWERS[message_type],
+            event_type=message_type,
             data={"order_id": ORDER_ID, **data},
             causation_id=_cause(saga, message_type) if cause is None else cause,
             now=at,
@@ -93,7 +97,7 @@ def test_start_records_the_saga_and_asks_for_a_reservation_until_the_deadline() 
         T0 + timedelta(seconds=300),
         T0 + timedelta(seconds=TIMING.resend_after),  # the next moment to act: send it again
     )
-    assert isinstance(effects[0], Record) and effects[0].type == "SagaStarted"
+    assert isinstance(effects[0], Event) and effects[0].event_type == "SagaStarted"
     [reserve] = [e for e in effects if isinstance(e, Send)]
     assert reserve.data == {
         "order_id": ORDER_ID,
@@ -124,7 +128,7 @@ def test_happy_path_reaches_completed_and_completes_the_order() -> None:
 
 
 def _only_ignored(effects: list[domain.Effect]) -> bool:
-    return all(isinstance(e, Record) and e.type == "SagaAnswerIgnored" for e in effects)
+    return all(isinstance(e, Event) and e.event_type == "SagaAnswerIgnored" for e in effects)
 
 
 def test_duplicate_answers_change_nothing() -> None:
@@ -254,7 +258,7 @@ def test_a_forward_step_without_an_answer_is_sent_again_with_backoff_until_the_d
         resent_at.append(saga.deadline)
         effects = _applied(saga, saga.time_out(now=saga.deadline, timing=TIMING))
         assert _sent(effects) == ["ReserveInventory"] and saga.state == "STARTED"
-        assert effects[0] == Record("SagaStepTimedOut", {**saga._step_data(outcome="RESENT")})
+        assert effects[0] == SagaStepTimedOut(**saga._step_data(outcome="RESENT"))
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(resent_at)]
     assert gaps[:3] == [20, 40, 80]  # doubling from resend_after (10 s)
     # The answer to the first command still counts: every command of the step is idempotent.
@@ -282,7 +286,7 @@ def test_a_compensation_that_keeps_failing_is_retried_with_backoff_then_parked()
         assert saga.attempts == attempt and saga.deadline == now + timedelta(seconds=wait)
     effects = _applied(saga, saga.time_out(now=saga.deadline, timing=TIMING))
     assert saga.needs_attention and saga.state == "COMPENSATING"
-    assert [e.type for e in effects if isinstance(e, Record)] == ["SagaStepTimedOut", "SagaParked"]
+    assert [e.event_type for e in effects if isinstance(e, Event)] == ["SagaStepTimedOut", "SagaParked"]
     assert _applied(saga, saga.time_out(now=saga.deadline + timedelta(days=1), timing=TIMING)) == []
 
 
@@ -291,15 +295,8 @@ def test_admin_retry_resends_the_step_and_clears_attention() -> None:
     saga.needs_attention = True
     effects = _applied(saga, saga.retry_step(admin="admin", now=T0, timing=TIMING))
     assert _sent(effects) == ["ProcessPayment"] and not saga.needs_attention and saga.attempts == 2
-    assert effects[0] == Record(
-        "SagaStepRetried",
-        {
-            "order_id": ORDER_ID,
-            "step": "PROCESS_PAYMENT",
-            "attempt": 2,
-            "outcome": "RETRIED",
-            "admin": "admin",
-        },
+    assert effects[0] == SagaStepRetried(
+        order_id=ORDER_ID, step="PROCESS_PAYMENT", attempt=2, outcome="RETRIED", admin="admin"
     )
 
 
@@ -308,7 +305,8 @@ def test_admin_force_compensation_as_failure_or_cancellation() -> None:
     effects = _applied(
         saga, saga.force_compensation(admin="admin", as_cancellation=False, now=T0, timing=TIMING)
     )
-    assert effects[0].type == "SagaManuallyCompensated" and saga.failure_reason == "ADMIN"
+    assert isinstance(effects[0], Event) and effects[0].event_type == "SagaManuallyCompensated"
+    assert saga.failure_reason == "ADMIN"
     saga = _completed()
     with pytest.raises(SagaRuleViolation):
         _applied(saga, saga.force_compensation(admin="admin", as_cancellation=False, now=T0, timing=TIMING))
@@ -320,9 +318,7 @@ def test_admin_force_compensation_as_failure_or_cancellation() -> None:
 def test_admin_mark_failed_ends_the_saga_and_the_order() -> None:
     saga = _paying()
     effects = _applied(saga, saga.mark_failed(admin="admin", now=T0, timing=TIMING))
-    assert effects[0] == Record(
-        "SagaManuallyFailed", {"order_id": ORDER_ID, "admin": "admin", "step": "PROCESS_PAYMENT"}
-    )
+    assert effects[0] == SagaManuallyFailed(order_id=ORDER_ID, admin="admin", step="PROCESS_PAYMENT")
     assert saga.state == "FAILED" and _order(effects) == [OrderEffect("fail", reason="ADMIN")]
     with pytest.raises(SagaRuleViolation):
         _applied(saga, saga.mark_failed(admin="admin", now=T0, timing=TIMING))
