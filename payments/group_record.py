@@ -11,7 +11,8 @@ next decisions queue up, so the batches grow with the load and an idle process w
 nothing.
 
 Nothing changes for a decision's outcome: each is taken on the payment as its runner knows it
-(a copy), and a batch that fails as a whole (a concurrent writer moved one payment's stream,
+(a copy), in the runner's context (its trace and log fields: what it stores continues the
+order's trace), and a batch that fails as a whole (a concurrent writer moved one payment's stream,
 a database error) is not retried as a batch — each runner then records its own decision
 alone, as before, reloading and deciding again on a conflict. Where no pool runs (the API,
 the resume task, tests calling the runner) a decision is recorded at once in its own
@@ -20,6 +21,7 @@ transaction.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections import deque
@@ -45,6 +47,8 @@ class _Decision:
     decide: Decision
     cause_id: str
     known: Payment | None
+    # The runner's context (its trace, baggage and log fields): the decision is stored in it.
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
     done: threading.Event = field(default_factory=threading.Event)
     result: tuple[Payment, bool] | None = None
 
@@ -122,20 +126,23 @@ class GroupRecorder:
 
 def _store_together(batch: list[_Decision]) -> None:
     """Store a batch's decisions in one unit of work; on any failure, none (each goes alone)."""
-    results: list[tuple[Payment, bool]] = []
     try:
         with unit_of_work():
-            for pending in batch:
-                known = pending.known
-                payment = snapshot(known) if known is not None else load_payment(pending.order_id)
-                events = pending.decide(payment)
-                store(payment, events, cause_id=pending.cause_id, release_claim=True)
-                results.append((payment, bool(events) and not payment.in_flight))
+            results = [pending.context.run(_decide_and_store, pending) for pending in batch]
     except Exception:  # noqa: BLE001 - each runner records its decision alone instead
         logger.info("storing %d charge decisions together failed; each is stored alone", len(batch))
         return
     for pending, result in zip(batch, results, strict=True):
         pending.result = result
+
+
+def _decide_and_store(pending: _Decision) -> tuple[Payment, bool]:
+    """One decision, taken on a copy of the runner's payment, stored in the open unit of work."""
+    known = pending.known
+    payment = snapshot(known) if known is not None else load_payment(pending.order_id)
+    events = pending.decide(payment)
+    store(payment, events, cause_id=pending.cause_id, release_claim=True)
+    return payment, bool(events) and not payment.in_flight
 
 
 group_recorder = GroupRecorder()

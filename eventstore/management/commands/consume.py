@@ -33,8 +33,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         known = contexts()
-        # --all: every context this process serves (OMS_SERVICE; all of them by default).
-        served = [context for context in known if context in settings.OMS_CONTEXTS]
+        # --all: every context with subscriptions; in a split service (OMS_SERVICE), its own ones.
+        served = (
+            [context for context in known if context in settings.OMS_CONTEXTS] if settings.SPLIT else known
+        )
         chosen = served if options["all"] else options["contexts"]
         if not chosen:
             raise CommandError("name at least one context, or pass --all")
