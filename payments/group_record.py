@@ -21,6 +21,7 @@ transaction.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
@@ -119,8 +120,16 @@ class GroupRecorder:
                 finally:
                     for pending in batch:
                         pending.done.set()
+                with contextlib.suppress(Exception):
                     connections["default"].close_if_unusable_or_obsolete()
         finally:
+            # However this thread ends, no runner is left waiting: what is queued, and what
+            # comes later, is stored by its runner alone.
+            with self._cond:
+                self._running = False
+                left, self._queue = list(self._queue), deque()
+            for pending in left:
+                pending.done.set()
             connections.close_all()
 
 
