@@ -11,7 +11,6 @@ service schedules, the roles' privileges, and the 503 an unreachable service bec
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from config import services
-from tests.fixtures.stack import subprocess_env, wait_until
+from tests.fixtures.stack import subprocess_env, terminate, wait_until
 from tests.observability.conftest import http, json_lines, parse_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -226,13 +225,7 @@ class Split:
             return status, body
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ and Redis; its stdout is read as an operator would read it: ``grep <order id>``,
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import uuid
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.stack import subprocess_env, wait_until
+from tests.fixtures.stack import subprocess_env, terminate, wait_until
 from tests.observability.conftest import free_port, http, json_lines
 from tests.observability.test_stack import order_status
 
@@ -49,14 +48,7 @@ class StackOutput:
         return any(all(line.get(k) == v for k, v in fields.items()) for line in self.grep(needle))
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return terminate(self.process)
 
 
 @pytest.fixture
