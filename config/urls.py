@@ -48,12 +48,13 @@ def _service_patterns(contexts: tuple[str, ...], *, split: bool) -> list[URLPatt
     if split:
         from config.composition import internal
 
-        routes = {
-            "inventory": path("internal/inventory/catalogue", internal.catalogue),
-            "payments": path("internal/payments/<str:order_id>/history", internal.payment_history),
-            "orders": path("internal/orders/<str:order_id>/customer", internal.order_customer),
-        }
-        patterns += [route for context, route in routes.items() if context in contexts]
+        routes = [
+            ("inventory", path("internal/inventory/catalogue", internal.catalogue)),
+            ("payments", path("internal/payments/<str:order_id>/history", internal.payment_history)),
+            ("orders", path("internal/orders/<str:order_id>/customer", internal.order_customer)),
+            ("orders", path("internal/orders/users/<str:username>/state", internal.user_state)),
+        ]
+        patterns += [route for context, route in routes if context in contexts]
     return patterns
 
 

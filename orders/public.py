@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from . import domain, handlers
+from . import domain, handlers, sessions
 from .audit import OrderFact, order_facts
 from .events import (
     ORDER_EVENTS,
@@ -40,6 +40,8 @@ __all__ = [
     "order_customer",
     "order_facts",
     "order_overview",
+    "use_user_state_reader",
+    "user_state",
 ]
 
 
@@ -114,3 +116,14 @@ def _decision(change: OrderChange) -> Callable[[domain.Order], list[OrderEvent]]
     if change.action == "cancel":
         return lambda order: order.cancel(by=change.by, reason=change.reason)
     raise ValueError(f"unknown order change {change.action}")
+
+
+def user_state(username: str) -> dict[str, Any]:
+    """The user's state as token checks read it: active flag, role and customer id."""
+    return sessions.load_state(username)
+
+
+def use_user_state_reader(reader: Callable[[str], dict[str, Any]]) -> None:
+    """Where token checks read a user's state on a cache miss (the composition root: a split
+    service without the user table asks the orders service)."""
+    sessions.use_state_reader(reader)

@@ -11,8 +11,9 @@ config/authentication.py) makes one cache round trip (``get_many``) for three ke
   the database on a miss and kept ``AUTH_USER_STATE_SECONDS`` (default 30). Saving or deleting
   the user forgets it at once (and again when the transaction commits).
 
-A split service other than orders (``AUTH_USER_STATE_FROM_CLAIMS``) reads no user table: on a
-miss it acts with the token's claims (revocations are still read from the shared cache).
+A split service other than orders has no user table: on a miss it asks the orders service for
+the user's state (``use_state_reader``, connected by the composition root), so a deactivation
+or a demotion reaches it as soon as the cached state is forgotten.
 
 A revoked token or an inactive or deleted user is a 401; the role and the customer id a
 request acts with are the current ones, not the token's claims, so a demotion takes effect
@@ -24,6 +25,7 @@ Redis in the stack mode (shared by every process); it fails open like the rest o
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,12 +63,8 @@ def current_state(token: Any) -> CallerState:
     if any(key in found for key in revoked_keys):
         raise InvalidToken("Token has been revoked by a logout.")
     state = found.get(state_key)
-    if state is None and getattr(settings, "AUTH_USER_STATE_FROM_CLAIMS", False):
-        # A service without the user table (a split service other than orders): the token's
-        # own claims, not cached (the orders service alone writes the user's state).
-        state = {"active": True, "role": token.get("role"), "customer_id": token.get("customer_id")}
-    elif state is None:
-        state = _load_state(username)
+    if state is None:
+        state = _state_reader(username)
         cache.set(state_key, state, _state_seconds())
     if not state.get("active"):
         raise AuthenticationFailed("User is inactive or no longer exists.", "user_inactive")
@@ -99,7 +97,8 @@ def _user_changed(sender: type[User], instance: User, **kwargs: Any) -> None:
     forget_user(instance.get_username())
 
 
-def _load_state(username: str) -> dict[str, Any]:
+def load_state(username: str) -> dict[str, Any]:
+    """The user's state from the user table (``{"active": False}`` when there is no such user)."""
     row = User.objects.filter(username=username).values_list("is_active", "role", "customer_id").first()
     if row is None:
         return {"active": False}
@@ -121,3 +120,12 @@ def _jti_key(jti: str) -> str:
 
 def _session_key(session: str) -> str:
     return f"auth:revoked:sid:{session}"
+
+
+_state_reader: Callable[[str], dict[str, Any]] = load_state
+
+
+def use_state_reader(reader: Callable[[str], dict[str, Any]]) -> None:
+    """Read users' states with ``reader`` on a cache miss (a split service without the user table)."""
+    global _state_reader  # set once at start-up by the composition root
+    _state_reader = reader

@@ -31,9 +31,16 @@ def connect_services() -> None:
     if not settings.SPLIT:
         return
     from orders import neighbours
+    from orders import public as orders_public
     from payments import public as payments_public
 
-    from .remote import RemoteCatalogue, RemoteOrderDirectory, RemotePaymentHistory, RemoteService
+    from .remote import (
+        RemoteCatalogue,
+        RemoteOrderDirectory,
+        RemotePaymentHistory,
+        RemoteService,
+        RemoteUserState,
+    )
 
     served = set(settings.OMS_CONTEXTS)
     if "orders" in served:
@@ -45,6 +52,11 @@ def connect_services() -> None:
             neighbours.use(
                 payment_history=RemotePaymentHistory(RemoteService("payments", settings.PAYMENTS_SERVICE_URL))
             )
+    if "orders" not in served:
+        # Token checks read the user's state (active, role, customer id) from the users' owner.
+        orders_public.use_user_state_reader(
+            RemoteUserState(RemoteService("orders", settings.ORDERS_SERVICE_URL))
+        )
     if "payments" in served and "orders" not in served:
         payments_public.use_order_directory(
             RemoteOrderDirectory(RemoteService("orders", settings.ORDERS_SERVICE_URL))

@@ -85,3 +85,12 @@ def order_customer(request: HttpRequest, order_id: str) -> HttpResponse:
     if customer is None:
         return _problem(404, "not_found", "No such order.")
     return _json({"customer_id": customer})
+
+
+@internal
+def user_state(request: HttpRequest, username: str) -> HttpResponse:
+    """``GET /internal/orders/users/{username}/state`` — the user's active flag, role and customer
+    id now (``{"active": false}`` for no such user), for the services that verify tokens."""
+    from orders import public as orders_public
+
+    return _json(orders_public.user_state(str(username)))

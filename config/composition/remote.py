@@ -109,3 +109,14 @@ class RemoteOrderDirectory:
         if body is None:
             return None
         return str(body["customer_id"])
+
+
+class RemoteUserState:
+    """Token checks' user-state reader (``orders.public.use_user_state_reader``) over HTTP to orders."""
+
+    def __init__(self, service: RemoteService) -> None:
+        self.service = service
+
+    def __call__(self, username: str) -> dict[str, Any]:
+        body = self.service.get(f"/internal/orders/users/{urllib.parse.quote(username, safe='')}/state")
+        return dict(body) if isinstance(body, dict) else {"active": False}

@@ -222,9 +222,6 @@ AXES_ENABLE_ADMIN = False
 # Seconds a user's active flag, role and customer id stay cached for the per-request check of
 # access tokens (orders/sessions.py); saving or deleting the user forgets them at once.
 AUTH_USER_STATE_SECONDS = env.int("AUTH_USER_STATE_SECONDS", default=30)
-# A split service other than orders has no user table: it verifies tokens with the shared key and,
-# on a cache miss, acts with the token's own role and customer id (orders/sessions.py).
-AUTH_USER_STATE_FROM_CLAIMS = SPLIT and "orders" not in OMS_CONTEXTS
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -390,3 +390,24 @@ def test_the_saga_crosses_four_services_each_standing_alone(split: Split) -> Non
         assert set(source_up.values()) == {1.0}, (service, source_up)
     # no service met a table it may not read
     assert "permission denied" not in split.text()
+
+    # a user deactivated where the users live is refused by every service: the others ask the
+    # orders service for the user's state, they do not trust the token's claims
+    status, tokens = split.call(
+        "orders", "POST", "/api/auth/token", body={"username": "bob", "password": "demo-pass-123"}
+    )
+    bob = tokens["access"]
+    assert split.call("queries", "GET", "/api/orders", token=bob)[0] == 200
+    from orders.models import User
+
+    user = User.objects.get(username="bob")
+    user.is_active = False
+    user.save()
+    for service, path in (
+        ("queries", "/api/orders"),
+        ("inventory", "/api/inventory/SPLIT-1"),
+        ("payments", f"/api/payments/{completed}"),
+        ("orders", f"/api/orders/{completed}"),
+    ):
+        status, problem = split.call(service, "GET", path, token=bob)
+        assert (status, problem["type"]) == (401, "urn:oms:problem:user_inactive"), (service, problem)
