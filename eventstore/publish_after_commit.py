@@ -4,10 +4,11 @@ Without this every message waits for the relay's next poll, and an order crosses
 the store hands each committed transaction's outbox rows (ids and messages) to one background
 thread of the process (``transaction.on_commit``); that thread publishes them as one batch on
 its own persistent confirm-mode connection and marks the confirmed ones sent in one statement.
-It claims nothing (a claim was one more write of every row): it publishes only rows younger
-than ``RELAY_MIN_AGE_SECONDS``, which the relay leaves alone, and leaves older ones (a queue
-that fell behind) to the relay; a row a relay claimed anyway is skipped, and the rare row both
-publish reaches the consumers twice, where their inbox drops the copy.
+It claims nothing (a claim was one more write of every row): it publishes only rows handed to
+it less than half of ``RELAY_MIN_AGE_SECONDS`` ago, younger than anything the relay sweeps, and
+leaves older ones (a queue that fell behind) to the relay; a row a relay claimed anyway is
+skipped, and the rare row both publish reaches the consumers twice, where their inbox drops
+the copy.
 The committing thread never waits for the broker: durability is the outbox row, committed
 before the hand-off; the relay (``eventstore.relay``) stays the safety net for anything this
 did not publish — the broker away, a nack, an unroutable message, a full hand-off queue, a

@@ -1,11 +1,12 @@
 """The outbox relay: claim pending rows, publish them with confirms, mark them sent.
 
 In the stack mode the process that commits outbox rows publishes them itself right after the
-commit (``eventstore.publish_after_commit``), without a claim: it publishes only rows younger
-than ``RELAY_MIN_AGE_SECONDS`` (which the relay leaves alone) and marks them sent in one
-statement. The relay is the safety net that sweeps what was left behind — unclaimed rows
-older than that and claims that expired — every ``RELAY_IDLE_POLL_SECONDS`` while idle. Its
-bookkeeping statements are not traced: an idle sweep would be a root span per poll.
+commit (``eventstore.publish_after_commit``), without a claim: it publishes only rows handed
+to it less than half of ``RELAY_MIN_AGE_SECONDS`` ago (the relay leaves younger than that
+alone) and marks them sent in one statement. The relay is the safety net that sweeps what was
+left behind — unclaimed rows older than ``RELAY_MIN_AGE_SECONDS`` and claims that expired —
+every ``RELAY_IDLE_POLL_SECONDS`` while idle. Its bookkeeping statements are not traced: an
+idle sweep would be a root span per poll.
 
 The claim is one statement (``FOR UPDATE SKIP LOCKED``, so several relays share the work), and
 no row lock is held while talking to the broker. A relay that dies after
