@@ -99,13 +99,15 @@ def test_one_order_is_one_connected_trace_from_http_through_relay_to_every_consu
     assert http.parent is None
     http_span_id = format(http.context.span_id, "016x")
 
-    def trace_spans() -> list[dict]:
-        return [s for s in read_spans(spans_file) if s["trace_id"] == trace_id]
+    snapshot: list[dict] = []
 
     def settled() -> bool:
         # a span is written when it ends, so a child (a SELECT) can be on file before the
-        # handler span around it: wait for the last step and for every parent to be written
-        ours = trace_spans()
+        # handler span around it: wait for the last step and for every parent to be written.
+        # Spans keep coming after that (the read side, the relay's sweeps), so the checks
+        # below read this one settled snapshot, not the file again.
+        snapshot[:] = read_spans(spans_file)
+        ours = [s for s in snapshot if s["trace_id"] == trace_id]
         known = {http_span_id} | {s["span_id"] for s in ours}
         return any(s["name"] == "sagas handle InventoryConfirmed" for s in ours) and all(
             s["parent_span_id"] in known for s in ours
@@ -114,7 +116,7 @@ def test_one_order_is_one_connected_trace_from_http_through_relay_to_every_consu
     stack_factory.wait_until(settled, timeout=40, message="every span of the trace written, parents included")
 
     # then the HTTP server span roots one trace that every other span joins
-    spans = read_spans(spans_file)
+    spans = snapshot
     ours = [s for s in spans if s["trace_id"] == trace_id]
     consumer_spans = [s for s in spans if s["kind"] == "CONSUMER"]
     order_consumer_spans = [
