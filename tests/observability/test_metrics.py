@@ -155,7 +155,9 @@ def test_an_idle_system_has_every_label_set_at_zero_not_no_data(api_client):
         assert labels(f"oms_consumer_messages_{counter}_total", "context") >= consuming, counter
     assert labels("oms_dead_letters", "context") == consuming | {"relay"}
     assert all(s.value == 0 for s in families["oms_dead_letters"].samples)  # type: ignore[attr-defined]
-    assert labels("oms_payment_circuit_breaker_openings_total", "gateway") == {"simulator"}
+    # the configured gateway's series exists from the start (breakers other tests of this
+    # process made under names of their own may be there too)
+    assert "simulator" in labels("oms_payment_circuit_breaker_openings_total", "gateway")
     assert labels("oms_pruned_rows_total", "table") == {"outbox", "inbox"}
 
 
