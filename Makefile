@@ -12,6 +12,8 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PORT ?= 8000
 PYTEST_ARGS ?=
+# pytest-xdist workers of `make test`, each on its own database, vhost, Redis db and ports.
+TEST_WORKERS ?= 2
 CHAOS_ARGS ?=
 OPS_REPORT_ARGS ?=
 
@@ -77,8 +79,10 @@ split: $(INSTALLED)  ## Each context as its own service: orders 8081, payments 8
 	$(PY) manage.py create_service_roles; \
 	exec $(PY) deploy/run_stack.py --split
 
-test: $(INSTALLED) services  ## The whole suite on the local services, then the linters
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(INSTALLED) services  ## The whole suite on the local services (TEST_WORKERS in parallel), then the linters
+	@# Exit code 5 is "no test selected": PYTEST_ARGS may narrow the run to one of the two parts.
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(MAKE) --no-print-directory lint
 
 pytest: $(INSTALLED) services  ## Only the test suite (PYTEST_ARGS="-k ..." to narrow it)

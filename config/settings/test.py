@@ -1,14 +1,40 @@
 """The test suite: stack mode on the local PostgreSQL, RabbitMQ and Redis by default."""
 
 import os
+from urllib.parse import urlsplit
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/oms")
 os.environ.setdefault("BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/oms_test")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("CONSUMER_RETRY_DELAYS", "0.2,0.4,0.8")
 
-from .base import *  # noqa: F403
-from .base import DATABASES, env
+
+def _isolate_xdist_worker() -> None:
+    """Under pytest-xdist (``make test`` runs two workers) each worker has its own vhost,
+    Redis database and range of server ports; pytest-django names its database
+    ``test_<name>_gw<N>``. The processes a test starts inherit the worker's variables, already
+    set apart (``OMS_TEST_WORKER``), so they are not set apart twice.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker or os.environ.get("OMS_TEST_WORKER") == worker:
+        return
+    number = int(worker.removeprefix("gw"))
+    broker = urlsplit(os.environ["BROKER_URL"])
+    vhost = f"{broker.path.lstrip('/') or 'oms_test'}_{worker}"
+    os.environ["BROKER_URL"] = broker._replace(path=f"/{vhost}").geturl()
+    redis = urlsplit(os.environ["REDIS_URL"])
+    database = (int(redis.path.lstrip("/") or 0) - number) % 16
+    os.environ["REDIS_URL"] = redis._replace(path=f"/{database}").geturl()
+    first, last = (int(p) for p in os.environ.get("TEST_SERVER_PORTS", "8300-8899").split("-"))
+    width = (last - first + 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ["TEST_SERVER_PORTS"] = f"{first + number * width}-{first + (number + 1) * width - 1}"
+    os.environ["OMS_TEST_WORKER"] = worker
+
+
+_isolate_xdist_worker()
+
+from .base import *  # noqa: E402, F403 - after the variables above
+from .base import DATABASES, env  # noqa: E402
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 if "replica" in DATABASES:

@@ -26,6 +26,8 @@ from tests.fixtures.rabbitmq import rabbitmqctl_works
 pytestmark = [
     pytest.mark.stack,
     pytest.mark.slow,
+    # It restarts RabbitMQ, under every other test using it: `make test` runs it alone.
+    pytest.mark.serial,
     # The runner makes its vhost and restarts the broker with rabbitmqctl: a broker in a service
     # container the CLI cannot reach (no shared Erlang cookie) can do neither from here.
     pytest.mark.skipif(not rabbitmqctl_works(), reason="rabbitmqctl does not reach the broker's node"),

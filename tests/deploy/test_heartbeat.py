@@ -19,9 +19,7 @@ import pytest
 
 from config import heartbeat
 from tests.fixtures.stack import ROOT, Stack, subprocess_env, wait_until
-
-# Helper 2's port range of this machine's shared test runs.
-WORKER_METRICS_PORT = 8622
+from tests.observability.conftest import free_port
 
 
 def probe(path: Path, max_age: float) -> subprocess.CompletedProcess[str]:
@@ -123,10 +121,11 @@ def test_the_celery_worker_beats_and_serves_its_metrics_port(stack_factory: Stac
     path = tmp_path / "heartbeat"
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
+    metrics_port = free_port()
     env = subprocess_env(
         HEARTBEAT_FILE=str(path),
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-        METRICS_PORT=str(WORKER_METRICS_PORT),
+        METRICS_PORT=str(metrics_port),
     )
     celery = str(Path(sys.executable).parent / "celery")
     log = (tmp_path / "worker.log").open("wb")
@@ -142,7 +141,7 @@ def test_the_celery_worker_beats_and_serves_its_metrics_port(stack_factory: Stac
         first = path.stat().st_mtime
         wait_until(lambda: _touched_again(path, first), timeout=30, message="worker beating again")
         assert probe(path, 30).returncode == 0
-        with urllib.request.urlopen(f"http://127.0.0.1:{WORKER_METRICS_PORT}/metrics", timeout=5) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
             assert response.status == 200
             assert response.headers["Content-Type"].startswith("text/plain")
     finally:

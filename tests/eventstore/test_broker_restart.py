@@ -31,6 +31,8 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.stack,
     pytest.mark.slow,
+    # It restarts RabbitMQ, under every other test using it: `make test` runs it alone.
+    pytest.mark.serial,
     # Stopping the broker's application needs rabbitmqctl on its node: a broker in a service
     # container the CLI cannot reach (no shared Erlang cookie) cannot be restarted from here.
     pytest.mark.skipif(not rabbitmqctl_works(), reason="rabbitmqctl does not reach the broker's node"),
