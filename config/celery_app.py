@@ -31,6 +31,18 @@ def _trace_worker_process(**kwargs: object) -> None:
     setup_tracing(component="worker", instrument_celery=True)
 
 
+@worker_ready.connect
+def _trace_worker_threads(sender: Any = None, **kwargs: object) -> None:
+    # A pool of threads (--pool=threads, the stack mode's) runs the tasks in this process, and
+    # sends no worker_process_init: the tracing is set up here instead.
+    from celery.concurrency.thread import TaskPool as ThreadPool
+
+    if isinstance(getattr(sender, "pool", None), ThreadPool):
+        from config.telemetry import setup_tracing
+
+        setup_tracing(component="worker", instrument_celery=True)
+
+
 @beat_init.connect
 def _trace_beat(**kwargs: object) -> None:
     # Beat's sends (apply_async spans) start the trace of each periodic task it schedules.

@@ -100,6 +100,10 @@ def stack_processes(
             [
                 str(bin_dir / "celery"),
                 *["-A", "config", "--quiet", "worker", "-Q", services.task_queue(service)],
+                # Threads, not forked children (one per CPU, as before): the periodic tasks wait
+                # on the database, and one process takes ~100 MiB where a parent and two
+                # children took ~300.
+                "--pool=threads",
                 # Split: one node per service (its own name, or the pidbox queues clash), one child.
                 *(
                     [

@@ -1,5 +1,6 @@
-"""The Celery worker's whole output is JSON lines without the stack's supervisor, as compose and
-Kubernetes run it: its start, and the note its signal handler writes when it stops."""
+"""The Celery worker alone, as compose and Kubernetes run it: its whole output is JSON lines
+without the stack's supervisor (its start, and the note its signal handler writes when it
+stops), and its tasks are traced with either pool."""
 
 from __future__ import annotations
 
@@ -60,3 +61,38 @@ def test_the_note_is_one_json_line_written_at_once(tmp_path):
     parsed = json.loads(line)
     assert parsed["event"] == "worker: Hitting Ctrl+C again will terminate all running tasks!"
     assert parsed["logger"] == "celery.apps.worker"
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_the_worker_traces_its_tasks_in_either_pool(tmp_path, pool):
+    # The stack mode runs a pool of threads (deploy/run_stack.py), compose and Kubernetes the
+    # default forked children: tracing is set up where the tasks run in both.
+    from config.celery_app import app
+
+    spans_file = tmp_path / "spans.jsonl"
+    env = subprocess_env(OTEL_SPANS_FILE=str(spans_file), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
+    (tmp_path / "metrics").mkdir()
+    celery = str(Path(sys.executable).parent / "celery")
+    out = tmp_path / "worker.log"
+    with out.open("wb") as log:
+        worker = subprocess.Popen(
+            [celery, "-A", "config", "--quiet", "worker", "-Q", "oms.tasks", f"--pool={pool}", "-c", "1"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "ready" in out.read_text(), timeout=60, message="the worker ready")
+        app.send_task("orders.tasks.prune_idempotency_keys", queue="oms.tasks")
+
+        def task_spans() -> list[dict]:
+            lines = spans_file.read_text().splitlines() if spans_file.exists() else []
+            spans = [json.loads(line) for line in lines if line.strip()]
+            return [s for s in spans if "prune_idempotency_keys" in s["name"]]
+
+        [span] = wait_until(task_spans, timeout=30, message=f"the task's span ({out.read_text()[-2000:]})")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    assert span["component"] == "worker" and span["kind"] == "CONSUMER"
