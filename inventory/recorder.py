@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from eventstore.messages import utc_iso
 from eventstore.models import StoredEvent
-from eventstore.sql import bound_cursor, prepared
+from eventstore.sql import array_insert_statement, bound_cursor, execute_as_one, update_statement
 from eventstore.store import ConcurrencyError, stream_versions
 
 from .domain import Line, Reservation, ReservationState, Stock
@@ -217,57 +217,36 @@ class PostgresRecorder(InventoryRecorder):
         """Every moved product, changed reservation and new reservation in one statement.
 
         The products and the existing reservations are updated by data-modifying WITHs (run to
-        completion whatever the main statement reads), from one ``VALUES`` row each; the main
-        statement inserts the new reservations (a first write that lost a race to another
-        transaction fails on the primary key: a :class:`ConcurrencyError`, decided again).
+        completion whatever the main statement reads), the new reservations inserted by the
+        main statement (a first write that lost a race to another transaction fails on the
+        primary key: a :class:`ConcurrencyError`, decided again). Each part reads one array per
+        column, so the statement's text is the same for every batch of the same parts: the
+        driver parses it once and the server plans it once.
         """
         now = timezone.now()
-        stamp = prepared(ReservationRow, "updated_at", now)
-        parts: list[str] = []
-        params: list[Any] = []
+        statements = []
         if stock:
-            parts.append(
-                "stock (product_id, available, reserved, sold) AS (VALUES "
-                + ", ".join(["(%s, %s::integer, %s::integer, %s::integer)"] * len(stock))
-                + f"), moved AS (UPDATE {Product._meta.db_table} AS product SET available = stock.available, "
-                "reserved = stock.reserved, sold = stock.sold, updated_at = %s "
-                "FROM stock WHERE product.product_id = stock.product_id)"
-            )
-            params += [value for s in stock for value in (s.product_id, s.available, s.reserved, s.sold)]
-            params.append(prepared(Product, "updated_at", now))
-        changed = [held for held in reservations if held.exists]
-        created = [held for held in reservations if not held.exists]
-        table = ReservationRow._meta.db_table
+            moved = [(s.product_id, s.available, s.reserved, s.sold, now) for s in stock]
+            statements.append(update_statement(Product, _STOCK, ("product_id",), moved))
+        changed = [(*_row(held.reservation), now) for held in reservations if held.exists]
         if changed:
-            parts.append(
-                "changed (order_id, items, state, expires_at) AS (VALUES "
-                + ", ".join(["(%s::uuid, %s::jsonb, %s, %s::timestamptz)"] * len(changed))
-                + f"), updated AS (UPDATE {table} AS reservation SET items = changed.items, "
-                "state = changed.state, expires_at = changed.expires_at, updated_at = %s "
-                "FROM changed WHERE reservation.order_id = changed.order_id)"
-            )
-            params += [value for held in changed for value in _row(held.reservation)]
-            params.append(stamp)
-        if not parts and not created:
-            return
-        sql = f"WITH {', '.join(parts)} " if parts else ""
+            statements.append(update_statement(ReservationRow, _CHANGED, ("order_id",), changed))
+        created = [(*_row(held.reservation), now, now) for held in reservations if not held.exists]
         if created:
-            sql += (
-                f"INSERT INTO {table} (order_id, items, state, expires_at, created_at, updated_at) VALUES "
-                + ", ".join(["(%s::uuid, %s::jsonb, %s, %s::timestamptz, %s, %s)"] * len(created))
-            )
-            params += [value for held in created for value in (*_row(held.reservation), stamp, stamp)]
-        else:
-            sql += "SELECT 1"
+            statements.append(array_insert_statement(ReservationRow, _CREATED, created))
         try:
-            with bound_cursor() as cursor:
-                cursor.execute(sql, params)
+            execute_as_one(statements)
         except IntegrityError as exc:
             if getattr(exc.__cause__, "sqlstate", None) != UNIQUE_VIOLATION:
                 raise  # a broken stock invariant (a CHECK constraint) is a bug, not a race
-            first = created[0].reservation.order_id if created else ""
+            first = next((held.reservation.order_id for held in reservations if not held.exists), "")
             raise ConcurrencyError(stream_of(first), -1) from exc
 
+
+# The columns each part of :meth:`PostgresRecorder.save` writes, the key first.
+_STOCK = ("product_id", "available", "reserved", "sold", "updated_at")
+_CHANGED = ("order_id", "items", "state", "expires_at", "updated_at")
+_CREATED = ("order_id", "items", "state", "expires_at", "created_at", "updated_at")
 
 UNIQUE_VIOLATION = "23505"
 
@@ -306,12 +285,7 @@ def _reservation_values(reservation: Reservation) -> dict[str, Any]:
 def _row(reservation: Reservation) -> tuple[Any, ...]:
     """A reservation's (order_id, items, state, expires_at) as the PostgreSQL statement takes them."""
     values = _reservation_values(reservation)
-    return (
-        uuid.UUID(reservation.order_id),
-        json.dumps(values["items"]),
-        values["state"],
-        values["expires_at"],
-    )
+    return (uuid.UUID(reservation.order_id), values["items"], values["state"], values["expires_at"])
 
 
 def _to_domain(row: ReservationRow) -> Reservation:

@@ -5,8 +5,9 @@ A payment's truth is its event stream (appended through ``eventstore.store``); t
 The card token of a running charge round is held in ``payment_secret`` (never in an event):
 held and forgotten in the transactions that start and end the round, a unit of work's at its
 flush with one statement each (:func:`hold_secret`, :func:`forget_secret`).
-The statements here are portable (PostgreSQL and SQLite take the same ones), so there is one
-recorder, with no choice to make at start-up.
+The statements that take many rows are the dialect's (``eventstore.sql``: one array per column
+on PostgreSQL, rows spelled out elsewhere), the others portable, so there is one recorder, with
+no choice to make at start-up.
 
 The gateway's own ledger (:mod:`payments.simulator`) and the charge runner's claim
 (:mod:`payments.charging`) keep their SQL where it is: they run outside these transactions,
@@ -22,7 +23,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from eventstore.sql import bound_cursor, insert_rows, prepared
+from eventstore.sql import bound_cursor, dialect, insert_rows, prepared
 from eventstore.unit_of_work import buffer_of
 
 from .domain import IN_FLIGHT, Payment
@@ -108,14 +109,7 @@ def project_all(payments: Sequence[Payment], *, released: Collection[str] = ()) 
         return
     now = timezone.now()
     names = (*_UPDATED, _OWNER, "created_at", "order_id")
-    row = "(" + ", ".join(["%s"] * len(names)) + ")"
-    params = [
-        prepared(PaymentRecord, name, value)
-        for payment in payments
-        for name, value in zip(
-            names, (*_values(payment, now), payment.customer_id, now, payment.order_id), strict=True
-        )
-    ]
+    rows = [(*_values(payment, now), payment.customer_id, now, payment.order_id) for payment in payments]
     quote = connection.ops.quote_name
     table, owner = quote(PaymentRecord._meta.db_table), quote(_OWNER)
     updates = ", ".join(
@@ -124,13 +118,11 @@ def project_all(payments: Sequence[Payment], *, released: Collection[str] = ()) 
             f"{owner} = CASE WHEN EXCLUDED.{owner} = '' THEN {table}.{owner} ELSE EXCLUDED.{owner} END",
         ]
     )
+    # The dialect's INSERT: on PostgreSQL one array per column, the statement's text the same
+    # whatever the batch's size (parsed once by the driver, planned once by the server).
+    sql, params = dialect().insert(PaymentRecord, names, rows)
     with bound_cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {quote(PaymentRecord._meta.db_table)} ({', '.join(quote(n) for n in names)}) "
-            f"VALUES {', '.join([row] * len(payments))} "
-            f"ON CONFLICT ({quote('order_id')}) DO UPDATE SET {updates}",
-            params,
-        )
+        cursor.execute(f"{sql} ON CONFLICT ({quote('order_id')}) DO UPDATE SET {updates}", params)
 
 
 def payment_owner(order_id: str) -> str | None:
@@ -157,26 +149,15 @@ class _Secrets:
 
     def write(self) -> None:
         quote = connection.ops.quote_name
-        table = quote(PaymentSecret._meta.db_table)
         with bound_cursor() as cursor:
             if self.forgotten:
-                keys = sorted(self.forgotten)
-                marks = ", ".join(["%s"] * len(keys))
-                cursor.execute(f"DELETE FROM {table} WHERE {quote('order_id')} IN ({marks})", keys)
+                condition, params = dialect().any_of("order_id", sorted(self.forgotten))
+                cursor.execute(f"DELETE FROM {quote(PaymentSecret._meta.db_table)} WHERE {condition}", params)
             if self.held:
-                row = "(" + ", ".join(["%s"] * len(_SECRET)) + ")"
-                params = [
-                    prepared(PaymentSecret, name, value)
-                    for order_id, held in self.held.items()
-                    for name, value in zip(_SECRET, (order_id, *held), strict=True)
-                ]
+                rows = [(order_id, *held) for order_id, held in self.held.items()]
+                sql, params = dialect().insert(PaymentSecret, _SECRET, rows)
                 updates = ", ".join(f"{quote(name)} = EXCLUDED.{quote(name)}" for name in _SECRET[1:])
-                cursor.execute(
-                    f"INSERT INTO {table} ({', '.join(quote(name) for name in _SECRET)}) "
-                    f"VALUES {', '.join([row] * len(self.held))} "
-                    f"ON CONFLICT ({quote('order_id')}) DO UPDATE SET {updates}",
-                    params,
-                )
+                cursor.execute(f"{sql} ON CONFLICT ({quote('order_id')}) DO UPDATE SET {updates}", params)
         self.held, self.forgotten = {}, set()
 
 
