@@ -89,13 +89,19 @@ def test_supervisor_stops_everything_on_sigterm() -> None:
 def test_stack_consumers_layout_gives_one_process_per_group() -> None:
     sys.path.insert(0, str(ROOT / "deploy"))
     try:
-        from run_stack import consumer_processes
+        from run_stack import DEFAULT_CONSUMERS, consumer_processes
     finally:
         sys.path.remove(str(ROOT / "deploy"))
     manage = ["python", "manage.py"]
 
-    [default] = consumer_processes(manage, "all")
-    assert (default.name, default.argv) == ("consumers", [*manage, "consume", "--all"])
+    [one] = consumer_processes(manage, "all")
+    assert (one.name, one.argv) == ("consumers", [*manage, "consume", "--all"])
+
+    # the default: the saga in one process, every other context ("*") in the other
+    assert [(spec.name, spec.argv[3:]) for spec in consumer_processes(manage, DEFAULT_CONSUMERS)] == [
+        ("consumers-1", ["sagas"]),
+        ("consumers-2", ["--all", "--exclude=sagas"]),
+    ]
 
     groups = consumer_processes(manage, "inventory,payments; sagas,queries;all")
     assert [(spec.name, spec.argv[3:]) for spec in groups] == [
@@ -130,3 +136,17 @@ def test_the_web_access_log_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEB_ACCESS_LOG", "1")
     assert "--access-logfile=-" in web_argv()
     assert conf_accesslog() == "-"
+
+
+@pytest.mark.django_db
+def test_consume_all_but_the_excluded_contexts_and_only_with_all() -> None:
+    from django.core.management import CommandError, call_command
+
+    from eventstore.registry import contexts
+
+    with pytest.raises(CommandError, match="--exclude goes with --all"):
+        call_command("consume", "sagas", exclude=["queries"])
+    with pytest.raises(CommandError, match="no subscriptions for nowhere"):
+        call_command("consume", all=True, exclude=["nowhere"])
+    with pytest.raises(CommandError, match="name at least one context"):
+        call_command("consume", all=True, exclude=contexts())

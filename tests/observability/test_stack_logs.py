@@ -140,7 +140,8 @@ def test_every_line_of_the_stack_is_json_and_an_order_id_finds_its_journey(stack
     # then every line of every process parses as one JSON object with the common fields
     lines = json_lines(stack_output.text().splitlines())
     processes = {line["process"] for line in lines}
-    assert {"stack", "web", "consumers", "worker", "beat", "relay"} <= processes, processes
+    # (two consumer processes by default: the saga's, consumers-1, and every other context's)
+    assert {"stack", "web", "consumers-1", "consumers-2", "worker", "beat", "relay"} <= processes, processes
     # nothing printed past the logging configuration (the supervisor wraps such a line as
     # logger "stdout"): the note Celery writes from its signal handler when it stops is JSON
     # of its own (config/celery_app.py), as it must be where no supervisor wraps it
@@ -172,7 +173,7 @@ def test_every_line_of_the_stack_is_json_and_an_order_id_finds_its_journey(stack
         "payment captured",
         "inventory confirmed",
     ]
-    assert steps[0]["process"] == "web" and {line["process"] for line in steps[1:]} == {"consumers"}
+    assert steps[0]["process"] == "web" and {line["process"] for line in steps[1:]} == {"consumers-1"}
     # each with the order, the caller who placed it, and one trace from the request on
     assert {line["correlation_id"] for line in steps} == {completed}
     assert {line["user_id"] for line in steps} == {"alice"}

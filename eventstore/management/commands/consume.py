@@ -1,4 +1,4 @@
-"""``manage.py consume <context>… | --all``: run the RabbitMQ consumers until SIGTERM.
+"""``manage.py consume <context>… | --all [--exclude <context>…]``: run the RabbitMQ consumers until SIGTERM.
 
 An app may run work in the background of a consumer process (payments runs charges on a pool
 of threads): its ``AppConfig`` then defines ``consumer_started(contexts)``, called with the
@@ -28,6 +28,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--all", action="store_true", help="every context with subscriptions that this service serves"
         )
+        parser.add_argument(
+            "--exclude", action="append", default=[], metavar="CONTEXT", help="with --all: not this context"
+        )
         parser.add_argument("--prefetch", type=int, default=None)
         parser.add_argument("--batch-size", type=int, default=None)
 
@@ -37,10 +40,12 @@ class Command(BaseCommand):
         served = (
             [context for context in known if context in settings.OMS_CONTEXTS] if settings.SPLIT else known
         )
-        chosen = served if options["all"] else options["contexts"]
+        if options["exclude"] and not options["all"]:
+            raise CommandError("--exclude goes with --all")
+        chosen = [c for c in served if c not in options["exclude"]] if options["all"] else options["contexts"]
         if not chosen:
             raise CommandError("name at least one context, or pass --all")
-        unknown = sorted(set(chosen) - set(known))
+        unknown = sorted(set(chosen + options["exclude"]) - set(known))
         if unknown:
             raise CommandError(f"no subscriptions for {', '.join(unknown)} (known: {', '.join(known)})")
         setup_tracing(component="consumer")
