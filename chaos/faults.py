@@ -62,25 +62,27 @@ def no_fault(ctx: FaultContext) -> None:
 
 
 def consumer_kills(ctx: FaultContext) -> None:
-    """SIGKILL the consumer process each time it has been consuming for a moment, then restart it."""
+    """SIGKILL the consumer processes (all of them, together) each time they have been consuming
+    for a moment, then restart them."""
     wanted = 4 if ctx.short else 20
     kills = mid_saga = 0
     deadline = time.monotonic() + (60 if ctx.short else 200)
-    proc = ctx.stack.procs["consumers"]
-    since = proc.log_count('"consuming ') - 1
+    names = ctx.stack.consumers
+    since = {name: ctx.stack.procs[name].log_count('"consuming ') - 1 for name in names}
     while kills < wanted and time.monotonic() < deadline and not ctx.abort.is_set():
-        if not ctx.stack.wait_process_ready("consumers", since, timeout=60):
-            log("consumer did not come back within 60 s")
+        if not all(ctx.stack.wait_process_ready(name, since[name], timeout=60) for name in names):
+            log("a consumer did not come back within 60 s")
             break
         if ctx.wait(ctx.rng.uniform(0.3, 1.0 if ctx.short else 1.5)):
             break
         open_now = ctx.open_sagas()
-        since = proc.log_count('"consuming ')
-        ctx.stack.kill_and_restart("consumers")
+        since = {name: ctx.stack.procs[name].log_count('"consuming ') for name in names}
+        ctx.stack.kill(*names)
+        ctx.stack.restart(*names)
         kills += 1
         mid_saga += open_now > 0
     ctx.stats.update({"kills": kills, "mid_saga_kills": mid_saga})
-    ctx.stats["faults"] = f"{kills} consumer SIGKILLs ({mid_saga} with sagas open)"
+    ctx.stats["faults"] = f"{kills} SIGKILLs of every consumer process ({mid_saga} with sagas open)"
 
 
 def relay_kills(ctx: FaultContext) -> None:

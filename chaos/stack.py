@@ -275,6 +275,16 @@ class Proc:
 READY_LINES = {"consumers": '"consuming ', "relay": '"relay running"'}
 
 
+def family(name: str) -> str:
+    """A process's kind: ``consumers`` for ``consumers-1``, ``consumers-2``… (STACK_CONSUMERS groups)."""
+    return name.split("-", 1)[0]
+
+
+def ready_line(name: str) -> str | None:
+    """The line process ``name`` logs when it is ready, if it logs one."""
+    return READY_LINES.get(family(name))
+
+
 class ChaosStack:
     """The stack's processes, with an orchestrator that restarts any that exit on their own."""
 
@@ -295,7 +305,9 @@ class ChaosStack:
                 f"--schedule={log_dir / 'celerybeat-schedule'}" if arg.startswith("--schedule=") else arg
                 for arg in spec.argv
             ]
-            proc_env = {**env, **(overrides or {}).get(spec.name, {})}
+            # Overrides by name (``consumers-1``) or by kind (``consumers``: each of them).
+            wanted = overrides or {}
+            proc_env = {**env, **wanted.get(family(spec.name), {}), **wanted.get(spec.name, {})}
             self.procs[spec.name] = Proc(run_stack.ProcessSpec(spec.name, argv), proc_env, log_dir)
         self.unplanned_restarts: list[dict[str, Any]] = []
         self._held: set[str] = set()
@@ -315,17 +327,17 @@ class ChaosStack:
                 proc.start()
         if not self._orchestrator.is_alive():
             self._orchestrator.start()
-        self.wait_ready(timeout=timeout, since={name: 0 for name in READY_LINES})
+        self.wait_ready(timeout=timeout, since={name: 0 for name in self.procs})
         return time.monotonic() - begin
 
     def wait_ready(self, *, timeout: float, since: dict[str, int]) -> None:
-        """Web healthy; each process of READY_LINES logged its ready line more than ``since`` times."""
+        """Web healthy; each process with a ready line logged it more than ``since`` times."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.web_ready() and all(
-                self.procs[name].log_count(line) > since.get(name, 0)
-                for name, line in READY_LINES.items()
-                if name in self.procs
+                proc.log_count(line) > since.get(name, 0)
+                for name, proc in self.procs.items()
+                if (line := ready_line(name)) is not None
             ):
                 return
             time.sleep(0.3)
@@ -349,6 +361,11 @@ class ChaosStack:
 
     # -- faults --
 
+    @property
+    def consumers(self) -> list[str]:
+        """The names of the consumer processes (one per STACK_CONSUMERS group)."""
+        return [name for name in self.procs if family(name) == "consumers"]
+
     def kill(self, *names: str) -> None:
         """SIGKILL these processes together and keep them down until :meth:`restart`."""
         with self._lock:
@@ -368,7 +385,8 @@ class ChaosStack:
 
     def wait_process_ready(self, name: str, since: int, timeout: float = 60) -> bool:
         """Whether ``name`` logged its ready line more than ``since`` times within ``timeout``."""
-        line = READY_LINES[name]
+        line = ready_line(name)
+        assert line is not None, f"{name} logs no ready line"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs[name].log_count(line) > since:
