@@ -8,6 +8,8 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,24 +19,31 @@ from tests.fixtures.stack import ROOT, subprocess_env, wait_until
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
-def test_a_worker_started_and_stopped_alone_writes_only_json_lines(tmp_path):
+@contextmanager
+def celery_worker(tmp_path: Path, *options: str, **env: str) -> Iterator[Path]:
+    """``celery worker`` on the task queue, ready; its output file. SIGTERM when the block ends."""
     out = tmp_path / "worker.log"
-    env = subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     (tmp_path / "metrics").mkdir()
     celery = str(Path(sys.executable).parent / "celery")
     with out.open("wb") as log:
         worker = subprocess.Popen(
-            [celery, "-A", "config", "--quiet", "worker", "-Q", "oms.tasks"],
+            [celery, "-A", "config", "--quiet", "worker", "-Q", "oms.tasks", *options],
             cwd=ROOT,
-            env=env,
+            env=subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"), **env),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     try:
         wait_until(lambda: "ready" in out.read_text(), timeout=60, message="the worker ready")
+        yield out
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
+
+
+def test_a_worker_started_and_stopped_alone_writes_only_json_lines(tmp_path):
+    with celery_worker(tmp_path) as out:
+        pass
 
     lines = [line for line in out.read_text().splitlines() if line.strip()]
     events = []
@@ -70,20 +79,7 @@ def test_the_worker_traces_its_tasks_in_either_pool(tmp_path, pool):
     from config.celery_app import app
 
     spans_file = tmp_path / "spans.jsonl"
-    env = subprocess_env(OTEL_SPANS_FILE=str(spans_file), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
-    (tmp_path / "metrics").mkdir()
-    celery = str(Path(sys.executable).parent / "celery")
-    out = tmp_path / "worker.log"
-    with out.open("wb") as log:
-        worker = subprocess.Popen(
-            [celery, "-A", "config", "--quiet", "worker", "-Q", "oms.tasks", f"--pool={pool}", "-c", "1"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until(lambda: "ready" in out.read_text(), timeout=60, message="the worker ready")
+    with celery_worker(tmp_path, f"--pool={pool}", "-c", "1", OTEL_SPANS_FILE=str(spans_file)) as out:
         app.send_task("orders.tasks.prune_idempotency_keys", queue="oms.tasks")
 
         def task_spans() -> list[dict]:
@@ -92,7 +88,4 @@ def test_the_worker_traces_its_tasks_in_either_pool(tmp_path, pool):
             return [s for s in spans if "prune_idempotency_keys" in s["name"]]
 
         [span] = wait_until(task_spans, timeout=30, message=f"the task's span ({out.read_text()[-2000:]})")
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
     assert span["component"] == "worker" and span["kind"] == "CONSUMER"
