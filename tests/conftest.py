@@ -1,5 +1,8 @@
 """Shared test set-up: the real PostgreSQL, RabbitMQ (its own vhost) and Redis of this machine."""
 
+import os
+from collections import Counter
+
 import pytest
 
 pytest_plugins = ["tests.fixtures.stack", "tests.fixtures.api", "tests.fixtures.replica"]
@@ -27,3 +30,25 @@ def _clear_cache() -> None:
     from django.core.cache import cache
 
     cache.clear()
+
+
+_shared_node_ids: set[str] = set()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, tests that share a node id run once (its schedulers key the work by
+    node id), and the run would pass without the others: such tests fail instead
+    (:func:`pytest_runtest_setup`). Their module is marked ``serial``, which ``make test`` runs
+    in one process."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        counts = Counter(item.nodeid for item in items)
+        _shared_node_ids.update(nodeid for nodeid, count in counts.items() if count > 1)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.nodeid in _shared_node_ids:
+        pytest.fail(
+            f"{item.nodeid} names several tests, of which pytest-xdist runs one: mark the module "
+            "serial (pyproject.toml) so that make test runs it in one process"
+        )

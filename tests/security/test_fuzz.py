@@ -17,7 +17,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.generation.meta import CoveragePhaseData, CoverageScenario
 
-pytestmark = pytest.mark.django_db
+# serial: schemathesis gives every operation's test the same node id, and pytest-xdist, which
+# schedules `make test`'s parallel part by node id, would run one of each (tests/conftest.py).
+pytestmark = [pytest.mark.django_db, pytest.mark.serial]
 
 
 @pytest.fixture(autouse=True)
