@@ -77,8 +77,7 @@ def consumer_kills(ctx: FaultContext) -> None:
             break
         open_now = ctx.open_sagas()
         since = {name: ctx.stack.procs[name].log_count('"consuming ') for name in names}
-        ctx.stack.kill(*names)
-        ctx.stack.restart(*names)
+        ctx.stack.kill_and_restart(*names)
         kills += 1
         mid_saga += open_now > 0
     ctx.stats.update({"kills": kills, "mid_saga_kills": mid_saga})

@@ -379,9 +379,9 @@ class ChaosStack:
                 self.procs[name].start()
                 self._held.discard(name)
 
-    def kill_and_restart(self, name: str) -> None:
-        self.kill(name)
-        self.restart(name)
+    def kill_and_restart(self, *names: str) -> None:
+        self.kill(*names)
+        self.restart(*names)
 
     def wait_process_ready(self, name: str, since: int, timeout: float = 60) -> bool:
         """Whether ``name`` logged its ready line more than ``since`` times within ``timeout``."""
