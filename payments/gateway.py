@@ -113,26 +113,19 @@ def call_with_timeout(call: Callable[[], T], *, timeout: float) -> T:
     return outcome["value"]  # type: ignore[return-value]
 
 
-def at_caller_exit(cleanup: Callable[[], None]) -> None:
-    """Run ``cleanup`` in each gateway-call thread as it ends (to close what it kept per thread)."""
-    if cleanup not in _exit_cleanups:
-        _exit_cleanups.append(cleanup)
-
-
 def release_idle_callers() -> int:
     """End the gateway-call threads that are idle now (they run their clean-ups); returns how many."""
     return _callers.release_idle()
 
 
-_exit_cleanups: list[Callable[[], None]] = []
 _STOP = object()
 
 
 class _CallerThreads:
     """Daemon threads that run gateway calls, reused while they keep getting work.
 
-    A call goes to the thread that became idle last (its connection is the warmest, and the
-    others can run out their ``idle_seconds`` and end), or to a new thread when none is idle.
+    A call goes to the thread that became idle last (the others can run out their
+    ``idle_seconds`` and end), or to a new thread when none is idle.
     """
 
     def __init__(self, *, idle_seconds: float) -> None:
@@ -156,19 +149,12 @@ class _CallerThreads:
 
     def _work(self, job: Callable[[], None]) -> None:
         inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
-        try:
-            while True:
-                job()
-                next_job = self._next(inbox)
-                if next_job is None:
-                    return
-                job = next_job
-        finally:
-            for cleanup in _exit_cleanups:
-                try:
-                    cleanup()
-                except Exception:
-                    logger.warning("gateway-call thread clean-up failed", exc_info=True)
+        while True:
+            job()
+            next_job = self._next(inbox)
+            if next_job is None:
+                return
+            job = next_job
 
     def _next(self, inbox: queue.SimpleQueue[object]) -> Callable[[], None] | None:
         with self._lock:

@@ -1,9 +1,12 @@
 """The built-in payment gateway: a simulator driven by the card token, with its own ledger.
 
 The ledger (tables ``payments_gateway_charge`` and ``payments_gateway_refund``) stands for the
-external system. It is written on a connection of its own in autocommit, so no transaction of
-the caller can roll a capture back — as with a real gateway. That connection is kept per
-thread and reused from call to call for as long as the database settings keep connections
+external system. It is written on connections of its own in autocommit, so no transaction of
+the caller can roll a capture back — as with a real gateway. Like a client of a real gateway
+keeps a few sockets, the process keeps a few ledger connections (at most
+``PAYMENT_LEDGER_CONNECTIONS``) that the threads calling the gateway take in turn, one per call:
+many charges in flight (``PAYMENT_CHARGE_WORKERS``) hold no connection each while they wait. A
+connection is reused from call to call for as long as the database settings keep connections
 (``CONN_MAX_AGE``; 0 closes it after each call); one that the server closed or that failed is
 replaced, never reused.
 
@@ -20,8 +23,7 @@ from __future__ import annotations
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -38,7 +40,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import load_backend
 from django.utils import timezone
 
-from .gateway import ChargeResult, LedgerStatus, RefundRejected, TransientGatewayError, at_caller_exit
+from .gateway import ChargeResult, LedgerStatus, RefundRejected, TransientGatewayError
 
 # Test card tokens of README "Payment test tokens" (not secrets).
 TOKEN_DECLINED = "tok_declined"  # noqa: S105
@@ -207,22 +209,76 @@ def _row(db: BaseDatabaseWrapper, key: str) -> dict[str, Any]:
     return {"status": status, "amount": amount}
 
 
-_local = threading.local()
+_local = threading.local()  # the statements of this thread's current call
+
+
+class _LedgerConnections:
+    """The process's ledger connections: at most ``PAYMENT_LEDGER_CONNECTIONS``, one per call.
+
+    A call takes the connection returned last (the warmest) or opens one while fewer are open;
+    when all are in use it waits for one. A connection is shared between threads in turn, never
+    at once.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._idle: list[BaseDatabaseWrapper] = []
+        self._open = 0
+
+    @property
+    def idle(self) -> list[BaseDatabaseWrapper]:
+        """The connections no call holds now, newest last."""
+        with self._cond:
+            return list(self._idle)
+
+    def take(self) -> BaseDatabaseWrapper:
+        limit = max(1, int(getattr(settings, "PAYMENT_LEDGER_CONNECTIONS", 8)))
+        with self._cond:
+            while not self._idle and self._open >= limit:
+                self._cond.wait()
+            if self._idle:
+                db = self._idle.pop()
+            else:
+                self._open += 1
+                db = None
+        if db is not None and db.connection is not None and _broken(db):
+            _discard(db)
+        return db or _new_connection()
+
+    def give(self, db: BaseDatabaseWrapper) -> None:
+        """Back after a call (closed or not: a closed one opens again on its next use)."""
+        with self._cond:
+            self._idle.append(db)
+            self._cond.notify()
+
+    def close_idle(self) -> None:
+        with self._cond:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._cond.notify_all()
+        for db in idle:
+            _discard(db)
+
+
+_connections = _LedgerConnections()
 
 
 def _on_ledger(work: Callable[[BaseDatabaseWrapper], T]) -> T:
-    """``work`` on this thread's ledger connection — once more on a new one when a kept connection
-    fails at the first statement (the server dropped it while idle: nothing of ``work`` ran)."""
-    kept = getattr(_local, "db", None) is not None and _local.db.connection is not None
-    _local.statements = 0
+    """``work`` on a ledger connection — once more on a new one when a kept connection fails at
+    the first statement (the server dropped it while idle: nothing of ``work`` ran)."""
+    db = _connections.take()
     try:
-        with _ledger() as db:
-            return work(db)
-    except (OperationalError, InterfaceError):
-        if not kept or _local.statements:
-            raise
-    with _ledger() as db:
-        return work(db)
+        kept = db.connection is not None
+        _local.statements = 0
+        try:
+            return _run(db, work)
+        except (OperationalError, InterfaceError):
+            if not kept or _local.statements:
+                raise
+        _discard(db)
+        return _run(db, work)
+    finally:
+        _connections.give(db)
 
 
 def _count_statement(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
@@ -231,39 +287,30 @@ def _count_statement(execute: Callable[..., Any], sql: str, params: Any, many: b
     return result
 
 
-@contextmanager
-def _ledger() -> Iterator[BaseDatabaseWrapper]:
-    """This thread's ledger connection (it belongs to no caller), kept for the next call if sound."""
-    db = _ledger_connection()
+def _run(db: BaseDatabaseWrapper, work: Callable[[BaseDatabaseWrapper], T]) -> T:
+    """``work`` on ``db``, then the connection kept for the next call if sound."""
     try:
-        yield db
+        return work(db)
     except BaseException:
         if db.connection is not None and (db.errors_occurred or _broken(db)):
-            _discard(db)  # it may be dead: the next call gets a new one
+            _discard(db)  # it may be dead: the next call opens a new one
         raise
     finally:
         _release(db)
 
 
 def close_ledger() -> None:
-    """Close this thread's ledger connection, if it has one (a thread that ends)."""
-    db = getattr(_local, "db", None)
-    if db is not None:
-        _discard(db)
+    """Close the ledger connections no call holds now."""
+    _connections.close_idle()
 
 
-def _ledger_connection() -> BaseDatabaseWrapper:
-    db: BaseDatabaseWrapper | None = getattr(_local, "db", None)
-    if db is not None and db.connection is not None and _broken(db):
-        _discard(db)
-        db = None
-    if db is None:
-        # Django's own health check (CONN_HEALTH_CHECKS) is a SELECT 1 before each call;
-        # _broken() is a look at the socket instead, and errors discard the connection.
-        params = {**connections.settings[DEFAULT_DB_ALIAS], "CONN_HEALTH_CHECKS": False}
-        db = load_backend(params["ENGINE"]).DatabaseWrapper(params, DEFAULT_DB_ALIAS)
-        db.execute_wrappers.append(_count_statement)
-        _local.db = db
+def _new_connection() -> BaseDatabaseWrapper:
+    # Django's own health check (CONN_HEALTH_CHECKS) is a SELECT 1 before each call;
+    # _broken() is a look at the socket instead, and errors discard the connection.
+    params = {**connections.settings[DEFAULT_DB_ALIAS], "CONN_HEALTH_CHECKS": False}
+    db = load_backend(params["ENGINE"]).DatabaseWrapper(params, DEFAULT_DB_ALIAS)
+    db.inc_thread_sharing()  # taken by one calling thread after another
+    db.execute_wrappers.append(_count_statement)
     return db
 
 
@@ -295,15 +342,11 @@ def _broken(db: BaseDatabaseWrapper) -> bool:
 
 
 def _discard(db: BaseDatabaseWrapper) -> None:
+    """Close ``db`` (its wrapper stays, and opens a new connection on its next use)."""
     try:
         db.close()
     except Exception:  # noqa: BLE001 - a dead connection may fail to close; it is dropped anyway
         db.connection = None
-    if getattr(_local, "db", None) is db:
-        _local.db = None
-
-
-at_caller_exit(close_ledger)
 
 
 def _slow_delay() -> float:

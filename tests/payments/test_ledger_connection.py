@@ -1,7 +1,8 @@
-"""The simulator's ledger connection: its own, kept per thread, replaced when it is closed or killed."""
+"""The simulator's ledger connections: its own, few and shared in turn, replaced when closed or killed."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -107,7 +108,8 @@ def test_a_dead_connection_not_seen_before_the_call_is_retried_once_on_a_new_one
 
 def test_a_connection_closed_under_it_is_replaced(kept_ledger, new_order_id):
     assert _charge(new_order_id())
-    simulator._local.db.connection.close()  # closed behind Django's back
+    [db] = simulator._connections.idle
+    db.connection.close()  # closed behind Django's back
     order_id = new_order_id()
     assert _charge(order_id)
     assert len(kept_ledger) == 2
@@ -124,14 +126,14 @@ def test_refunds_keep_the_reused_connection_in_autocommit(kept_ledger, new_order
     with pytest.raises(simulator.RefundRejected):
         gateway.refund(idempotency_key=key, refund_key="r2", amount=Decimal("7.00"))
     # the rejected refund rolled back its own transaction only; the connection is back in autocommit
-    assert simulator._local.db.get_autocommit()
+    assert all(db.get_autocommit() for db in simulator._connections.idle)
     assert _charge(new_order_id())
     assert len(kept_ledger) == 1
     assert ledger_entry(order_id).refunded_amount == Decimal("4.00")
 
 
 def test_charges_through_the_runner_survive_killed_ledger_connections(kept_ledger, requested):
-    # given: charges ran, their gateway-call threads keep ledger connections
+    # given: charges ran, the ledger's connections are kept
     for _ in range(3):
         assert run_charge(order_id=requested("tok_ok")).status == "CAPTURED"
     assert kept_ledger
@@ -152,5 +154,28 @@ def test_without_persistent_connections_the_ledger_is_closed_after_each_call(new
     # The suite's settings (CONN_MAX_AGE = 0): nothing is left open between calls.
     assert connections.settings[DEFAULT_DB_ALIAS]["CONN_MAX_AGE"] == 0
     assert _charge(new_order_id())
-    db = getattr(simulator._local, "db", None)
-    assert db is None or db.connection is None
+    assert all(db.connection is None for db in simulator._connections.idle)
+
+
+def test_many_threads_calling_at_once_share_at_most_the_configured_connections(
+    kept_ledger, new_order_id, settings
+):
+    # given: two ledger connections for the process, and twelve callers at once
+    settings.PAYMENT_LEDGER_CONNECTIONS = 2
+    orders = [new_order_id() for _ in range(12)]
+    start = threading.Barrier(len(orders))
+    captured: list[bool] = []
+
+    def call(order_id: str) -> None:
+        start.wait()
+        captured.append(_charge(order_id))
+
+    threads = [threading.Thread(target=call, args=(order_id,)) for order_id in orders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # then: every charge captured once, on no more than two connections
+    assert captured == [True] * len(orders)
+    assert 1 <= len(kept_ledger) <= 2
+    assert all(ledger_entry(order_id).charge_calls == 1 for order_id in orders)

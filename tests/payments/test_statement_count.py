@@ -41,7 +41,7 @@ def cost(monkeypatch) -> Iterator[Cost]:
         with counted.lock:
             counted.connects += 1
 
-    release_idle_callers()  # threads left by earlier tests would each open a connection of their own
+    simulator.close_ledger()  # the connections left by earlier tests are not counted
     monkeypatch.setattr(CursorWrapper, "_execute_with_wrappers", counting)
     connection_created.connect(on_connect)
     try:
