@@ -121,46 +121,37 @@ class SimulatedGateway:
 
 
 def _charge(db: BaseDatabaseWrapper, *, key: str, amount: Decimal, token: str) -> ChargeResult:
+    """One statement: the call counted on the key's entry and the token's outcome set, a capture
+    left as it is (final: a key captured once stays captured with its amount)."""
     now = db.ops.adapt_datetimefield_value(timezone.now())
+    first, again = _outcome(token, first_call=True), _outcome(token, first_call=False)
+    captured = f"{CHARGES}.status = 'CAPTURED'"
     with db.cursor() as cursor:
-        # One statement: a new key starts at one call, a known one counts one more.
         cursor.execute(
             f"INSERT INTO {CHARGES} (idempotency_key, token, amount, status, charge_calls, refunded_amount, "
-            "created_at, updated_at) VALUES (%s, %s, %s, 'NEW', 1, 0, %s, %s) "
+            "created_at, updated_at) VALUES (%s, %s, %s, %s, 1, 0, %s, %s) "
             f"ON CONFLICT (idempotency_key) DO UPDATE SET charge_calls = {CHARGES}.charge_calls + 1, "
-            "token = excluded.token, updated_at = excluded.updated_at "
-            "RETURNING charge_calls, status, amount",
-            [key, token, amount, now, now],
+            "token = excluded.token, updated_at = excluded.updated_at, "
+            f"status = CASE WHEN {captured} THEN 'CAPTURED' ELSE %s END, "
+            f"amount = CASE WHEN {captured} THEN {CHARGES}.amount ELSE excluded.amount END "
+            "RETURNING status, amount",
+            [key, token, amount, first, now, now, again],
         )
-        calls, status, captured_amount = cursor.fetchone()
+        status, stored_amount = cursor.fetchone()
     if status == "CAPTURED":
-        return ChargeResult(captured=True, amount=_dec(captured_amount), detail="already captured")
-    if token == TOKEN_DECLINED:
-        _set_status(db, key=key, status="DECLINED", amount=amount)
+        return ChargeResult(captured=True, amount=_dec(stored_amount))
+    if status == "DECLINED":
         return ChargeResult(captured=False, amount=amount, detail="card declined")
-    if token == TOKEN_GATEWAY_DOWN or (token == TOKEN_FLAKY and calls == 1):
-        _set_status(db, key=key, status="FAILED", amount=amount)
-        raise TransientGatewayError("the payment gateway is unavailable")
-    return _capture(db, key=key, amount=amount)
+    raise TransientGatewayError("the payment gateway is unavailable")
 
 
-def _capture(db: BaseDatabaseWrapper, *, key: str, amount: Decimal) -> ChargeResult:
-    if _set_status(db, key=key, status="CAPTURED", amount=amount):
-        return ChargeResult(captured=True, amount=amount)
-    status = _row(db, key)
-    return ChargeResult(captured=True, amount=_dec(status["amount"]), detail="already captured")
-
-
-def _set_status(db: BaseDatabaseWrapper, *, key: str, status: str, amount: Decimal) -> bool:
-    """Move a not-captured entry to ``status``; a capture is final (the WHERE guards it)."""
-    now = db.ops.adapt_datetimefield_value(timezone.now())
-    with db.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {CHARGES} SET status = %s, amount = %s, updated_at = %s "
-            "WHERE idempotency_key = %s AND status <> 'CAPTURED'",
-            [status, amount, now, key],
-        )
-        return cursor.rowcount == 1
+def _outcome(token: str, *, first_call: bool) -> str:
+    """What a call with ``token`` makes of a key's entry that is not captured."""
+    if token == TOKEN_DECLINED:
+        return "DECLINED"
+    if token == TOKEN_GATEWAY_DOWN or (token == TOKEN_FLAKY and first_call):
+        return "FAILED"
+    return "CAPTURED"
 
 
 def _refund(db: BaseDatabaseWrapper, *, key: str, refund_key: str, amount: Decimal) -> Decimal:
@@ -200,13 +191,6 @@ def _existing_refund(db: BaseDatabaseWrapper, refund_key: str) -> Decimal | None
         cursor.execute(f"SELECT amount FROM {REFUNDS} WHERE refund_key = %s", [refund_key])
         row = cursor.fetchone()
     return None if row is None else _dec(row[0])
-
-
-def _row(db: BaseDatabaseWrapper, key: str) -> dict[str, Any]:
-    with db.cursor() as cursor:
-        cursor.execute(f"SELECT status, amount FROM {CHARGES} WHERE idempotency_key = %s", [key])
-        status, amount = cursor.fetchone()
-    return {"status": status, "amount": amount}
 
 
 _local = threading.local()  # the statements of this thread's current call
