@@ -9,6 +9,7 @@ span up (:func:`current_context`), so one order's saga is one trace across every
 from __future__ import annotations
 
 import contextvars
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -90,7 +91,14 @@ def consuming(context: str, message: Message, carried: otel_context.Context | No
 def start_publish_span(
     *, routing_key: str, message_id: str, headers: dict[str, Any]
 ) -> tuple[Any, dict[str, Any]]:
-    """A PRODUCER span continuing ``headers``; returns it and the headers that now point at it."""
+    """A PRODUCER span continuing ``headers``; returns it and the headers that now point at it.
+
+    A message whose trace is not sampled gets no span, and its headers as they are: every
+    sampler of this project follows its parent's decision (config/telemetry.py), so that span
+    would be dropped anyway, after an extract, a sampling decision and an inject per message.
+    """
+    if not_sampled(headers.get("traceparent")):
+        return trace.INVALID_SPAN, dict(headers)
     span = tracer.start_span(
         f"publish {routing_key}",
         context=extract({k: v for k, v in headers.items() if isinstance(v, str)}),
@@ -105,6 +113,20 @@ def start_publish_span(
     carried = dict(headers)
     inject(carried, context=trace.set_span_in_context(span))
     return span, carried
+
+
+def not_sampled(traceparent: object) -> bool:
+    """Whether a W3C ``traceparent`` names a valid parent that was not sampled (read without an extract)."""
+    found = _TRACEPARENT.fullmatch(traceparent) if isinstance(traceparent, str) else None
+    return (
+        found is not None
+        and found["trace_id"] != "0" * 32
+        and found["span_id"] != "0" * 16
+        and not int(found["flags"], 16) & 1
+    )
+
+
+_TRACEPARENT = re.compile(r"00-(?P<trace_id>[0-9a-f]{32})-(?P<span_id>[0-9a-f]{16})-(?P<flags>[0-9a-f]{2})")
 
 
 def end_publish_span(span: Any, *, error: str | None = None) -> None:

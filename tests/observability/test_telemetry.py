@@ -83,3 +83,30 @@ def test_beat_traces_its_sends_except_the_relay_poll(tmp_path):
     assert {span["component"] for span in spans} == {"beat"}
     assert {span["kind"] for span in spans} == {"PRODUCER"}
     assert f"apply_async/{RELAY_POLL}" not in names
+
+
+UNSAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+SAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_a_message_of_an_unsampled_trace_is_published_without_a_span(monkeypatch):
+    from eventstore import tracing
+
+    started: list[str] = []
+    real_start = tracing.tracer.start_span
+
+    def start_span(name, *args, **kwargs):
+        started.append(name)
+        return real_start(name, *args, **kwargs)
+
+    monkeypatch.setattr(tracing.tracer, "start_span", start_span)
+    headers = {"traceparent": UNSAMPLED, "baggage": "oms.user_id=42"}
+    span, carried = tracing.start_publish_span(routing_key="x", message_id="m", headers=headers)
+    tracing.end_publish_span(span)
+    assert started == [] and carried == headers and not span.is_recording()
+    # a sampled trace, no trace at all or a malformed traceparent: a span as before
+    zero_trace = "00-" + "0" * 32 + "-b7ad6b7169203331-00"
+    for traceparent in (SAMPLED, None, UNSAMPLED.upper(), UNSAMPLED[:-1], zero_trace):
+        headers = {} if traceparent is None else {"traceparent": traceparent}
+        tracing.start_publish_span(routing_key="x", message_id="m", headers=headers)
+    assert len(started) == 5
