@@ -7,7 +7,6 @@ does not answer in time raises :class:`GatewayTimeout` (see :func:`call_with_tim
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -16,8 +15,6 @@ from decimal import Decimal
 from typing import Protocol, TypeVar
 
 T = TypeVar("T")
-
-logger = logging.getLogger(__name__)
 
 
 class GatewayError(Exception):
@@ -114,7 +111,7 @@ def call_with_timeout(call: Callable[[], T], *, timeout: float) -> T:
 
 
 def release_idle_callers() -> int:
-    """End the gateway-call threads that are idle now (they run their clean-ups); returns how many."""
+    """End the gateway-call threads that are idle now; returns how many."""
     return _callers.release_idle()
 
 
