@@ -307,7 +307,7 @@ class ChaosStack:
             ]
             # Overrides by name (``consumers-1``) or by kind (``consumers``: each of them).
             wanted = overrides or {}
-            proc_env = {**env, **wanted.get(family(spec.name), {}), **wanted.get(spec.name, {})}
+            proc_env = {**env, **spec.env, **wanted.get(family(spec.name), {}), **wanted.get(spec.name, {})}
             self.procs[spec.name] = Proc(run_stack.ProcessSpec(spec.name, argv), proc_env, log_dir)
         self.unplanned_restarts: list[dict[str, Any]] = []
         self._held: set[str] = set()

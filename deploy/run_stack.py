@@ -79,6 +79,9 @@ def stack_processes(
     suffix = "" if service == services.ALL else f"-{service}"
     # A split service's consumers take its own contexts' queues (consume --all, OMS_SERVICE).
     consumers = "all" if suffix else os.environ.get("STACK_CONSUMERS", DEFAULT_CONSUMERS)
+    charges = (
+        {} if "PAYMENT_CHARGE_WORKERS" in os.environ else {"PAYMENT_CHARGE_WORKERS": STACK_CHARGE_WORKERS}
+    )
     return [
         ProcessSpec(
             "web",
@@ -94,7 +97,7 @@ def stack_processes(
                 "--graceful-timeout=15",
             ],
         ),
-        *consumer_processes(manage, consumers),
+        *consumer_processes(manage, consumers, env=charges),
         ProcessSpec(
             "worker",
             # --quiet: no banner (plain text); the log level is LOG_LEVEL, as everywhere.
@@ -131,13 +134,21 @@ def stack_processes(
     ]
 
 
+# Charge runners of the one process here that consumes payments (the settings' default, 8, suits
+# deployments that scale consumers out: each runner keeps a database connection). A runner
+# mostly waits, on the gateway and on its decision's commit: with 32 a backlog drains about a
+# quarter faster (docs/performance.md). PAYMENT_CHARGE_WORKERS in the environment wins.
+STACK_CHARGE_WORKERS = "32"
+
 # Two consumer processes: the saga orchestrator in one, every other context in the other. One
 # process for all contexts is bound to one core by the GIL; this drains a backlog 1.4 to 1.9 times
 # as fast on two cores for ~100 MiB more (docs/performance.md).
 DEFAULT_CONSUMERS = "sagas;*"
 
 
-def consumer_processes(manage: list[str], layout: str) -> list[ProcessSpec]:
+def consumer_processes(
+    manage: list[str], layout: str, *, env: dict[str, str] | None = None
+) -> list[ProcessSpec]:
     """The consumer processes of ``STACK_CONSUMERS`` (default :data:`DEFAULT_CONSUMERS`): groups
     of contexts separated by ``;``, one process per group, e.g. ``inventory,payments;sagas,queries``.
     ``all`` is one group of every context; ``*`` every context no other group names. A group
@@ -154,7 +165,7 @@ def consumer_processes(manage: list[str], layout: str) -> list[ProcessSpec]:
         else:
             args = contexts
         name = "consumers" if len(groups) == 1 else f"consumers-{number}"
-        specs.append(ProcessSpec(name, [*manage, "consume", *args]))
+        specs.append(ProcessSpec(name, [*manage, "consume", *args], dict(env or {})))
     return specs
 
 

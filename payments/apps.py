@@ -14,7 +14,7 @@ class PaymentsConfig(AppConfig):
         from .public import CONTEXT
 
         if CONTEXT in contexts:
-            charge_pool.start(workers=int(getattr(settings, "PAYMENT_CHARGE_WORKERS", 32)))
+            charge_pool.start(workers=int(getattr(settings, "PAYMENT_CHARGE_WORKERS", 8)))
 
     def consumer_stopped(self) -> None:
         """Finish the charges in hand before the process exits, for at most one charge attempt's time.

@@ -111,6 +111,33 @@ def test_stack_consumers_layout_gives_one_process_per_group() -> None:
     ]
 
 
+def test_the_stack_runs_32_charge_runners_unless_told_and_the_settings_keep_8(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stack mode's one payments process runs 32 charge runners; deployments that scale
+    consumers out (compose, Kubernetes) keep the settings' 8, each runner holding a connection."""
+    from django.conf import settings
+
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        from run_stack import stack_processes
+    finally:
+        sys.path.remove(str(ROOT / "deploy"))
+
+    def runners() -> dict[str, str | None]:
+        specs = stack_processes(python=sys.executable, host="h", port="1")
+        return {spec.name: spec.env.get("PAYMENT_CHARGE_WORKERS") for spec in specs}
+
+    monkeypatch.delenv("PAYMENT_CHARGE_WORKERS", raising=False)
+    monkeypatch.delenv("STACK_CONSUMERS", raising=False)
+    found = runners()
+    assert found["consumers-1"] == found["consumers-2"] == "32"
+    assert found["web"] is None and found["worker"] is None
+    monkeypatch.setenv("PAYMENT_CHARGE_WORKERS", "4")  # the environment wins, inherited as it is
+    assert all(value is None for value in runners().values())
+    assert settings.PAYMENT_CHARGE_WORKERS == 8
+
+
 def test_the_web_access_log_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     """A line per request is written only with WEB_ACCESS_LOG=1 (issue 11: off the hot path)."""
     import runpy

@@ -444,9 +444,9 @@ PAYMENT_BREAKER_OPEN_SECONDS = env.float("PAYMENT_BREAKER_OPEN_SECONDS", default
 # Threads of a `manage.py consume` process that consumes payments running charges after their
 # ProcessPayment committed (payments/charge_pool.py), so a charge does not hold up the other
 # messages; 0 runs them inline on the consumer's thread. Elsewhere charges always run inline.
-# A runner mostly waits (on the gateway, on its decision's commit): with 32 a backlog drains
-# about a quarter faster than with 8 (docs/performance.md).
-PAYMENT_CHARGE_WORKERS = env.int("PAYMENT_CHARGE_WORKERS", default=32)
+# Each runner keeps a database connection: 8 suits deployments that scale consumers out; the
+# stack mode, with one process for every charge, runs 32 (deploy/run_stack.py).
+PAYMENT_CHARGE_WORKERS = env.int("PAYMENT_CHARGE_WORKERS", default=8)
 # Connections a process keeps to the built-in gateway simulator's ledger (payments/simulator.py),
 # taken in turn by the calls in flight.
 PAYMENT_LEDGER_CONNECTIONS = env.int("PAYMENT_LEDGER_CONNECTIONS", default=8)
