@@ -52,6 +52,15 @@ def _trace_beat(**kwargs: object) -> None:
 
 
 @worker_ready.connect
+@beat_init.connect
+def _settle_heap(**kwargs: object) -> None:
+    # Start-up is done (tasks imported, tracing set up): config/heap.py.
+    from config import heap
+
+    heap.settle()
+
+
+@worker_ready.connect
 @heartbeat_sent.connect
 def _worker_heartbeat(**kwargs: object) -> None:
     # The worker's own event heartbeat (every 2 s while it is connected to the broker) is the

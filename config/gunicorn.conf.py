@@ -52,6 +52,13 @@ def post_fork(server, worker):
     setup_tracing(component="web", instrument_django=True)
 
 
+def post_worker_init(worker):
+    """The application is loaded: freeze what it made (config/heap.py)."""
+    from config import heap
+
+    heap.settle()
+
+
 def child_exit(server, worker):
     """Stop counting the dead worker's live gauges (PROMETHEUS_MULTIPROC_DIR)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -151,6 +151,10 @@ def test_every_line_of_the_stack_is_json_and_an_order_id_finds_its_journey(stack
         line["logger"] == "celery.apps.worker" and line["event"] == "worker: Warm shutdown (MainProcess)"
         for line in lines
     )
+    # every Python process froze its start-up objects once its code was loaded (config/heap.py)
+    settled = [line for line in lines if line["event"] == "garbage collector settled"]
+    assert {line["process"] for line in settled} == processes - {"stack"}, settled
+    assert all(line["frozen_objects"] > 10_000 for line in settled), settled
     # the web server's request lines are among them (WEB_ACCESS_LOG=1)
     assert any(line["logger"] == "uvicorn.access" and "/api/orders" in line["event"] for line in lines)
 

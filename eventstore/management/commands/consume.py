@@ -12,6 +12,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from config import heap
 from config.metrics_server import serve_metrics_if_configured
 from config.telemetry import setup_tracing
 from eventstore.consumer import QueueConsumer
@@ -52,6 +53,7 @@ class Command(BaseCommand):
         serve_metrics_if_configured()  # METRICS_PORT: a container of its own (config/metrics_server.py)
         consumer = QueueConsumer(chosen, prefetch=options["prefetch"], batch_size=options["batch_size"])
         stopping = stop_on_signals()
+        heap.settle()
         hooked = [app for app in apps.get_app_configs() if hasattr(app, "consumer_started")]
         for app in hooked:
             app.consumer_started(list(chosen))

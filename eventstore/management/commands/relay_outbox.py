@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from config import heap
 from config.metrics_server import serve_metrics_if_configured
 from config.telemetry import setup_tracing
 from eventstore.publisher import ConfirmingPublisher
@@ -35,4 +36,5 @@ class Command(BaseCommand):
                 publisher.close()
             self.stdout.write(f"published {published} messages")
             return
+        heap.settle()
         run_relay(stop_on_signals(), batch_size=options["batch_size"])
