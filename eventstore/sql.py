@@ -8,6 +8,7 @@ PostgreSQL and on SQLite) and :func:`column` gives the field for the converters 
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -181,32 +182,54 @@ def unnest(
     same from one batch to the next, and the driver quotes arrays, not thousands of parameters.
     JSON travels as text, turned back into JSON by the reading expression.
     """
+    shape = _unnest_shape(model, tuple(names), tuple(extra))
+    params: list[list[Any]] = []
+    for index, (is_json, encoder) in enumerate(shape.json_columns):
+        cells = [row[index] for row in rows]
+        if is_json:
+            cells = [None if cell is None else json.dumps(cell, cls=encoder) for cell in cells]
+        params.append(cells)
+    params.extend(extra.values())
+    return Unnested(shape.sql, params, dict(shape.values))
+
+
+@dataclass(frozen=True, slots=True)
+class _UnnestShape:
+    """What :func:`unnest` writes for some columns, whatever the rows: computed once per columns."""
+
+    sql: str
+    values: dict[str, str]
+    # Per column of ``names``: whether it is JSON (its cells travel as text), and its encoder.
+    json_columns: tuple[tuple[bool, type[json.JSONEncoder] | None], ...]
+
+
+@functools.cache
+def _unnest_shape(model: type[Model], names: tuple[str, ...], extra: tuple[str, ...]) -> _UnnestShape:
     quote = connection.ops.quote_name
     arrays: list[str] = []
     aliases: list[str] = []
-    params: list[list[Any]] = []
     values: dict[str, str] = {}
-    for index, name in enumerate(names):
+    json_columns: list[tuple[bool, type[json.JSONEncoder] | None]] = []
+    for name in names:
         field = column(model, name)
         alias = quote(str(field.column))
-        cells = [row[index] for row in rows]
         aliases.append(alias)
         if isinstance(field, JSONField):
             arrays.append("%s::text[]")
-            params.append([None if cell is None else json.dumps(cell, cls=field.encoder) for cell in cells])
             values[name] = f"v.{alias}::jsonb"
+            json_columns.append((True, field.encoder))
         else:
             # The bare type (varchar, not varchar(24)): a cast would cut an overlong value, the
             # column itself refuses it, as the ORM's INSERT or UPDATE would.
             arrays.append(f"%s::{bare_type(str(field.cast_db_type(connection)))}[]")
-            params.append(cells)
             values[name] = f"v.{alias}"
-    for name, cells in extra.items():
+            json_columns.append((False, None))
+    for name in extra:
         arrays.append("%s::integer[]")
         aliases.append(quote(name))
-        params.append(cells)
         values[name] = f"v.{quote(name)}"
-    return Unnested(f"unnest({', '.join(arrays)}) AS v ({', '.join(aliases)})", params, values)
+    sql = f"unnest({', '.join(arrays)}) AS v ({', '.join(aliases)})"
+    return _UnnestShape(sql, values, tuple(json_columns))
 
 
 def bare_type(db_type: str) -> str:
@@ -242,9 +265,15 @@ def array_insert_statement(
 ) -> Statement:
     """One INSERT of ``rows`` (as arrays)."""
     columns = unnest(model, names, rows)
+    return _array_insert_sql(model, tuple(names)), columns.params
+
+
+@functools.cache
+def _array_insert_sql(model: type[Model], names: tuple[str, ...]) -> str:
+    shape = _unnest_shape(model, names, ())
     targets = ", ".join(column_name(model, name) for name in names)
-    reads = ", ".join(columns.values[name] for name in names)
-    return f"INSERT INTO {table_name(model)} ({targets}) SELECT {reads} FROM {columns.sql}", columns.params
+    reads = ", ".join(shape.values[name] for name in names)
+    return f"INSERT INTO {table_name(model)} ({targets}) SELECT {reads} FROM {shape.sql}"
 
 
 def execute_as_one(statements: Sequence[Statement]) -> None:

@@ -7,6 +7,7 @@ between decisions, never from here.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import uuid
 from collections.abc import Iterable
@@ -87,8 +88,12 @@ def money(value: Decimal) -> str:
     return str(value.quantize(CENT))
 
 
+@functools.lru_cache(maxsize=4096)
 def payment_id_for(order_id: str) -> str:
-    """The payment's id: stable per order, so every round and every refund names the same payment."""
+    """The payment's id: stable per order, so every round and every refund names the same payment.
+
+    Kept for the orders in flight: a charge asks for it several times (its events, its rows).
+    """
     return str(uuid.uuid5(_PAYMENT_NAMESPACE, f"payment-{order_id}"))
 
 
