@@ -96,6 +96,7 @@ class Config:
         self.pgbench_clients = [int(c) for c in (os.environ.get("BENCH_PGBENCH_CLIENTS") or "16").split(",")]
         self.stall_seconds = env_float("BENCH_STALL_SECONDS", 60)
         self.drain_max_seconds = env_float("BENCH_DRAIN_MAX_SECONDS", 600)
+        self.idle_orders = env_int("BENCH_IDLE_ORDERS", 30)
         self.web_workers = os.environ.get("WEB_CONCURRENCY") or "2"
         self.password = os.environ.get("DEMO_PASSWORD") or "demo-pass-123"
         for url in (self.database_url, self.broker_url):
@@ -473,6 +474,43 @@ def end_to_end(
     }
 
 
+def idle(cfg: Config, access: str) -> dict[str, Any]:
+    """Orders placed one at a time on an otherwise idle stack, each after the last completed:
+    OrderCreated → OrderCompleted of each, the latency of one order when nothing queues."""
+    phase = "idle"
+    with psycopg.connect(conninfo(cfg.database_url), autocommit=True) as db:
+        for number in range(cfg.idle_orders):
+            body = {
+                "items": [{"product_id": PRODUCTS[number % len(PRODUCTS)], "quantity": 1}],
+                "payment": {"method": "card", "token": f"tok_bench_{phase}_{number}"},
+            }
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{cfg.port}/api/orders",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {access}"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own http URL
+                order_id = json.load(response)["order_id"]
+            deadline = time.monotonic() + 30
+            while (
+                time.monotonic() < deadline
+                and not db.execute(
+                    "SELECT 1 FROM event_store WHERE aggregate_id = %s AND event_type = 'OrderCompleted'",
+                    [order_id],
+                ).fetchone()
+            ):
+                time.sleep(0.002)
+            time.sleep(0.1)  # the stack idle again before the next order
+    snapshot = phase_orders(cfg, phase)
+    latencies = [(done - created) * 1000 for created, done in snapshot["completed"]]
+    return {
+        "orders": cfg.idle_orders,
+        "completed": len(latencies),
+        "created_to_completed_ms": stats.summarise_latencies(latencies),
+    }
+
+
 # --- Peers ---------------------------------------------------------------------------------------
 
 
@@ -767,6 +805,8 @@ def main() -> int:
         warm = wrk(cfg, phase="warmup", seconds=3, connections=8, access=access)
         drain(cfg, "warmup")
         report["warmup"] = {"ok": warm["ok"], "errors": warm["errors"]}
+        log(f"idle: {cfg.idle_orders} orders one at a time")
+        report["idle"] = idle(cfg, access)
         for shape in cfg.shapes:
             report["shapes"][shape] = run_shape(cfg, stack, access, shape)
     finally:

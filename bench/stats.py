@@ -420,6 +420,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{cfg.get('e2e_seconds', 'n/a')} s (end to end, sustained).",
         "",
     ]
+    idle = report.get("idle")
+    if idle:
+        latency = idle["created_to_completed_ms"]
+        lines += [
+            f"Idle stack, {idle['orders']} orders one at a time ({idle['completed']} completed): "
+            f"OrderCreated → OrderCompleted P50 **{_fmt(latency.get('p50'), ' ms')}** (target < 50 ms), "
+            f"P95 {_fmt(latency.get('p95'), ' ms')}, max {_fmt(latency.get('max'), ' ms')}.",
+            "",
+        ]
     for name, result in shapes.items():
         lines += _shape_section(name, result, ratios)
     if ratios.get("hot_over_spread_completed") is not None:

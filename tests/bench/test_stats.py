@@ -170,6 +170,11 @@ def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
         "peer": {"per_second": 450.0, "version": "9.5.6", "latency_ms": {"p95": 4.0}},
         "ratios": stats.shape_ratios(shapes, 2400.0, 450.0),
         "postgres": {"synchronous_commit": "on", "fsync": "on"},
+        "idle": {
+            "orders": 30,
+            "completed": 30,
+            "created_to_completed_ms": stats.summarise_latencies([40.0] * 29 + [90.0]),
+        },
     }
     text = stats.render_markdown(report)
     assert "## Shape `spread`" in text and "## Shape `hot`" in text
@@ -187,6 +192,10 @@ def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
     assert "statements n/a, commits 7.0, rows written 93.0" in text
     assert "| web worker | 7 | 100.0 |" in text
     assert "`synchronous_commit` = on" in text
+    assert (
+        "Idle stack, 30 orders one at a time (30 completed): OrderCreated → OrderCompleted P50 "
+        "**40.0 ms** (target < 50 ms), P95 " in text
+    )
     assert "Money audit after the shape (`manage.py audit_money`): clean" in text
 
 
