@@ -4,8 +4,9 @@ Steps: ensure the local services; drop and recreate a dedicated database and Rab
 (their names must contain "bench"); migrate, declare the topology, seed the demo users and give
 the demo products huge stock; start the stack (deploy/run_stack.py) with throttling off; get a
 token; record the PostgreSQL settings in force (the bench changes none; a run with
-``synchronous_commit`` or ``fsync`` off fails); then, for each **load shape** of
-``BENCH_SHAPES`` (``spread,hot``):
+``synchronous_commit`` or ``fsync`` off fails); warm up, then place ``BENCH_IDLE_ORDERS`` (30)
+orders one at a time on the **idle** stack (OrderCreated → OrderCompleted of each); then, for
+each **load shape** of ``BENCH_SHAPES`` (``spread,hot``):
 
 - **spread**: every order for one of the 20 demo products, in turn;
 - **hot**: every order for the same product (a flash sale: one stock row for every order).
