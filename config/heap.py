@@ -4,7 +4,7 @@ Python's cyclic collector walks every tracked object of the generation it collec
 start-up a process holds some 120,000 of them (Django, DRF, the contexts' modules and
 classes), and every full collection walked them all again (about 54 ms here), though none of
 them ever becomes garbage. While the consumers drained a backlog, 8 to 18 % of their CPU went
-to the collector (py-spy ``--native``, docs/performance.md "The sixth round").
+to the collector (py-spy ``--native``; docs/performance.md, its sixth round).
 
 :func:`settle` collects what start-up left, then freezes the rest (``gc.freeze()``: moved to a
 generation the collector never walks) and runs the youngest collection less often. Every
