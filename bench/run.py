@@ -338,13 +338,13 @@ def stack_processes(root_pid: int) -> list[dict[str, Any]]:
         ppid, cmdline, ticks = table[pid]
         try:
             rss = stats.rss_kib(Path(f"/proc/{pid}/status").read_text())
+            pss = stats.pss_kib(Path(f"/proc/{pid}/smaps_rollup").read_text())
         except OSError:
-            rss = None
+            rss = pss = None
         if rss is not None:
             parent_cmd = table.get(ppid, (0, "", 0))[1]
-            found.append(
-                {"pid": pid, "name": process_name(cmdline, parent_cmd), "rss_kib": rss, "ticks": ticks}
-            )
+            name = process_name(cmdline, parent_cmd)
+            found.append({"pid": pid, "name": name, "rss_kib": rss, "pss_kib": pss, "ticks": ticks})
         todo.extend(children.get(pid, []))
     return sorted(found, key=lambda p: (p["name"], p["pid"]))
 
@@ -719,7 +719,7 @@ def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, A
     sampler.join()
     after = stack_processes(stack.process.pid)
     result["accepted"] = accepted
-    result["memory"] = [{k: p[k] for k in ("name", "pid", "rss_kib")} for p in samples["middle"]]
+    result["memory"] = [{k: p[k] for k in ("name", "pid", "rss_kib", "pss_kib")} for p in samples["middle"]]
     result["cpu_during_accepted"] = cpu_shares(samples["before"], after, window_end - window_start)
     log(f"[{shape}] accepted {accepted['ok_per_second']}/s, P95 {accepted['latency_ms']['p95']} ms; draining")
     snapshot, drain_s = drain(cfg, phase)

@@ -113,6 +113,14 @@ def rss_kib(status_text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def pss_kib(smaps_rollup_text: str) -> int | None:
+    """Pss in KiB from the text of ``/proc/<pid>/smaps_rollup``: the process's resident pages,
+    each page it shares with N processes counted as 1/N (so a sum over processes counts a
+    shared library once, where a sum of RSS counts it in every process)."""
+    match = re.search(r"^Pss:\s+(\d+) kB", smaps_rollup_text, re.M)
+    return int(match.group(1)) if match else None
+
+
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     """``numerator / denominator`` to two decimals; None when either is missing or the
     denominator is zero (a zero numerator is a ratio of 0: nothing completed is a figure)."""
@@ -392,7 +400,9 @@ def _shape_section(name: str, result: dict[str, Any], ratios: dict[str, Any]) ->
     memory = result.get("memory") or []
     if memory:
         total = sum(p["rss_kib"] for p in memory) / 1024
-        lines += ["", f"Whole stack resident memory mid-accepted: **{total:,.1f} MiB**."]
+        proportional = _pss_total(memory)
+        shared = "" if proportional is None else f" (proportional set size: {proportional:,.1f} MiB)"
+        lines += ["", f"Whole stack resident memory mid-accepted: **{total:,.1f} MiB**{shared}."]
     audit = result.get("audit")
     if audit:
         verdict = "clean" if audit.get("ok") else f"**{audit.get('discrepancies', 'n/a')} discrepancies**"
@@ -403,6 +413,14 @@ def _shape_section(name: str, result: dict[str, Any], ratios: dict[str, Any]) ->
             f"(exit {audit.get('exit_code')}){'; ' + kinds if kinds else ''}.",
         ]
     return [*lines, ""]
+
+
+def _pss_total(memory: Sequence[dict[str, Any]]) -> float | None:
+    """The processes' proportional set sizes summed, in MiB (None when one was not read)."""
+    sizes = [p.get("pss_kib") for p in memory]
+    if any(size is None for size in sizes):
+        return None
+    return sum(int(size) for size in sizes if size is not None) / 1024
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -456,13 +474,19 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [
             f"## Resident memory at steady state (mid-accepted, shape `{next(iter(shapes))}`)",
             "",
-            "| process | pid | RSS MiB |",
-            "| --- | --- | --- |",
+            "| process | pid | RSS MiB | PSS MiB |",
+            "| --- | --- | --- | --- |",
         ]
         for proc in first["memory"]:
-            lines.append(f"| {proc['name']} | {proc['pid']} | {proc['rss_kib'] / 1024:.1f} |")
+            pss = proc.get("pss_kib")
+            lines.append(
+                f"| {proc['name']} | {proc['pid']} | {proc['rss_kib'] / 1024:.1f} | "
+                f"{'n/a' if pss is None else f'{pss / 1024:.1f}'} |"
+            )
         total = sum(p["rss_kib"] for p in first["memory"])
-        lines += [f"| **total** | | {total / 1024:.1f} |", ""]
+        proportional = _pss_total(first["memory"])
+        pss_cell = "n/a" if proportional is None else f"{proportional:.1f}"
+        lines += [f"| **total** | | {total / 1024:.1f} | {pss_cell} |", ""]
     settings = report.get("postgres") or {}
     if settings:
         lines += [

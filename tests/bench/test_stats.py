@@ -108,6 +108,9 @@ def test_parse_pgbench() -> None:
 def test_rss_ratio_and_buckets() -> None:
     assert stats.rss_kib("Name:\tpython\nVmRSS:\t   81234 kB\nThreads: 3\n") == 81234
     assert stats.rss_kib("Name:\tkthreadd\nThreads: 1\n") is None
+    rollup = "55d0c0a00000-7ffd [rollup]\nRss:     109332 kB\nPss:      93871 kB\nPss_Anon: 1 kB\n"
+    assert stats.pss_kib(rollup) == 93871
+    assert stats.pss_kib("") is None
     assert stats.ratio(500.0, 2000.0) == 0.25
     assert stats.ratio(500.0, 0) is None
     assert stats.ratio(None, 10.0) is None
@@ -149,7 +152,7 @@ def _shape_result(rate: float, completed_rate: float, overall_rate: float | None
             "created_to_completed_ms": {"p50": 400.0, "p95": 800.0},
         },
         "per_order": {"completed_orders": 500, "commits": 7.0, "rows_written": 93.0, "statements": None},
-        "memory": [{"name": "web worker", "pid": 7, "rss_kib": 102400}],
+        "memory": [{"name": "web worker", "pid": 7, "rss_kib": 102400, "pss_kib": 81920}],
         "audit": {"ok": True, "exit_code": 0},
     }
 
@@ -190,7 +193,11 @@ def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
     assert "completed / pgbench **0.04**" in text
     assert "Hot / spread completed rate (overall): **0.50**" in text
     assert "statements n/a, commits 7.0, rows written 93.0" in text
-    assert "| web worker | 7 | 100.0 |" in text
+    assert "| web worker | 7 | 100.0 | 80.0 |" in text
+    assert "| **total** | | 100.0 | 80.0 |" in text
+    assert (
+        "Whole stack resident memory mid-accepted: **100.0 MiB** (proportional set size: 80.0 MiB)." in text
+    )
     assert "`synchronous_commit` = on" in text
     assert (
         "Idle stack, 30 orders one at a time (30 completed): OrderCreated → OrderCompleted P50 "
