@@ -338,9 +338,12 @@ def stack_processes(root_pid: int) -> list[dict[str, Any]]:
         ppid, cmdline, ticks = table[pid]
         try:
             rss = stats.rss_kib(Path(f"/proc/{pid}/status").read_text())
-            pss = stats.pss_kib(Path(f"/proc/{pid}/smaps_rollup").read_text())
         except OSError:
-            rss = pss = None
+            rss = None
+        try:
+            pss = stats.pss_kib(Path(f"/proc/{pid}/smaps_rollup").read_text())
+        except OSError:  # not readable (another user's process, an older kernel): RSS only
+            pss = None
         if rss is not None:
             parent_cmd = table.get(ppid, (0, "", 0))[1]
             name = process_name(cmdline, parent_cmd)

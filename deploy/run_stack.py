@@ -97,7 +97,7 @@ def stack_processes(
                 "--graceful-timeout=15",
             ],
         ),
-        *consumer_processes(manage, consumers, env=charges),
+        *consumer_processes(manage, consumers, payments_env=charges),
         ProcessSpec(
             "worker",
             # --quiet: no banner (plain text); the log level is LOG_LEVEL, as everywhere.
@@ -147,12 +147,13 @@ DEFAULT_CONSUMERS = "sagas;*"
 
 
 def consumer_processes(
-    manage: list[str], layout: str, *, env: dict[str, str] | None = None
+    manage: list[str], layout: str, *, payments_env: dict[str, str] | None = None
 ) -> list[ProcessSpec]:
     """The consumer processes of ``STACK_CONSUMERS`` (default :data:`DEFAULT_CONSUMERS`): groups
     of contexts separated by ``;``, one process per group, e.g. ``inventory,payments;sagas,queries``.
     ``all`` is one group of every context; ``*`` every context no other group names. A group
-    may repeat: each copy competes for the same queues."""
+    may repeat: each copy competes for the same queues. ``payments_env`` is set for the
+    processes whose group consumes payments (they run the charges)."""
     groups = [group.strip() for group in layout.split(";") if group.strip()] or ["all"]
     named = {name.strip() for group in groups for name in group.split(",")} - {"all", "*", ""}
     specs = []
@@ -165,7 +166,11 @@ def consumer_processes(
         else:
             args = contexts
         name = "consumers" if len(groups) == 1 else f"consumers-{number}"
-        specs.append(ProcessSpec(name, [*manage, "consume", *args], dict(env or {})))
+        pays = (
+            contexts == ["all"] or "payments" in contexts or (contexts == ["*"] and "payments" not in named)
+        )
+        env = dict(payments_env or {}) if pays else {}
+        specs.append(ProcessSpec(name, [*manage, "consume", *args], env))
     return specs
 
 

@@ -131,8 +131,18 @@ def test_the_stack_runs_32_charge_runners_unless_told_and_the_settings_keep_8(
     monkeypatch.delenv("PAYMENT_CHARGE_WORKERS", raising=False)
     monkeypatch.delenv("STACK_CONSUMERS", raising=False)
     found = runners()
-    assert found["consumers-1"] == found["consumers-2"] == "32"
-    assert found["web"] is None and found["worker"] is None
+    # only the process that consumes payments (the default layout: sagas alone, then the rest)
+    assert found["consumers-2"] == "32"
+    assert found["consumers-1"] is None and found["web"] is None and found["worker"] is None
+    layouts = {
+        "all": {"consumers"},
+        "payments;sagas,queries;inventory": {"consumers-1"},
+        "payments;*": {"consumers-1"},  # "*" is every context no other group names
+    }
+    for layout, paying in layouts.items():
+        monkeypatch.setenv("STACK_CONSUMERS", layout)
+        assert {name for name, value in runners().items() if value == "32"} == paying, layout
+    monkeypatch.delenv("STACK_CONSUMERS")
     monkeypatch.setenv("PAYMENT_CHARGE_WORKERS", "4")  # the environment wins, inherited as it is
     assert all(value is None for value in runners().values())
     assert settings.PAYMENT_CHARGE_WORKERS == 8
