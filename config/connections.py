@@ -9,11 +9,16 @@ server has written to it, and a server that ends a session writes its FATAL mess
 closes the socket. Such a connection is closed here and Django opens a new one on first use.
 A connection dropped by the network without a word is not seen (nor promptly by the
 ``SELECT 1``, which waits on TCP); the request then fails once and the connection is replaced.
+
+The threads a context runs of its own (charge runners, a batch's writers) mind their
+connections here too, between two pieces of work and when they end: the contexts run their
+statements through their recorders only, and hold no connection object themselves.
 """
 
 from __future__ import annotations
 
 import select
+import time
 from collections.abc import Callable
 
 from django.db import connections
@@ -38,6 +43,31 @@ def drop_closed_connections() -> int:
             wrapper.close()
             dropped += 1
     return dropped
+
+
+def in_transaction() -> bool:
+    """Whether this thread's default connection is inside an atomic block (a transaction)."""
+    return connections["default"].in_atomic_block
+
+
+def recycle_thread_connections() -> None:
+    """Between two pieces of a thread's work: close its connections that failed or are too old.
+
+    Like Django's ``close_old_connections`` but without its cost on sound connections: that
+    one makes the next query pay a health check (a SELECT 1) every time.
+    """
+    for wrapper in connections.all(initialized_only=True):
+        if wrapper.connection is None:
+            continue
+        obsolete = wrapper.close_at is not None and time.monotonic() >= wrapper.close_at
+        autocommit_changed = wrapper.get_autocommit() != wrapper.settings_dict["AUTOCOMMIT"]
+        if obsolete or wrapper.errors_occurred or autocommit_changed:
+            wrapper.close_if_unusable_or_obsolete()
+
+
+def close_thread_connections() -> None:
+    """Close every connection this thread opened (a thread that ends, or that works rarely)."""
+    connections.close_all()
 
 
 class ClosedConnectionMiddleware:

@@ -43,7 +43,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.asgi import ASGIRequest
 from django.core.handlers.exception import response_for_exception
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import resolve
 from django.utils.log import log_response
@@ -55,7 +55,7 @@ from opentelemetry.trace import SpanKind
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.connections import drop_closed_connections
+from config.connections import close_thread_connections, drop_closed_connections
 from config.logging import caller_context, carried_user, log_context
 from config.middleware import limits_refusal, max_body_bytes
 from config.problems import PayloadTooLarge
@@ -287,8 +287,7 @@ def _checking(trace_context: otel_context.Context, function: Callable[..., Any],
         return function(*args)
     finally:
         otel_context.detach(token)
-        if connection.connection is not None:
-            connection.close()
+        close_thread_connections()
 
 
 def _writing(function: Callable[..., Any], *args: Any) -> Any:

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection
 from django.utils import timezone
+
+from config.connections import in_transaction
 
 from .models import IdempotencyRecord
 from .recorder import KeyPair, recorder
@@ -81,7 +82,7 @@ class Keys:
     """
 
     def __init__(self, requests: Sequence[KeyedRequest]) -> None:
-        if requests and not connection.in_atomic_block:
+        if requests and not in_transaction():
             raise RuntimeError("Keys belong inside the transaction that places the orders")
         self._recorder = recorder()
         pairs = list(dict.fromkeys(request.pair for request in requests))

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from django.db import connections
+from config.connections import close_thread_connections, recycle_thread_connections
 
 from .group_record import group_recorder
 
@@ -128,12 +128,12 @@ class ChargePool:
                 try:
                     _run_one(charge)
                 finally:
-                    _recycle_connections()
+                    recycle_thread_connections()
                     with self._cond:
                         self._busy -= 1
                         self._cond.notify_all()
         finally:
-            connections.close_all()
+            close_thread_connections()
 
 
 def _run_one(charge: Callable[[], object]) -> None:
@@ -141,20 +141,6 @@ def _run_one(charge: Callable[[], object]) -> None:
         charge()
     except Exception:
         logger.exception("running a charge failed; the resume task takes it up again")
-
-
-def _recycle_connections() -> None:
-    """Between two charges, close this thread's connections that failed or are too old.
-
-    Like ``close_old_connections`` but without its cost on sound connections: that one makes
-    the next query pay a health check (a SELECT 1) every time.
-    """
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is None:
-            continue
-        obsolete = conn.close_at is not None and time.monotonic() >= conn.close_at
-        if obsolete or conn.errors_occurred or conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"]:
-            conn.close_if_unusable_or_obsolete()
 
 
 charge_pool = ChargePool()

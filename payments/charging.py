@@ -28,12 +28,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
-
-from eventstore.sql import prepared
 
 from .breaker import CircuitBreaker, CircuitOpenError, default_breaker
 from .domain import AttemptOutcome, FailureReason, Payment, PaymentStatus, idempotency_key_for
@@ -51,8 +48,8 @@ from .gateway import (
 )
 from .group_record import group_recorder
 from .handlers import load_payment
-from .models import PaymentRecord, PaymentSecret
-from .recorder import secret_of, sweep_secrets
+from .models import PaymentRecord
+from .recorder import claim_charge, release_charge, secret_of, sweep_secrets
 from .refunds import run_refunds
 
 logger = logging.getLogger(__name__)
@@ -80,7 +77,8 @@ def run_charge(
         breaker=breaker or default_breaker(gateway.name),
         timeout=float(settings.PAYMENT_TIMEOUT) if timeout is None else timeout,
     )
-    claimed = _claim(order_id, lease=runner.lease)
+    now = timezone.now()
+    claimed = claim_charge(order_id, until=now + runner.lease, now=now)
     if claimed is None:
         return load_payment(order_id)
     version, held = claimed
@@ -93,7 +91,7 @@ def run_charge(
             released = runner.released
     finally:
         if not released:
-            _release(order_id)
+            release_charge(order_id)
     if payment.next_refund() is None:
         # Nothing to refund now. A refund asked for after the runner's last write runs on its
         # own (its handler, or the resume task): the payment was settled when it was asked.
@@ -292,40 +290,6 @@ def _in_turn(*decisions: Callable[[Payment], list[PaymentEvent]]) -> Callable[[P
         return events
 
     return decide
-
-
-def _claim(order_id: str, *, lease: timedelta) -> tuple[int, tuple[str, str] | None] | None:
-    """Take the payment for one runner (an expired claim is taken over: its runner crashed).
-
-    Returns the projection's version (the stream's, as of its last commit) and the card token
-    held for the payment with its round's reference (read in the same statement), None when
-    another runner holds the claim or there is no payment.
-    """
-    now = timezone.now()
-    quote = connection.ops.quote_name
-    column = quote("claimed_until")
-    table, key = quote(PaymentRecord._meta.db_table), quote("order_id")
-    secret = f"FROM {quote(PaymentSecret._meta.db_table)} s WHERE s.{key} = {table}.{key}"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET {column} = %s "
-            f"WHERE {key} = %s AND ({column} IS NULL OR {column} < %s) "
-            f"RETURNING {quote('version')}, (SELECT s.{quote('reference')} {secret}), "
-            f"(SELECT s.{quote('token')} {secret})",
-            [
-                prepared(PaymentRecord, "claimed_until", now + lease),
-                order_id,
-                prepared(PaymentRecord, "claimed_until", now),
-            ],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    return int(row[0]), None if row[2] is None else (str(row[1]), str(row[2]))
-
-
-def _release(order_id: str) -> None:
-    PaymentRecord.objects.filter(pk=order_id).update(claimed_until=None)
 
 
 def resume_stalled_payments(*, older_than: float | None = None) -> list[str]:

@@ -180,7 +180,7 @@ def default_gateway() -> PaymentGateway:
 
 def ensure_outside_transaction() -> None:
     """Refuse to call the gateway inside a database transaction (it would hold locks meanwhile)."""
-    from django.db import connection
+    from config.connections import in_transaction
 
-    if connection.in_atomic_block:
+    if in_transaction():
         raise RuntimeError("the payment gateway must not be called inside a database transaction")

@@ -28,8 +28,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from django.db import connections
-
+from config.connections import close_thread_connections, recycle_thread_connections
 from eventstore.unit_of_work import unit_of_work
 
 from .domain import Payment
@@ -121,7 +120,7 @@ class GroupRecorder:
                     for pending in batch:
                         pending.done.set()
                 with contextlib.suppress(Exception):
-                    connections["default"].close_if_unusable_or_obsolete()
+                    recycle_thread_connections()
         finally:
             # However this thread ends, no runner is left waiting: what is queued, and what
             # comes later, is stored by its runner alone.
@@ -130,7 +129,7 @@ class GroupRecorder:
                 left, self._queue = list(self._queue), deque()
             for pending in left:
                 pending.done.set()
-            connections.close_all()
+            close_thread_connections()
 
 
 def _store_together(batch: list[_Decision]) -> None:

@@ -9,9 +9,10 @@ The statements that take many rows are the dialect's (``eventstore.sql``: one ar
 on PostgreSQL, rows spelled out elsewhere), the others portable, so there is one recorder, with
 no choice to make at start-up.
 
-The gateway's own ledger (:mod:`payments.simulator`) and the charge runner's claim
-(:mod:`payments.charging`) keep their SQL where it is: they run outside these transactions,
-on purpose.
+A charge runner's claim on the projection row (:func:`claim_charge`, :func:`release_charge`)
+runs outside any unit of work, on purpose: one statement in autocommit, so that no lock is
+held while the gateway is called. The gateway's own ledger (:mod:`payments.simulator`) is the
+gateway's data, not this context's, and keeps its SQL there.
 """
 
 from __future__ import annotations
@@ -123,6 +124,50 @@ def project_all(payments: Sequence[Payment], *, released: Collection[str] = ()) 
     sql, params = dialect().insert(PaymentRecord, names, rows)
     with bound_cursor() as cursor:
         cursor.execute(f"{sql} ON CONFLICT ({quote('order_id')}) DO UPDATE SET {updates}", params)
+
+
+Claimed = tuple[int, tuple[str, str] | None]
+
+
+def claim_charge(order_id: str, *, until: datetime, now: datetime) -> Claimed | None:
+    """Take the payment for one charge runner until ``until`` (a claim expired at ``now`` is
+    taken over: its runner crashed). One statement, in autocommit.
+
+    Returns the projection's version (the stream's, as of its last commit) and the card token
+    held for the payment with its round's reference (read in the same statement), None when
+    another runner holds the claim or there is no payment.
+    """
+    quote = connection.ops.quote_name
+    column = quote("claimed_until")
+    table, key = quote(PaymentRecord._meta.db_table), quote("order_id")
+    secret = f"FROM {quote(PaymentSecret._meta.db_table)} s WHERE s.{key} = {table}.{key}"
+    with bound_cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {column} = %s "
+            f"WHERE {key} = %s AND ({column} IS NULL OR {column} < %s) "
+            f"RETURNING {quote('version')}, (SELECT s.{quote('reference')} {secret}), "
+            f"(SELECT s.{quote('token')} {secret})",
+            [
+                prepared(PaymentRecord, "claimed_until", until),
+                order_id,
+                prepared(PaymentRecord, "claimed_until", now),
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return int(row[0]), None if row[2] is None else (str(row[1]), str(row[2]))
+
+
+def release_charge(order_id: str) -> None:
+    """Clear a charge runner's claim on a payment whose round did not settle it (one statement)."""
+    quote = connection.ops.quote_name
+    with bound_cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(PaymentRecord._meta.db_table)} SET {quote('claimed_until')} = NULL "
+            f"WHERE {quote('order_id')} = %s",
+            [order_id],
+        )
 
 
 def payment_owner(order_id: str) -> str | None:

@@ -9,11 +9,13 @@ from decimal import Decimal
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
-from payments.charging import _claim, run_charge
+from payments.charging import run_charge
 from payments.gateway import GatewayError
 from payments.handlers import load_payment, request_payment, request_refund
 from payments.models import GatewayRefund, PaymentRecord
+from payments.recorder import claim_charge
 from payments.simulator import SimulatedGateway
 
 from .conftest import ledger_entry, stream_types
@@ -141,8 +143,9 @@ def test_a_payment_left_unknown_keeps_no_claim(new_order_id, monkeypatch):
 def test_a_claimed_payment_is_not_charged_by_a_second_runner(new_order_id):
     order_id = new_order_id()
     payment = _requested(order_id)
-    claimed = _claim(order_id, lease=timedelta(seconds=60))
+    now = timezone.now()
+    claimed = claim_charge(order_id, until=now + timedelta(seconds=60), now=now)
     assert claimed is not None and claimed[0] == payment.version
     assert run_charge(order_id=order_id, payment=payment).status == "PENDING"
     assert ledger_entry(order_id) is None
-    assert _claim(order_id, lease=timedelta(seconds=60)) is None
+    assert claim_charge(order_id, until=now + timedelta(seconds=60), now=timezone.now()) is None
