@@ -7,7 +7,10 @@ order (about 5.6 µs each here), so it runs once a minute rather than every few 
 busy store a 5 s period spent a growing share of a core on figures nobody had asked for.
 In the embedded mode (SQLite) the same figures are computed directly from the read models
 and ``as_of`` is now. The API reads them from the read replica when there is one
-(``config.replica``); a refresh always runs on the primary.
+(``config.replica``); a refresh always runs on the primary. Refreshing and reading the
+views is SQL of the read recorder (:mod:`queries.recorder`, chosen once for the database);
+this module sums their rows into the contract's document, or computes the rows from the read
+models where there are no views.
 
 Revenue, the average order value and top products count COMPLETED orders; the status counts
 and the per-day order counts count every order created in the range; the payment success rate
@@ -21,69 +24,28 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, connections, transaction
 from django.db.models import F, Max, OuterRef, Subquery, Sum
-from django.utils import timezone
 
-from config import replica
 from eventstore.messages import utc_iso
 
 from .filters import STATUSES
-from .models import AnalyticsRefresh, OrderItemReadModel, OrderReadModel, PaymentReadModel
+from .models import OrderItemReadModel, OrderReadModel, PaymentReadModel
 from .projections import active_generation
+from .recorder import DailyRow, ProductRow, read_recorder
 
-VIEWS = ("analytics_daily_orders", "analytics_daily_products")
-REFRESH_NAME = "analytics"
 TOP_PRODUCTS = 10
 ZERO = Decimal("0")
-
-# (day, status, orders, amount, payments captured, payments failed)
-DailyRow = tuple[date, str, int, Decimal, int, int]
-# (product id, product name, quantity, revenue)
-ProductRow = tuple[str, str, int, Decimal]
 
 
 def refresh_views() -> datetime | None:
     """Refresh the views concurrently (PostgreSQL) and record when; ``None`` elsewhere."""
-    if connection.vendor != "postgresql":
-        return None
-    started = timezone.now()
-    with transaction.atomic(), connection.cursor() as cursor:
-        for view in VIEWS:
-            cursor.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}")
-        AnalyticsRefresh.objects.update_or_create(name=REFRESH_NAME, defaults={"refreshed_at": started})
-    return started
-
-
-def _as_of() -> datetime:
-    if connection.vendor != "postgresql":
-        return timezone.now()
-    last = AnalyticsRefresh.objects.filter(name=REFRESH_NAME).values_list("refreshed_at", flat=True).first()
-    return last or refresh_views() or timezone.now()
+    return read_recorder().refresh_views()
 
 
 def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
     return datetime.combine(start, time.min, tzinfo=UTC), datetime.combine(
         end + timedelta(days=1), time.min, tzinfo=UTC
     )
-
-
-def _rows_from_views(start: date, end: date) -> tuple[list[DailyRow], list[ProductRow]]:
-    # Where the ORM reads go: the replica inside config.replica.read (the API), else the primary.
-    with connections[replica.read_alias()].cursor() as cursor:
-        cursor.execute(
-            "SELECT day, status, orders, amount, payments_captured, payments_failed "
-            "FROM analytics_daily_orders WHERE day BETWEEN %s AND %s",
-            [start, end],
-        )
-        daily = [tuple(row) for row in cursor.fetchall()]
-        cursor.execute(
-            "SELECT product_id, max(product_name), sum(quantity), sum(revenue) FROM analytics_daily_products "
-            "WHERE day BETWEEN %s AND %s GROUP BY product_id",
-            [start, end],
-        )
-        products = [tuple(row) for row in cursor.fetchall()]
-    return daily, products
 
 
 def _rows_direct(start: date, end: date) -> tuple[list[DailyRow], list[ProductRow]]:
@@ -118,10 +80,10 @@ def _money(amount: Decimal) -> str:
 
 def order_analytics(start: date, end: date) -> dict[str, Any]:
     """The analytics document of the contract for ``start``..``end`` (inclusive)."""
-    as_of = _as_of()
-    daily, products = (
-        _rows_from_views(start, end) if connection.vendor == "postgresql" else _rows_direct(start, end)
-    )
+    reads = read_recorder()
+    as_of = reads.analytics_as_of()
+    from_views = reads.analytics_rows(start, end)
+    daily, products = from_views if from_views is not None else _rows_direct(start, end)
     by_status = dict.fromkeys(STATUSES, 0)
     per_day: dict[date, list[Any]] = {
         start + timedelta(days=n): [0, ZERO] for n in range((end - start).days + 1)

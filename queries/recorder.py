@@ -1,34 +1,49 @@
-"""The projections' SQL, in one place: read-model rows written set-based, stream cursors claimed.
+"""The query side's SQL, in one place: read-model rows written set-based, stream cursors
+claimed, the events a replay has left to apply, the API's searches and analytics.
 
 :mod:`queries.projections` decides what the read models become (which rows, which columns);
 a recorder writes it. On PostgreSQL every kind of write of a whole batch is one statement —
 the new orders with all their lines, the changed orders, the payment outcomes — and the
 stream cursors of a batch are claimed together. The portable recorder (SQLite, the embedded
 mode) writes row by row and claims nothing in advance: each event then takes the one by one
-path of ``eventstore.ordering.apply_in_order``.
+path of ``eventstore.ordering.apply_in_order``. The same recorder finds the events a replay
+(:mod:`queries.replay`) has still to apply: on PostgreSQL by ``(tx, id)`` position among the
+events safe to read, on SQLite by ``id`` alone (one writer commits in id order).
 
-Chosen once, at its first use (:func:`recorder`).
+The API's reads (:mod:`queries.selectors`, :mod:`queries.analytics`) have a recorder of their
+own. On PostgreSQL a search uses the full-text column and analytics read the materialized
+views, where the ORM reads go (the replica inside ``config.replica.read``); the portable one
+matches every word with ``icontains`` and has no views, so analytics computes its figures
+from the read models.
+
+Each is chosen once, at its first use (:func:`recorder`, :func:`read_recorder`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import connection, connections, transaction
+from django.db.models import BooleanField, F, FloatField, Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
-from eventstore.models import StreamCursor
+from config import replica
+from eventstore.models import StoredEvent, StreamCursor
+from eventstore.reader import Position
 from eventstore.sql import bound_cursor, column, column_name, prepared, unnest
 
-from .models import OrderItemReadModel, OrderReadModel, PaymentReadModel
+from .models import AnalyticsRefresh, OrderItemReadModel, OrderReadModel, PaymentReadModel
 
 _ORDERS = OrderReadModel._meta.db_table
 _LINES = OrderItemReadModel._meta.db_table
 _PAYMENTS = PaymentReadModel._meta.db_table
 _CURSORS = StreamCursor._meta.db_table
+_EVENTS = StoredEvent._meta.db_table
 
 
 @dataclass(slots=True)
@@ -80,6 +95,15 @@ class Claim:
     last: int
 
 
+@dataclass(frozen=True, slots=True)
+class GapScan:
+    """One look past a replay's position: the events looked at, and those not applied yet."""
+
+    scanned: int  # events of the projection's types looked at
+    head: Position  # the last of them
+    gaps: list[tuple[int, int, bool]]  # (id, tx, ripe) of those beyond their stream's cursor, in order
+
+
 _ORDER_COLUMNS = (
     "generation",
     "order_id",
@@ -96,7 +120,9 @@ _LINE_COLUMNS = ("product_id", "product_name", "quantity", "price")
 
 
 class ProjectionRecorder:
-    """The portable recorder: one statement per row (SQLite has one writer and no arrays)."""
+    """The portable recorder: one statement per row (SQLite has one writer and no arrays), and
+    positions by ``id`` alone.
+    """
 
     def hold_lock(self, key: int, *, exclusive: bool) -> None:
         """Take a projection's advisory lock until the transaction ends (PostgreSQL only)."""
@@ -163,6 +189,63 @@ class ProjectionRecorder:
     def clear_payments(self, generation: int) -> None:
         """Delete one generation's payment rows."""
         PaymentReadModel.objects.filter(generation=generation)._raw_delete(connection.alias)
+
+    def scan_gaps(
+        self,
+        consumer: str,
+        types: list[str],
+        position: Position,
+        *,
+        limit: int,
+        scan: int,
+        ripe_before: Callable[[], datetime],
+    ) -> GapScan | None:
+        """Up to ``scan`` events of ``types`` after ``position`` and the first ``limit`` of them
+        beyond their stream's cursor of ``consumer`` (ripe: written by ``ripe_before()``);
+        ``None`` when there is none.
+
+        SQLite: one writer commits in id order, so ``id`` alone is the position.
+        """
+        looked = list(
+            StoredEvent.objects.filter(id__gt=position.id, event_type__in=types)
+            .order_by("id")
+            .values_list("id", "aggregate_id", "version", "timestamp")[:scan]
+        )
+        if not looked:
+            return None
+        streams = sorted({aggregate_id for _, aggregate_id, _, _ in looked})
+        applied: dict[str, int] = {}
+        for start in range(0, len(streams), 500):  # some SQLite builds allow 999 parameters
+            cursors = StreamCursor.objects.filter(
+                consumer=consumer, aggregate_id__in=streams[start : start + 500]
+            )
+            applied.update(cursors.values_list("aggregate_id", "version"))
+        ripe = ripe_before()
+        gaps = [
+            (event_id, 0, timestamp <= ripe)
+            for event_id, stream, version, timestamp in looked
+            if version > applied.get(stream, 0)
+        ][:limit]
+        return GapScan(len(looked), Position(0, looked[-1][0]), gaps)
+
+    def streams_behind(self, consumer: str, *, than: str) -> list[tuple[str, int]]:
+        """The streams whose cursor of ``consumer`` stands behind that of ``than`` (or has none),
+        each with the version ``than`` stands at.
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT old.aggregate_id, old.version FROM {_CURSORS} old LEFT JOIN {_CURSORS} fresh "
+                "ON fresh.consumer = %s AND fresh.aggregate_id = old.aggregate_id "
+                "WHERE old.consumer = %s AND old.version > COALESCE(fresh.version, 0)",
+                [consumer, than],
+            )
+            return cursor.fetchall()
+
+    def unapplied(
+        self, consumer: str, event_types: Collection[str], position: Position
+    ) -> QuerySet[StoredEvent]:
+        """The events of ``event_types`` after ``position`` (by ``id``) beyond their stream's cursor."""
+        return _beyond_cursors(consumer, event_types, f"{_EVENTS}.id > %s", [position.id])
 
 
 class PostgresProjectionRecorder(ProjectionRecorder):
@@ -283,6 +366,53 @@ class PostgresProjectionRecorder(ProjectionRecorder):
                 _UPSERT_PAYMENTS.format(rows=_PAYMENT_ARRAYS), [*columns, PaymentReadModel.CAPTURED]
             )
 
+    def scan_gaps(
+        self,
+        consumer: str,
+        types: list[str],
+        position: Position,
+        *,
+        limit: int,
+        scan: int,
+        ripe_before: Callable[[], datetime],
+    ) -> GapScan | None:
+        """One statement, over the events safe to read now only (``eventstore.reader``: older
+        than every running transaction, in ``(tx, id)`` order), so a late-committing event stays
+        ahead of the position until it commits.
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "WITH safe AS MATERIALIZED ("
+                f"  SELECT id, tx, aggregate_id, version, timestamp FROM {_EVENTS} "
+                "   WHERE (tx, id) > (%s::text::xid8, %s) "
+                "   AND tx < pg_snapshot_xmin(pg_current_snapshot()) AND event_type = ANY(%s) "
+                "   ORDER BY tx, id LIMIT %s"
+                "), gaps AS ("
+                "  SELECT s.id, s.tx, s.timestamp FROM safe s "
+                f"  LEFT JOIN {_CURSORS} c ON c.consumer = %s AND c.aggregate_id = s.aggregate_id "
+                "   WHERE s.version > COALESCE(c.version, 0) ORDER BY s.tx, s.id LIMIT %s"
+                ") "
+                "SELECT (SELECT count(*) FROM safe), head.tx::text::bigint, head.id, "
+                "ARRAY(SELECT id FROM gaps ORDER BY tx, id), "
+                "ARRAY(SELECT tx::text::bigint FROM gaps ORDER BY tx, id), "
+                "ARRAY(SELECT timestamp <= %s FROM gaps ORDER BY tx, id) "
+                "FROM (SELECT tx, id FROM safe ORDER BY tx DESC, id DESC LIMIT 1) head",
+                [str(position.tx), position.id, types, scan, consumer, limit, ripe_before()],
+            )
+            row = cursor.fetchone()
+        if row is None:  # nothing safe to read after the position
+            return None
+        scanned, head_tx, head_id, gap_ids, gap_txs, ripe = row
+        gaps = list(zip((int(i) for i in gap_ids), (int(t) for t in gap_txs), ripe, strict=True))
+        return GapScan(int(scanned), Position(int(head_tx), int(head_id)), gaps)
+
+    def unapplied(
+        self, consumer: str, event_types: Collection[str], position: Position
+    ) -> QuerySet[StoredEvent]:
+        """After ``position`` in ``(tx, id)`` order."""
+        after = f"({_EVENTS}.tx, {_EVENTS}.id) > (%s::text::xid8, %s)"
+        return _beyond_cursors(consumer, event_types, after, [str(position.tx), position.id])
+
 
 _UPSERT_PAYMENTS = (
     f"INSERT INTO {_PAYMENTS} (generation, order_id, outcome, updated_at) {{rows}} "
@@ -304,7 +434,107 @@ def _payment_values(outcome: PaymentOutcome) -> tuple[Any, ...]:
     )
 
 
+def _beyond_cursors(
+    consumer: str, event_types: Collection[str], after: str, params: list[Any]
+) -> QuerySet[StoredEvent]:
+    applied = (
+        f"{_EVENTS}.version <= COALESCE((SELECT c.version FROM {_CURSORS} c "
+        f"WHERE c.consumer = %s AND c.aggregate_id = {_EVENTS}.aggregate_id), 0)"
+    )
+    rows = StoredEvent.objects.filter(event_type__in=event_types)
+    # Our own table names only; every value is a parameter.
+    return rows.extra(where=[after, f"NOT ({applied})"], params=[*params, consumer])  # noqa: S610
+
+
+# (day, status, orders, amount, payments captured, payments failed)
+DailyRow = tuple[date, str, int, Decimal, int, int]
+# (product id, product name, quantity, revenue)
+ProductRow = tuple[str, str, int, Decimal]
+
+_VIEWS = ("analytics_daily_orders", "analytics_daily_products")
+_REFRESH_NAME = "analytics"
+
+
+class ReadRecorder:
+    """The portable reads: a search matches words, and there are no analytics views."""
+
+    def search(
+        self, rows: QuerySet[OrderReadModel], q: str, exact: Q
+    ) -> tuple[QuerySet[OrderReadModel], tuple[Any, ...]]:
+        """The ``rows`` matching ``q`` or ``exact``, and their order (best first): here every
+        word of ``q`` must appear in the row's search text (icontains), the newest first.
+        """
+        words = Q()
+        for word in q.split():
+            words &= Q(search_text__icontains=word)
+        return rows.filter(words | exact), ("-created_at", "order_id")
+
+    def refresh_views(self) -> datetime | None:
+        """Refresh the analytics views and record when (the start); ``None``: there are none."""
+        return None
+
+    def analytics_as_of(self) -> datetime:
+        """When the analytics figures were taken: now, as they are computed from the read models."""
+        return timezone.now()
+
+    def analytics_rows(self, start: date, end: date) -> tuple[list[DailyRow], list[ProductRow]] | None:
+        """The daily and product rows of the days ``start``..``end`` from the views; ``None``
+        here: the caller computes them from the read models.
+        """
+        return None
+
+
+class PostgresReadRecorder(ReadRecorder):
+    """PostgreSQL: the full-text column, and the analytics materialized views."""
+
+    def search(
+        self, rows: QuerySet[OrderReadModel], q: str, exact: Q
+    ) -> tuple[QuerySet[OrderReadModel], tuple[Any, ...]]:
+        """The GIN-indexed tsvector (``websearch_to_tsquery``, ranked by ``ts_rank``), or ``exact``."""
+        # A constant SQL text; the search words are always a parameter.
+        query = "websearch_to_tsquery('simple', %s)"
+        rows = rows.annotate(
+            matched=RawSQL(f"search_vector @@ {query}", [q], output_field=BooleanField()),  # noqa: S611
+            rank=RawSQL(f"ts_rank(search_vector, {query})", [q], output_field=FloatField()),  # noqa: S611
+        ).filter(Q(matched=True) | exact)
+        return rows, (F("rank").desc(), "-created_at", "order_id")
+
+    def refresh_views(self) -> datetime | None:
+        """Concurrently, on the primary: readers of the views are not blocked."""
+        started = timezone.now()
+        with transaction.atomic(), connection.cursor() as cursor:
+            for view in _VIEWS:
+                cursor.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}")
+            AnalyticsRefresh.objects.update_or_create(name=_REFRESH_NAME, defaults={"refreshed_at": started})
+        return started
+
+    def analytics_as_of(self) -> datetime:
+        """The start of the views' last refresh (refreshed now if they never were)."""
+        last = (
+            AnalyticsRefresh.objects.filter(name=_REFRESH_NAME).values_list("refreshed_at", flat=True).first()
+        )
+        return last or self.refresh_views() or timezone.now()
+
+    def analytics_rows(self, start: date, end: date) -> tuple[list[DailyRow], list[ProductRow]] | None:
+        # Where the ORM reads go: the replica inside config.replica.read (the API), else the primary.
+        with connections[replica.read_alias()].cursor() as cursor:
+            cursor.execute(
+                "SELECT day, status, orders, amount, payments_captured, payments_failed "
+                "FROM analytics_daily_orders WHERE day BETWEEN %s AND %s",
+                [start, end],
+            )
+            daily = [tuple(row) for row in cursor.fetchall()]
+            cursor.execute(
+                "SELECT product_id, max(product_name), sum(quantity), sum(revenue) "
+                "FROM analytics_daily_products WHERE day BETWEEN %s AND %s GROUP BY product_id",
+                [start, end],
+            )
+            products = [tuple(row) for row in cursor.fetchall()]
+        return daily, products
+
+
 _chosen: ProjectionRecorder | None = None
+_chosen_reads: ReadRecorder | None = None
 
 
 def recorder() -> ProjectionRecorder:
@@ -313,3 +543,11 @@ def recorder() -> ProjectionRecorder:
     if _chosen is None:
         _chosen = PostgresProjectionRecorder() if connection.vendor == "postgresql" else ProjectionRecorder()
     return _chosen
+
+
+def read_recorder() -> ReadRecorder:
+    """The recorder of the API's reads on this process's database, chosen at its first use."""
+    global _chosen_reads
+    if _chosen_reads is None:
+        _chosen_reads = PostgresReadRecorder() if connection.vendor == "postgresql" else ReadRecorder()
+    return _chosen_reads

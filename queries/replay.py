@@ -21,6 +21,11 @@ on their way through the bus), and loads and applies only those.
 
 Events that arrive later go to N+1 through the bus as usual; a stream cursor per generation
 makes every application idempotent.
+
+What catch-up, rebuild and lag ask of the database beyond the ORM (the look past a position,
+the streams one generation has applied further than another, the events left unapplied) is
+asked of the recorder (:mod:`queries.recorder`); this module decides what to apply and where
+the checkpoint goes.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Min, QuerySet
 from django.utils import timezone
 
@@ -50,6 +55,7 @@ from .projections import (
     hold_live_lock,
     state_of,
 )
+from .recorder import recorder
 
 logger = logging.getLogger(__name__)
 
@@ -105,41 +111,22 @@ def _find_gaps(
 ) -> _Gaps:
     """The events after ``position`` the generation has not applied, found in one statement.
 
-    PostgreSQL: only events safe to read now (``eventstore.reader``: older than every running
-    transaction, in ``(tx, id)`` order), so a late-committing event stays ahead of the
-    checkpoint until it commits. When ``limit`` gaps are found the checkpoint stops at the last
-    of them (what lies after it is looked at again by the next batch).
+    The recorder looks (``ProjectionRecorder.scan_gaps``): on PostgreSQL only at events safe
+    to read now, so a late-committing event stays ahead of the checkpoint until it commits.
+    When ``limit`` gaps are found the checkpoint stops at the last of them (what lies after it
+    is looked at again by the next batch).
     """
-    consumer = projection.consumer(generation)
-    types = sorted(projection.event_types)
-    if connection.vendor != "postgresql":
-        return _find_gaps_by_id(consumer, types, position, limit=limit, scan=scan)
-    events, cursors = StoredEvent._meta.db_table, StreamCursor._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "WITH safe AS MATERIALIZED ("
-            f"  SELECT id, tx, aggregate_id, version, timestamp FROM {events} "
-            "   WHERE (tx, id) > (%s::text::xid8, %s) "
-            "   AND tx < pg_snapshot_xmin(pg_current_snapshot()) AND event_type = ANY(%s) "
-            "   ORDER BY tx, id LIMIT %s"
-            "), gaps AS ("
-            "  SELECT s.id, s.tx, s.timestamp FROM safe s "
-            f"  LEFT JOIN {cursors} c ON c.consumer = %s AND c.aggregate_id = s.aggregate_id "
-            "   WHERE s.version > COALESCE(c.version, 0) ORDER BY s.tx, s.id LIMIT %s"
-            ") "
-            "SELECT (SELECT count(*) FROM safe), head.tx::text::bigint, head.id, "
-            "ARRAY(SELECT id FROM gaps ORDER BY tx, id), "
-            "ARRAY(SELECT tx::text::bigint FROM gaps ORDER BY tx, id), "
-            "ARRAY(SELECT timestamp <= %s FROM gaps ORDER BY tx, id) "
-            "FROM (SELECT tx, id FROM safe ORDER BY tx DESC, id DESC LIMIT 1) head",
-            [str(position.tx), position.id, types, scan, consumer, limit, _ripe_before()],
-        )
-        row = cursor.fetchone()
-    if row is None:  # nothing safe to read after the checkpoint
+    found = recorder().scan_gaps(
+        projection.consumer(generation),
+        sorted(projection.event_types),
+        position,
+        limit=limit,
+        scan=scan,
+        ripe_before=_ripe_before,
+    )
+    if found is None:  # nothing safe to read after the checkpoint
         return _Gaps(0, position, [])
-    scanned, head_tx, head_id, gap_ids, gap_txs, ripe = row
-    gaps = list(zip((int(i) for i in gap_ids), (int(t) for t in gap_txs), ripe, strict=True))
-    return _ripe_gaps(int(scanned), Position(int(head_tx), int(head_id)), gaps, limit=limit)
+    return _ripe_gaps(found.scanned, found.head, found.gaps, limit=limit)
 
 
 def _ripe_before() -> datetime:
@@ -163,31 +150,6 @@ def _ripe_gaps(scanned: int, head: Position, gaps: list[tuple[int, int, bool]], 
     if len(ripe) >= limit:
         return _Gaps(scanned, Position(gaps[-1][1], gaps[-1][0]), ripe)
     return _Gaps(scanned, head, ripe)
-
-
-def _find_gaps_by_id(consumer: str, types: list[str], position: Position, *, limit: int, scan: int) -> _Gaps:
-    """SQLite: one writer commits in id order, so ``id`` alone is the position."""
-    looked = list(
-        StoredEvent.objects.filter(id__gt=position.id, event_type__in=types)
-        .order_by("id")
-        .values_list("id", "aggregate_id", "version", "timestamp")[:scan]
-    )
-    if not looked:
-        return _Gaps(0, position, [])
-    streams = sorted({aggregate_id for _, aggregate_id, _, _ in looked})
-    applied: dict[str, int] = {}
-    for start in range(0, len(streams), 500):  # some SQLite builds allow 999 parameters
-        cursors = StreamCursor.objects.filter(
-            consumer=consumer, aggregate_id__in=streams[start : start + 500]
-        )
-        applied.update(cursors.values_list("aggregate_id", "version"))
-    ripe_before = _ripe_before()
-    gaps = [
-        (event_id, 0, timestamp <= ripe_before)
-        for event_id, stream, version, timestamp in looked
-        if version > applied.get(stream, 0)
-    ][:limit]
-    return _ripe_gaps(len(looked), Position(0, looked[-1][0]), gaps, limit=limit)
 
 
 def _load_events(ids: list[int]) -> list[Message]:
@@ -219,15 +181,7 @@ def _replay(
 
 def _reconcile_streams(projection: Projection, *, live: int, new: int) -> int:
     """Bring into generation ``new`` every stream the live projector applied further."""
-    table = StreamCursor._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT old.aggregate_id, old.version FROM {table} old "
-            f"LEFT JOIN {table} fresh ON fresh.consumer = %s AND fresh.aggregate_id = old.aggregate_id "
-            "WHERE old.consumer = %s AND old.version > COALESCE(fresh.version, 0)",
-            [projection.consumer(new), projection.consumer(live)],
-        )
-        behind = cursor.fetchall()
+    behind = recorder().streams_behind(projection.consumer(new), than=projection.consumer(live))
     for aggregate_id, version in behind:
         for message in load_stream(aggregate_id, after_version=version - 1, up_to=version):
             apply_event(projection, new, message)
@@ -298,20 +252,4 @@ def lag(name: str) -> ProjectionLag:
 
 
 def _unapplied(projection: Projection, generation: int, position: Position) -> QuerySet[StoredEvent]:
-    cursors = StreamCursor._meta.db_table
-    events = StoredEvent._meta.db_table
-    applied = (
-        f"{events}.version <= COALESCE((SELECT c.version FROM {cursors} c "
-        f"WHERE c.consumer = %s AND c.aggregate_id = {events}.aggregate_id), 0)"
-    )
-    rows = StoredEvent.objects.filter(event_type__in=projection.event_types)
-    if connection.vendor == "postgresql":
-        after = f"({events}.tx, {events}.id) > (%s::text::xid8, %s)"
-        params = [str(position.tx), position.id]
-    else:
-        after = f"{events}.id > %s"
-        params = [position.id]
-    # Our own table names only; every value is a parameter.
-    return rows.extra(  # noqa: S610
-        where=[after, f"NOT ({applied})"], params=[*params, projection.consumer(generation)]
-    )
+    return recorder().unapplied(projection.consumer(generation), projection.event_types, position)

@@ -1,6 +1,8 @@
 """Reads of the order read model: filtered lists and full-text search, paginated.
 
-Every read is limited to the active generation of the ``orders`` projection.
+Every read is limited to the active generation of the ``orders`` projection. The lists are
+the ORM's alone; how a search matches and ranks (the full-text column on PostgreSQL, words
+elsewhere) is the read recorder's (:mod:`queries.recorder`), chosen once for the database.
 """
 
 from __future__ import annotations
@@ -10,15 +12,14 @@ import math
 import uuid
 from typing import Any
 
-from django.db import connection
-from django.db.models import BooleanField, F, FloatField, Q, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import Q, QuerySet
 
 from eventstore.messages import utc_iso
 
 from .filters import OrderFilters
 from .models import OrderItemReadModel, OrderReadModel
 from .projections import active_generation
+from .recorder import read_recorder
 
 _ORDERINGS = {
     "created_at": ("created_at", "order_id"),
@@ -91,15 +92,5 @@ def search_orders(q: str, filters: OrderFilters) -> dict[str, Any]:
     exact = Q(customer_id=q)
     with contextlib.suppress(ValueError):
         exact |= Q(order_id=uuid.UUID(q))
-    if connection.vendor == "postgresql":
-        # A constant SQL text; the search words are always a parameter.
-        query = "websearch_to_tsquery('simple', %s)"
-        rows = rows.annotate(
-            matched=RawSQL(f"search_vector @@ {query}", [q], output_field=BooleanField()),  # noqa: S611
-            rank=RawSQL(f"ts_rank(search_vector, {query})", [q], output_field=FloatField()),  # noqa: S611
-        ).filter(Q(matched=True) | exact)
-        return _page(rows, filters, ordering=(F("rank").desc(), "-created_at", "order_id"))
-    words = Q()
-    for word in q.split():
-        words &= Q(search_text__icontains=word)
-    return _page(rows.filter(words | exact), filters, ordering=("-created_at", "order_id"))
+    matching, ordering = read_recorder().search(rows, q, exact)
+    return _page(matching, filters, ordering=ordering)
