@@ -108,6 +108,7 @@ BOUNDARY_CONTRACTS = (
     "The event store knows no context",
     "config's platform modules know neither the contexts nor the event store",
     "config is the composition root: no context imports the modules that compose them",
+    "The SQL of a context lives in its recorder",
 )
 
 
@@ -182,3 +183,43 @@ def test_the_public_only_check_catches_a_private_module(tmp_path: Path) -> None:
         "from payments import public\nfrom payments.gateway import default_gateway\nimport sagas.recorder\n"
     )
     assert context_imports_besides_public(module) == ["payments.gateway", "sagas.recorder"]
+
+
+# --- The SQL of a context lives in its recorder (lint/contracts.py) ---------------------------
+
+
+def test_the_recorder_contract_names_every_module_that_takes_a_connection(tmp_path, monkeypatch) -> None:
+    # The custom contract must be able to fail: a context module holding a connection is named,
+    # however it takes it; the recorder, ``transaction`` and the ORM are left alone.
+    import grimp
+
+    from lint.contracts import ForbiddenNamesContract, NameImport
+
+    context = tmp_path / "shopctx"
+    (context / "migrations").mkdir(parents=True)
+    for name in ("__init__.py", "migrations/__init__.py"):
+        (context / name).write_text("")
+    (context / "recorder.py").write_text("from django.db import connection\n")
+    (context / "migrations" / "0001_initial.py").write_text("from django.db import connection\n")
+    (context / "handlers.py").write_text("from django.db import models, transaction\n")
+    (context / "api.py").write_text("from django.db import (\n    transaction,\n    connection,\n)\n")
+    (context / "tasks.py").write_text("def run():\n    from django.db import connections\n")
+    (context / "views.py").write_text("from django import db\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    graph = grimp.build_graph("shopctx", include_external_packages=True, cache_dir=None)
+    contract = ForbiddenNamesContract(
+        name="recorders",
+        session_options={},
+        contract_options={
+            "source_modules": ["shopctx"],
+            "forbidden_names": ["django.db.connection", "django.db.connections"],
+            "allowed_modules": ["*.recorder", "*.migrations.*"],
+        },
+    )
+    check = contract.check(graph, verbose=False)
+    assert not check.kept
+    assert sorted(check.metadata["imports"], key=lambda found: found.importer) == [
+        NameImport("shopctx.api", "django.db.connection", 1),
+        NameImport("shopctx.tasks", "django.db.connections", 2),
+        NameImport("shopctx.views", "django.db", 1),
+    ]

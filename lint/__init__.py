@@ -1,0 +1,1 @@
+"""The project's own lint rules, run by the linters of ``make lint`` (import-linter's contract types)."""
