@@ -36,10 +36,20 @@ QUEUED_PER_WORKER = 4
 
 
 class ChargePool:
-    """A fixed number of daemon threads running charges; each keeps its own Django connections."""
+    """A fixed number of daemon threads running charges; each keeps its own Django connections.
+
+    A charge goes to the thread that became idle last, and wakes that thread only: on a quiet
+    stack one thread runs charge after charge on its open connections, instead of each charge
+    taking the next of many threads (and often opening a connection first), and a charge
+    never wakes every idle thread to have all but one of them wait again.
+    """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        # Submitters wait here for room in the queue, and stop() for the charges to end.
+        self._room = threading.Condition(self._lock)
+        # The idle threads, each waiting on its own condition; the last to become idle on top.
+        self._idle: list[threading.Condition] = []
         self._queue: deque[Callable[[], object]] = deque()
         self._threads: list[threading.Thread] = []
         self._capacity = 0
@@ -54,7 +64,7 @@ class ChargePool:
 
     def start(self, *, workers: int) -> bool:
         """Start ``workers`` threads (none, and charges stay inline, when ``workers`` < 1)."""
-        with self._cond:
+        with self._lock:
             if self._running or workers < 1:
                 return self._running
             self._capacity = workers * QUEUED_PER_WORKER
@@ -72,12 +82,13 @@ class ChargePool:
 
     def run(self, charge: Callable[[], object]) -> None:
         """Hand ``charge`` to the pool, waiting while it is full; inline when no pool runs."""
-        with self._cond:
+        with self._lock:
             while self._running and not self._draining and len(self._queue) >= self._capacity:
-                self._cond.wait()
+                self._room.wait()
             if self._running and not self._draining:
                 self._queue.append(charge)
-                self._cond.notify_all()
+                if self._idle:
+                    self._idle.pop().notify()
                 return
         _run_one(charge)
 
@@ -88,7 +99,7 @@ class ChargePool:
         their payments stay PENDING/UNKNOWN for the resume task.
         """
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             if not self._running:
                 return 0
             self._draining = True
@@ -96,12 +107,15 @@ class ChargePool:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                self._cond.wait(left)
+                self._room.wait(left)
             dropped = len(self._queue)
             self._queue.clear()
             abandoned = self._busy
             self._running = False
-            self._cond.notify_all()
+            for idle in self._idle:
+                idle.notify()
+            self._idle.clear()
+            self._room.notify_all()
             threads, self._threads = self._threads, []
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
@@ -115,23 +129,27 @@ class ChargePool:
         return dropped + abandoned
 
     def _work(self) -> None:
+        wake = threading.Condition(self._lock)
         try:
             while True:
-                with self._cond:
+                with self._lock:
                     while self._running and not self._queue:
-                        self._cond.wait()
+                        self._idle.append(wake)
+                        wake.wait()
+                        if wake in self._idle:  # woken by no one who took it off the list
+                            self._idle.remove(wake)
                     if not self._queue:
                         return  # stopped
                     charge = self._queue.popleft()
                     self._busy += 1
-                    self._cond.notify_all()  # a slot is free for a waiting submitter
+                    self._room.notify_all()  # a slot is free for a waiting submitter
                 try:
                     _run_one(charge)
                 finally:
                     recycle_thread_connections()
-                    with self._cond:
+                    with self._lock:
                         self._busy -= 1
-                        self._cond.notify_all()
+                        self._room.notify_all()  # stop() waits for the running charges
         finally:
             close_thread_connections()
 

@@ -125,6 +125,48 @@ def test_stop_waits_for_the_charges_in_hand_up_to_its_timeout():
     assert inline == [threading.current_thread().name]
 
 
+def test_a_quiet_pool_runs_each_charge_on_the_thread_idle_last():
+    # One charge at a time, each after the last ended: the same thread takes every one, so
+    # its open connections serve them all (the longest idle thread would take each in turn,
+    # and open a connection of its own first).
+    pool = ChargePool()
+    pool.start(workers=8)
+    threads: list[str] = []
+    try:
+        for _ in range(12):
+            ended = threading.Event()
+            pool.run(lambda ended=ended: (threads.append(threading.current_thread().name), ended.set()))
+            assert ended.wait(5)
+            _wait(lambda: pool._busy == 0, timeout=5)
+    finally:
+        assert pool.stop(timeout=10) == 0
+    assert len(threads) == 12 and len(set(threads)) == 1
+
+
+def test_charges_in_parallel_still_spread_over_the_threads():
+    pool = ChargePool()
+    pool.start(workers=4)
+    gate = threading.Event()
+    threads: set[str] = set()
+    started = threading.Semaphore(0)
+
+    def charge() -> None:
+        threads.add(threading.current_thread().name)
+        started.release()
+        gate.wait(10)
+
+    try:
+        for _ in range(4):
+            pool.run(charge)
+        # every charge runs at once, each on its own thread
+        for _ in range(4):
+            assert started.acquire(timeout=5)
+        assert len(threads) == 4
+    finally:
+        gate.set()
+        assert pool.stop(timeout=10) == 0
+
+
 def test_pool_threads_use_their_own_connection_and_close_it_when_they_end(monkeypatch, requested):
     monkeypatch.setitem(connections.settings[DEFAULT_DB_ALIAS], "CONN_MAX_AGE", None)
     main = connections[DEFAULT_DB_ALIAS]
