@@ -28,6 +28,17 @@ def _dlq_messages(context: str) -> list[bytes]:
     return bodies
 
 
+def _dead_lettered(stack: Stack, context: str) -> list[bytes]:
+    """The bodies that reached the context's dead-letter queue, waiting for the first.
+
+    A consumer records the DeadLetter row, then forwards the message to the queue: a test that
+    has seen the row may read the queue before the copy arrives.
+    """
+    found: list[bytes] = []
+    stack.wait_until(lambda: found.extend(_dlq_messages(context)) or found, message="dead-letter queue")
+    return found
+
+
 def test_relay_to_rabbitmq_to_consumer_round_trip(probe_stack: Stack) -> None:
     probe_stack.start_consumer("probe")
     probe_stack.start_relay()
@@ -177,7 +188,7 @@ def test_a_failing_message_is_retried_with_growing_delays_then_dead_lettered_and
     assert effects(key) == 0
 
     # and it sits in the dead-letter queue and as a DeadLetter row with its error
-    assert [json.loads(body)["message_id"] for body in _dlq_messages("probe")] == [message_id]
+    assert [json.loads(body)["message_id"] for body in _dead_lettered(probe_stack, "probe")] == [message_id]
     assert dead.message_type == "Poison"
     assert dead.attempts == 4
     assert "probe poison" in dead.error
@@ -274,4 +285,4 @@ def test_an_undecodable_message_goes_straight_to_the_dead_letters(probe_stack: S
     )
     assert dead.attempts == 1 and "undecodable" in dead.error
     assert "raw" in dead.body
-    assert _dlq_messages("probe") == [garbage]
+    assert _dead_lettered(probe_stack, "probe") == [garbage]
