@@ -3,8 +3,9 @@
 import-linter counts an external package as one module (``django``), so no built-in contract
 can say "only the recorders import ``django.db.connection``": ``from django.db import
 transaction`` and ``from django.db import connection`` are the same import to it. This
-contract reads the ``from … import …`` statements of the modules that import the package and
-names each one that takes a forbidden name outside the modules allowed to.
+contract reads the import statements of the modules that import the package (those inside
+functions too) and names each one that takes a forbidden name, or the module that holds it,
+outside the modules allowed to.
 
 The project uses it to keep each context's SQL in one place, its recorder (pyproject.toml,
 "The SQL of a context lives in its recorder"): whoever holds ``connection`` or
@@ -79,7 +80,7 @@ class ForbiddenNamesContract(Contract):
 
 
 def names_imported(module: str, forbidden: set[str]) -> list[NameImport]:
-    """The forbidden names a module's ``from … import …`` statements take (anywhere in it)."""
+    """The forbidden names, or their modules, that a module's import statements take (anywhere in it)."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
         return []
