@@ -45,11 +45,6 @@ def drop_closed_connections() -> int:
     return dropped
 
 
-def in_transaction() -> bool:
-    """Whether this thread's default connection is inside an atomic block (a transaction)."""
-    return connections["default"].in_atomic_block
-
-
 def recycle_thread_connections() -> None:
     """Between two pieces of a thread's work: close its connections that failed or are too old.
 

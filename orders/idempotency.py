@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
-
-from config.connections import in_transaction
 
 from .models import IdempotencyRecord
 from .recorder import KeyPair, recorder
@@ -82,7 +81,7 @@ class Keys:
     """
 
     def __init__(self, requests: Sequence[KeyedRequest]) -> None:
-        if requests and not in_transaction():
+        if requests and not transaction.get_connection().in_atomic_block:
             raise RuntimeError("Keys belong inside the transaction that places the orders")
         self._recorder = recorder()
         pairs = list(dict.fromkeys(request.pair for request in requests))

@@ -180,7 +180,7 @@ def default_gateway() -> PaymentGateway:
 
 def ensure_outside_transaction() -> None:
     """Refuse to call the gateway inside a database transaction (it would hold locks meanwhile)."""
-    from config.connections import in_transaction
+    from django.db import transaction
 
-    if in_transaction():
+    if transaction.get_connection().in_atomic_block:
         raise RuntimeError("the payment gateway must not be called inside a database transaction")
