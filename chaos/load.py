@@ -9,6 +9,7 @@ moment after its 202 (before or after it completes).
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import threading
@@ -122,10 +123,15 @@ class Api:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, _json(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, _json(exc.read())
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status, _json(response.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, _json(exc.read())
+        except http.client.HTTPException as exc:
+            # The server died mid-answer (IncompleteRead, a bad status line): the answer is lost
+            # as with a dropped connection, which every caller retries with the same key.
+            raise ConnectionError(f"answer cut short: {exc!r}") from exc
 
     def token(self, username: str, password: str, *, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
