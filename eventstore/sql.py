@@ -9,13 +9,14 @@ PostgreSQL and on SQLite) and :func:`column` gives the field for the converters 
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+import orjson
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, JSONField, Model
@@ -166,7 +167,7 @@ def prepared_row(model: type[Model], names: Sequence[str], values: Sequence[Any]
 
 @dataclass(frozen=True, slots=True)
 class Unnested:
-    """Rows as one array parameter per column: ``sql`` is ``unnest(…) AS v(…)``, ``values`` reads each."""
+    """Rows as one JSON parameter: ``sql`` is ``json_to_recordset(…) AS v(…)``, ``values`` reads each."""
 
     sql: str
     params: list[Any]
@@ -176,21 +177,30 @@ class Unnested:
 def unnest(
     model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]], **extra: list[int]
 ) -> Unnested:
-    """``rows`` of ``model`` (values in ``names`` order) as one array per column, ``extra`` integers too.
+    """``rows`` of ``model`` (values in ``names`` order), ``extra`` integers too, as one JSON array.
 
-    A statement then has one parameter per column whatever the number of rows: its text stays the
-    same from one batch to the next, and the driver quotes arrays, not thousands of parameters.
-    JSON travels as text, turned back into JSON by the reading expression.
+    A statement then has one parameter whatever the number of rows and columns: its text stays
+    the same from one batch to the next, and the driver sends one string. The rows are encoded
+    at once, in C (orjson), and PostgreSQL turns each field back into its column's type; an
+    array per column would be inspected and dumped value by value in Python, which was the
+    largest cost of a small batch's statements (docs/performance.md, the eighth round).
     """
     shape = _unnest_shape(model, tuple(names), tuple(extra))
-    params: list[list[Any]] = []
-    for index, (is_json, encoder) in enumerate(shape.json_columns):
-        cells = [row[index] for row in rows]
-        if is_json:
-            cells = [None if cell is None else json.dumps(cell, cls=encoder) for cell in cells]
-        params.append(cells)
-    params.extend(extra.values())
-    return Unnested(shape.sql, params, dict(shape.values))
+    keys = shape.keys
+    more = list(extra.values())
+    records = [
+        dict(zip(keys, [*row, *(values[index] for values in more)], strict=True))
+        for index, row in enumerate(rows)
+    ]
+    document = orjson.dumps(records, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+    return Unnested(shape.sql, [document.decode()], dict(shape.values))
+
+
+def _json_default(value: Any) -> Any:
+    """What orjson does not write itself: decimals, as their exact text."""
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot send {type(value).__name__} in a row")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,37 +209,30 @@ class _UnnestShape:
 
     sql: str
     values: dict[str, str]
-    # Per column of ``names``: whether it is JSON (its cells travel as text), and its encoder.
-    json_columns: tuple[tuple[bool, type[json.JSONEncoder] | None], ...]
+    keys: tuple[str, ...]  # each row's field names, in ``names`` then ``extra`` order
 
 
 @functools.cache
 def _unnest_shape(model: type[Model], names: tuple[str, ...], extra: tuple[str, ...]) -> _UnnestShape:
     quote = connection.ops.quote_name
-    arrays: list[str] = []
-    aliases: list[str] = []
+    columns: list[str] = []
     values: dict[str, str] = {}
-    json_columns: list[tuple[bool, type[json.JSONEncoder] | None]] = []
+    keys: list[str] = []
     for name in names:
         field = column(model, name)
-        alias = quote(str(field.column))
-        aliases.append(alias)
-        if isinstance(field, JSONField):
-            arrays.append("%s::text[]")
-            values[name] = f"v.{alias}::jsonb"
-            json_columns.append((True, field.encoder))
-        else:
-            # The bare type (varchar, not varchar(24)): a cast would cut an overlong value, the
-            # column itself refuses it, as the ORM's INSERT or UPDATE would.
-            arrays.append(f"%s::{bare_type(str(field.cast_db_type(connection)))}[]")
-            values[name] = f"v.{alias}"
-            json_columns.append((False, None))
+        key = str(field.column)
+        # JSON as jsonb; else the bare type (varchar, not varchar(24)): a cast would cut an
+        # overlong value, the column itself refuses it, as the ORM's INSERT or UPDATE would.
+        kind = "jsonb" if isinstance(field, JSONField) else bare_type(str(field.cast_db_type(connection)))
+        columns.append(f"{quote(key)} {kind}")
+        values[name] = f"v.{quote(key)}"
+        keys.append(key)
     for name in extra:
-        arrays.append("%s::integer[]")
-        aliases.append(quote(name))
+        columns.append(f"{quote(name)} integer")
         values[name] = f"v.{quote(name)}"
-    sql = f"unnest({', '.join(arrays)}) AS v ({', '.join(aliases)})"
-    return _UnnestShape(sql, values, tuple(json_columns))
+        keys.append(name)
+    sql = f"json_to_recordset(%s::json) AS v ({', '.join(columns)})"
+    return _UnnestShape(sql, values, tuple(keys))
 
 
 def bare_type(db_type: str) -> str:
