@@ -86,13 +86,14 @@ def insert_statement(model: type[Model], names: Sequence[str], rows: Sequence[Se
 def bound_cursor() -> Iterator[CursorWrapper]:
     """A cursor for the statements of the hot paths (the recorders', the event store's).
 
-    On PostgreSQL its parameters are bound by the server and lists travel in binary: an array
-    of a few hundred JSON documents is then copied, not escaped character by character, which
-    made the client-side quoting of Django's default cursor the largest cost of writing a batch
-    (20x slower per array, measured). Elsewhere it is Django's own cursor. Either way it is
-    wrapped as Django wraps its cursors (errors as ``django.db`` errors, queries logged under
-    DEBUG). With the server binding, a parameter must have a type PostgreSQL can infer (cast
-    it, ``%s::text``, where it stands alone, as in ``%s IS NULL``).
+    On PostgreSQL its parameters are bound by the server: the rows of a batch, one JSON document
+    (:func:`unnest`), are then copied, not escaped character by character, which made the
+    client-side quoting of Django's default cursor the largest cost of writing a batch (20x
+    slower, measured); the lists of keys (``= ANY(%s)``) travel as binary arrays. Elsewhere it
+    is Django's own cursor. Either way it is wrapped as Django wraps its cursors (errors as
+    ``django.db`` errors, queries logged under DEBUG). With the server binding, a parameter must
+    have a type PostgreSQL can infer (cast it, ``%s::text``, where it stands alone, as in
+    ``%s IS NULL``).
     """
     if not dialect().arrays:
         with connection.cursor() as found:
@@ -121,7 +122,7 @@ def _binding_cursor(raw_connection: Any) -> Any:
 
 
 def insert_rows(model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Insert ``rows`` with one statement (the dialect's: arrays on PostgreSQL)."""
+    """Insert ``rows`` with one statement (the dialect's: one JSON parameter on PostgreSQL)."""
     if rows:
         sql, params = dialect().insert(model, names, rows)
         with bound_cursor() as found:
@@ -154,7 +155,7 @@ def _text(value: Any) -> str:
         return str(value)
 
 
-# --- PostgreSQL: rows as arrays -----------------------------------------------------------
+# --- PostgreSQL: rows as one JSON parameter -------------------------------------------------
 
 
 def prepared_row(model: type[Model], names: Sequence[str], values: Sequence[Any]) -> list[Any]:
@@ -247,7 +248,7 @@ def update_statement(
     rows: Sequence[Sequence[Any]],
     condition: tuple[str, list[Any]] | None = None,
 ) -> Statement:
-    """One UPDATE of the rows matched by ``keys``, setting the other ``names`` (``rows`` as arrays).
+    """One UPDATE of the rows matched by ``keys``, setting the other ``names`` (``rows`` as one JSON value).
 
     Each target row must match at most one of ``rows``; ``condition`` narrows the target rows.
     """
@@ -266,7 +267,7 @@ def update_statement(
 def array_insert_statement(
     model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> Statement:
-    """One INSERT of ``rows`` (as arrays)."""
+    """One INSERT of ``rows`` (as one JSON parameter)."""
     columns = unnest(model, names, rows)
     return _array_insert_sql(model, tuple(names)), columns.params
 
@@ -326,8 +327,8 @@ class Dialect:
 
 
 class PostgresDialect(Dialect):
-    """PostgreSQL: one array parameter per column, so a statement's text and its parameter count
-    stay the same whatever the number of rows (the driver quotes arrays, not thousands of values)."""
+    """PostgreSQL: rows as one JSON parameter and sets of keys as arrays, so a statement's text and
+    its parameter count stay the same whatever the number of rows (not thousands of values)."""
 
     arrays = True
 
