@@ -9,6 +9,7 @@ PostgreSQL and on SQLite) and :func:`column` gives the field for the converters 
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -193,6 +194,10 @@ def unnest(
         dict(zip(keys, [*row, *(values[index] for values in more)], strict=True))
         for index, row in enumerate(rows)
     ]
+    for key, encoder in shape.encoded:  # a JSON field with an encoder of its own: as the ORM writes it
+        for record in records:
+            if record[key] is not None:
+                record[key] = orjson.Fragment(json.dumps(record[key], cls=encoder))
     document = orjson.dumps(records, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
     return Unnested(shape.sql, [document.decode()], dict(shape.values))
 
@@ -211,6 +216,7 @@ class _UnnestShape:
     sql: str
     values: dict[str, str]
     keys: tuple[str, ...]  # each row's field names, in ``names`` then ``extra`` order
+    encoded: tuple[tuple[str, type[json.JSONEncoder]], ...]  # JSON fields with their own encoder
 
 
 @functools.cache
@@ -219,9 +225,12 @@ def _unnest_shape(model: type[Model], names: tuple[str, ...], extra: tuple[str, 
     columns: list[str] = []
     values: dict[str, str] = {}
     keys: list[str] = []
+    encoded: list[tuple[str, type[json.JSONEncoder]]] = []
     for name in names:
         field = column(model, name)
         key = str(field.column)
+        if isinstance(field, JSONField) and field.encoder is not None:
+            encoded.append((key, field.encoder))
         # JSON as jsonb; else the bare type (varchar, not varchar(24)): a cast would cut an
         # overlong value, the column itself refuses it, as the ORM's INSERT or UPDATE would.
         kind = "jsonb" if isinstance(field, JSONField) else bare_type(str(field.cast_db_type(connection)))
@@ -233,7 +242,7 @@ def _unnest_shape(model: type[Model], names: tuple[str, ...], extra: tuple[str, 
         values[name] = f"v.{quote(name)}"
         keys.append(name)
     sql = f"json_to_recordset(%s::json) AS v ({', '.join(columns)})"
-    return _UnnestShape(sql, values, tuple(keys))
+    return _UnnestShape(sql, values, tuple(keys), tuple(encoded))
 
 
 def bare_type(db_type: str) -> str:

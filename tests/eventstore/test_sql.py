@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.db import DataError, connection, transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DataError, connection, models, transaction
+from django.test.utils import isolate_apps
 
 from eventstore.models import OutboxMessage
-from eventstore.sql import bound_cursor, dialect, insert_rows, update_statement
+from eventstore.sql import bound_cursor, dialect, insert_rows, unnest, update_statement
 from inventory.models import Product
 
 pytestmark = pytest.mark.django_db
@@ -97,3 +100,25 @@ def test_an_update_sets_decimals_exactly_and_only_on_matched_rows() -> None:
         "SQL-3": (Decimal("0.10"), 0, 5),
     }
     assert connection.vendor == "postgresql"
+
+
+@isolate_apps("eventstore")
+def test_a_json_field_with_its_own_encoder_is_encoded_by_it() -> None:
+    _postgres_only()
+
+    class Encoded(models.Model):  # no table: only the encoding of its rows is read
+        payload = models.JSONField(encoder=DjangoJSONEncoder)
+
+        class Meta:
+            app_label = "eventstore"
+
+        def __str__(self) -> str:
+            return str(self.payload)
+
+    at = datetime(2026, 11, 30, 23, 59, 58, 123456, tzinfo=UTC)
+    rows = unnest(Encoded, ("payload",), [({"at": at, "amount": Decimal("12.50")},), (None,)])
+    with bound_cursor() as cursor:
+        cursor.execute(f"SELECT {rows.values['payload']} FROM {rows.sql}", rows.params)
+        found = [None if row[0] is None else json.loads(row[0]) for row in cursor.fetchall()]
+    # DjangoJSONEncoder's own text: milliseconds, "Z", decimals as strings
+    assert found == [{"at": "2026-11-30T23:59:58.123Z", "amount": "12.50"}, None]
