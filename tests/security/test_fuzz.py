@@ -22,6 +22,17 @@ from schemathesis.generation.meta import CoveragePhaseData, CoverageScenario
 pytestmark = [pytest.mark.django_db, pytest.mark.serial]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _declared_topology() -> None:
+    """The broker's topology, as every deployment declares it before serving: GET /health/ready
+    is fuzzed too, and answers 503 until the exchanges exist in the suite's vhost (a fresh
+    machine's first run has none)."""
+    from eventstore.topology import broker_connection, declare_topology
+
+    with broker_connection() as conn:
+        declare_topology(conn)
+
+
 @pytest.fixture(autouse=True)
 def _keep_the_test_connection():
     """As Django's test client does: the app must not close the test's connection (and the
