@@ -297,7 +297,11 @@ class ChaosStack:
         env = cfg.stack_env()
         metrics_dir = run_stack.prepare_metrics_dir(log_dir / "prometheus-multiproc")
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        specs = run_stack.stack_processes(python=PYTHON, host="127.0.0.1", port=str(cfg.port))
+        # Beat and the relay as processes of their own (as the scaled-out deployments run them,
+        # not as threads of the worker): the relay scenario kills the relay alone.
+        specs = run_stack.stack_processes(
+            python=PYTHON, host="127.0.0.1", port=str(cfg.port), beat_and_relay_apart=True
+        )
         self.procs: dict[str, Proc] = {}
         for spec in specs:
             # The beat schedule file of deploy/run_stack.py is shared with `make stack`: not ours.

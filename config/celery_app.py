@@ -1,4 +1,11 @@
-"""The Celery application: periodic safety nets and maintenance tasks (not the event wire)."""
+"""The Celery application: periodic safety nets and maintenance tasks (not the event wire).
+
+On a single machine, where each process costs memory (deploy/run_stack.py), the worker hosts
+other loops as threads: ``--with-beat-thread`` runs beat's scheduler (Celery's own ``-B`` forks
+a process for it), and ``--with-relay`` the outbox relay (config/relay_step.py). Deployments
+that scale the worker out run beat and the relay as processes of their own instead: beat must
+run exactly once.
+"""
 
 import contextlib
 import logging
@@ -8,9 +15,10 @@ from functools import cache
 from typing import Any
 
 import celery.apps.worker
-from celery import Celery
-from celery.beat import PersistentScheduler
+from celery import Celery, bootsteps
+from celery.beat import EmbeddedService, PersistentScheduler
 from celery.signals import beat_init, heartbeat_sent, setup_logging, worker_process_init, worker_ready
+from click import Option
 
 from config import heartbeat
 
@@ -45,7 +53,10 @@ def _trace_worker_threads(sender: Any = None, **kwargs: object) -> None:
 
 @beat_init.connect
 def _trace_beat(**kwargs: object) -> None:
-    # Beat's sends (apply_async spans) start the trace of each periodic task it schedules.
+    # Beat's sends (apply_async spans) start the trace of each periodic task it schedules. A
+    # beat thread of the worker (--with-beat-thread) traces as the worker, which sets it up.
+    if BeatThreadStep.running:
+        return
     from config.telemetry import setup_tracing
 
     setup_tracing(component="beat", instrument_celery=True)
@@ -75,6 +86,34 @@ def _serve_worker_metrics(**kwargs: object) -> None:
     from config.metrics_server import serve_metrics_if_configured
 
     serve_metrics_if_configured()
+
+
+class BeatThreadStep(bootsteps.StartStopStep):
+    """``--with-beat-thread``: beat's scheduler as a thread of the worker (its schedule file
+    is the worker's ``--schedule-filename``)."""
+
+    label = "BeatThread"
+    conditional = True
+    running = False  # this process's worker hosts beat
+
+    def __init__(self, parent: Any, with_beat_thread: bool = False, **kwargs: Any) -> None:
+        self.enabled = with_beat_thread
+        super().__init__(parent, **kwargs)
+
+    def create(self, parent: Any) -> Any:
+        BeatThreadStep.running = True
+        return EmbeddedService(
+            parent.app,
+            thread=True,
+            schedule_filename=parent.schedule_filename,
+            scheduler_cls=parent.scheduler,
+        )
+
+
+app.user_options["worker"].add(
+    Option(["--with-beat-thread"], is_flag=True, default=False, help="Run beat's scheduler as a thread.")
+)
+app.steps["worker"].add(BeatThreadStep)
 
 
 class HeartbeatScheduler(PersistentScheduler):

@@ -1,10 +1,12 @@
 """Run the stack mode's processes together in the foreground (``make stack``, one container).
 
-web (gunicorn with uvicorn workers, config/asgi.py), consumers, the Celery worker, beat and
-the outbox relay start side by side. The output stays one JSON object per line (docs/operations.md
-"Logs"): each child logs JSON naming itself (``OMS_PROCESS``, the ``process`` field)
-and its lines are passed through as they are; a line that is not JSON (something printed
-past the logging configuration) is wrapped into one, and the supervisor's own lines are JSON.
+web (gunicorn with uvicorn workers, config/asgi.py), the consumers and the Celery worker start
+side by side; beat's scheduler and the outbox relay run as threads of the worker
+(``--with-beat-thread``, ``--with-relay``: two processes, about 190 MiB, fewer). The output
+stays one JSON object per line (docs/operations.md "Logs"): each child logs JSON naming itself
+(``OMS_PROCESS``, the ``process`` field) and its lines are passed through as they are; a line
+that is not JSON (something printed past the logging configuration) is wrapped into one, and
+the supervisor's own lines are JSON.
 Ctrl-C or SIGTERM stops all of them; if one exits on its own, the others are stopped too and
 the supervisor exits non-zero, so a container restarts as a whole instead of running
 without, say, its relay.
@@ -12,7 +14,7 @@ without, say, its relay.
 ``--split`` (``make split``, docs/architecture.md "Moving a context out") runs the same code as
 four services instead of one: orders (with the saga) on 8081, payments on 8082, inventory on
 8083 and queries on 8084 (``ORDERS_SERVICE_PORT`` … ``QUERIES_SERVICE_PORT``). Each has its own
-process set — web, consumers, Celery worker and beat, relay — named ``<service>-<process>`` in the
+process set — web, consumers, the Celery worker with beat and the relay — named ``<service>-<process>`` in the
 logs, with ``OMS_SERVICE`` naming the service, its own Prometheus directory and Celery queue, and
 the PostgreSQL role of its service (``manage.py create_service_roles``) in ``DATABASE_URL``.
 """
@@ -71,12 +73,23 @@ def access_log_wanted() -> bool:
 
 
 def stack_processes(
-    *, python: str, host: str, port: str, service: str = services.ALL, web_workers: str | None = None
+    *,
+    python: str,
+    host: str,
+    port: str,
+    service: str = services.ALL,
+    web_workers: str | None = None,
+    beat_and_relay_apart: bool = False,
 ) -> list[ProcessSpec]:
-    """The processes of the stack mode (docs/architecture.md "Run modes"), one of each."""
+    """The processes of the stack mode (docs/architecture.md "Run modes"), one of each.
+
+    Beat and the relay are threads of the worker, unless ``beat_and_relay_apart`` (the chaos
+    suite, which kills the relay alone): then they are processes of their own, as in the
+    deployments that scale the worker out."""
     bin_dir = Path(python).parent
     manage = [python, str(ROOT / "manage.py")]
-    suffix = "" if service == services.ALL else f"-{service}"
+    suffix = suffix_of(service)
+    schedule = ROOT / "var" / f"celerybeat-schedule{suffix}"
     # A split service's consumers take its own contexts' queues (consume --all, OMS_SERVICE).
     consumers = "all" if suffix else os.environ.get("STACK_CONSUMERS", DEFAULT_CONSUMERS)
     charges = (
@@ -117,21 +130,30 @@ def stack_processes(
                     if suffix
                     else []
                 ),
+                *(
+                    []
+                    if beat_and_relay_apart
+                    else ["--with-beat-thread", f"--schedule-filename={schedule}", "--with-relay"]
+                ),
             ],
         ),
-        ProcessSpec(
-            "beat",
+        *(
             [
-                str(bin_dir / "celery"),
-                "-A",
-                "config",
-                "--quiet",
-                "beat",
-                f"--schedule={ROOT / 'var' / f'celerybeat-schedule{suffix}'}",
-            ],
+                ProcessSpec(
+                    "beat",
+                    [str(bin_dir / "celery"), "-A", "config", "--quiet", "beat", f"--schedule={schedule}"],
+                ),
+                ProcessSpec("relay", [*manage, "relay_outbox"]),
+            ]
+            if beat_and_relay_apart
+            else []
         ),
-        ProcessSpec("relay", [*manage, "relay_outbox"]),
     ]
+
+
+def suffix_of(service: str) -> str:
+    """What a split service's names carry (``-payments``); nothing for the whole stack."""
+    return "" if service == services.ALL else f"-{service}"
 
 
 # Charge runners of the one process here that consumes payments (the settings' default, 8, suits

@@ -27,14 +27,14 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 from opentelemetry.instrumentation.utils import suppress_instrumentation
@@ -314,6 +314,49 @@ def run_relay(stopping: threading.Event, *, batch_size: int | None = None) -> No
                 stopping.wait(settings.RELAY_IDLE_POLL_SECONDS)
     finally:
         publisher.close()
+
+
+def serve_relay(stopping: threading.Event, *, batch_size: int | None = None) -> None:
+    """Declare the topology, then :func:`run_relay`: queues must exist before the first
+    mandatory publish, or it comes back unroutable."""
+    from .registry import contexts
+    from .topology import broker_connection, declare_topology
+
+    with broker_connection() as broker:
+        declare_topology(broker, context_names=contexts())
+    run_relay(stopping, batch_size=batch_size)
+
+
+class RelayThread(threading.Thread):
+    """The relay as a thread of another long-running process (the Celery worker of the
+    single-container stack: ``--with-relay``, config/celery_app.py), one process fewer.
+
+    If it ends other than by :meth:`stop` — its loop survives failed passes, so only a failure
+    before its first pass ends it — it calls ``on_failure`` (the host stops itself), as the
+    relay's own process would exit: a host that went on without its relay would leave every
+    row that missed its publish after commit pending.
+    """
+
+    def __init__(self, *, on_failure: Callable[[], None], batch_size: int | None = None) -> None:
+        super().__init__(name="relay", daemon=True)
+        self._stopping = threading.Event()
+        self._on_failure = on_failure
+        self._batch_size = batch_size
+
+    def run(self) -> None:
+        try:
+            serve_relay(self._stopping, batch_size=self._batch_size)
+        except Exception:
+            logger.exception("relay stopped by a failure")
+        finally:
+            connections.close_all()  # this thread's own (Django's connections are per thread)
+        if not self._stopping.is_set():
+            self._on_failure()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the pass in progress, then return."""
+        self._stopping.set()
+        self.join(timeout)
 
 
 def _envelope(row: OutboxMessage, headers: dict[str, Any]) -> Envelope:

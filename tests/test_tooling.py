@@ -111,6 +111,34 @@ def test_stack_consumers_layout_gives_one_process_per_group() -> None:
     ]
 
 
+def test_the_stack_worker_hosts_beat_and_the_relay_unless_they_run_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One container: beat and the relay are threads of the worker (two processes fewer); the
+    chaos suite runs them apart, as the scaled-out deployments do, to kill the relay alone."""
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        from run_stack import stack_processes
+    finally:
+        sys.path.remove(str(ROOT / "deploy"))
+    monkeypatch.delenv("STACK_CONSUMERS", raising=False)
+
+    hosted = {spec.name: spec.argv for spec in stack_processes(python=sys.executable, host="h", port="1")}
+    assert sorted(hosted) == ["consumers-1", "consumers-2", "web", "worker"]
+    worker = hosted["worker"]
+    assert {"--with-relay", "--with-beat-thread", "--pool=threads"} <= set(worker)
+    assert f"--schedule-filename={ROOT / 'var' / 'celerybeat-schedule'}" in worker
+
+    apart = {
+        spec.name: spec.argv
+        for spec in stack_processes(python=sys.executable, host="h", port="1", beat_and_relay_apart=True)
+    }
+    assert sorted(apart) == ["beat", "consumers-1", "consumers-2", "relay", "web", "worker"]
+    assert not any(arg.startswith("--with-") for arg in apart["worker"])
+    assert apart["relay"][-1] == "relay_outbox"
+    assert f"--schedule={ROOT / 'var' / 'celerybeat-schedule'}" in apart["beat"]
+
+
 def test_the_stack_runs_32_charge_runners_unless_told_and_the_settings_keep_8(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -78,10 +78,12 @@ def test_the_split_supervisor_runs_four_process_sets_each_as_its_own_service(
 
     by_name = {spec.name: spec for spec in specs}
     assert sorted(by_name) == sorted(
-        f"{service}-{process}"
-        for service in SERVICES
-        for process in ("web", "consumers", "worker", "beat", "relay")
+        f"{service}-{process}" for service in SERVICES for process in ("web", "consumers", "worker")
     )
+    # beat and the relay are threads of each service's worker, beat with its own schedule file
+    payments_worker = by_name["payments-worker"].argv
+    assert {"--with-relay", "--with-beat-thread"} <= set(payments_worker)
+    assert f"--schedule-filename={ROOT / 'var' / 'celerybeat-schedule-payments'}" in payments_worker
     payments_web = by_name["payments-web"]
     assert payments_web.env["OMS_SERVICE"] == "payments"
     assert "--bind=127.0.0.1:9082" in payments_web.argv

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from django.db import transaction
@@ -12,10 +15,10 @@ from django.utils import timezone
 
 from eventstore.models import DeadLetter, OutboxMessage
 from eventstore.publisher import ConfirmingPublisher
-from eventstore.relay import relay_once
+from eventstore.relay import RelayThread, relay_once
 from eventstore.topology import broker_connection, work_queue_name
-from tests.eventstore.conftest import effects, send_probe
-from tests.fixtures.stack import Stack
+from tests.eventstore.conftest import PROBE_MODULE, effects, send_probe
+from tests.fixtures.stack import ROOT, Stack, subprocess_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.stack]
 
@@ -286,3 +289,82 @@ def test_prune_outbox_deletes_only_sent_rows_older_than_the_retention() -> None:
         rows["recent"].id,
         rows["pending"].id,
     }
+
+
+def test_a_relay_thread_relays_until_stopped(probe_stack: Stack) -> None:
+    # given a relay running as a thread of this process (as in the worker's --with-relay)
+    failures: list[str] = []
+    relay = RelayThread(on_failure=lambda: failures.append("failed"))
+    relay.start()
+    try:
+        # when rows are committed that nobody publishes after commit, then the thread relays them
+        ids = [send_probe("Touch") for _ in range(3)]
+        probe_stack.wait_until(
+            lambda: OutboxMessage.objects.filter(message_id__in=ids, sent_at__isnull=False).count() == 3,
+            message="rows relayed by the thread",
+        )
+        assert _queue_depth(work_queue_name("probe")) == 3
+    finally:
+        relay.stop()
+
+    # and a stop ends it without calling its failure
+    assert not relay.is_alive()
+    assert failures == []
+
+
+def test_a_relay_thread_that_cannot_start_calls_its_failure(settings) -> None:  # type: ignore[no-untyped-def]
+    # given a broker nobody listens on (the topology cannot be declared)
+    settings.BROKER_URL = "amqp://guest:guest@127.0.0.1:9//"
+    failures: list[str] = []
+    relay = RelayThread(on_failure=lambda: failures.append("failed"))
+
+    # when it starts, then it ends by itself and calls its failure once, so its host stops
+    relay.start()
+    relay.join(timeout=60)
+    assert not relay.is_alive()
+    assert failures == ["failed"]
+
+
+def test_the_celery_worker_hosts_the_relay_and_beat_when_asked(probe_stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # given the worker as the single-container stack runs it: beat and the relay as its threads
+    log_path = tmp_path / "worker.log"
+    schedule = tmp_path / "beat-schedule"
+    celery = str(Path(sys.executable).parent / "celery")
+    argv = [celery, "-A", "config", "worker", "-Q", "oms.tasks", "--pool=threads", "--concurrency=1"]
+    argv += ["--with-beat-thread", f"--schedule-filename={schedule}", "--with-relay", "--loglevel=INFO"]
+    env = subprocess_env(EXTRA_SUBSCRIPTION_MODULES=PROBE_MODULE)
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # when a row is committed that nobody publishes after commit, then the worker relays it
+        message_id = send_probe("Touch")
+        probe_stack.wait_until(
+            lambda: OutboxMessage.objects.filter(message_id=message_id, sent_at__isnull=False).exists(),
+            timeout=60,
+            message=f"the worker's relay published the row: {log_path.read_text()[-3000:]}",
+        )
+        # and its beat thread keeps the schedule and sends the periodic tasks, which it runs
+        probe_stack.wait_until(
+            lambda: (
+                "sagas.tasks.sweep_timeouts" in log_path.read_text() and "succeeded" in log_path.read_text()
+            ),
+            timeout=60,
+            message="a periodic task sent by the beat thread ran",
+        )
+        assert list(tmp_path.glob("beat-schedule*")), "no schedule file"
+        # and it is one process: no child forked for beat (Celery's own -B would fork one)
+        children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+        assert children == []
+    finally:
+        worker.terminate()
+        code = worker.wait(timeout=60)
+        _purge_tasks()
+    # and a SIGTERM stops it, its threads included, as a warm shutdown
+    assert code == 0, log_path.read_text()[-3000:]
+
+
+def _purge_tasks() -> None:
+    with broker_connection() as conn:
+        channel = conn.channel()
+        channel.queue_purge(queue="oms.tasks")
+        channel.close()
