@@ -38,6 +38,7 @@ the saga rows of that phase.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -51,7 +52,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
 from psycopg import sql
@@ -696,6 +697,61 @@ def ensure_postgres(cfg: Config) -> None:
 # --- One load shape ---------------------------------------------------------------------------------
 
 
+class BacklogSampler(threading.Thread):
+    """Every ``every`` seconds while the sustained phase runs and drains: each context's work queue
+    depth (messages ready + unacknowledged, from RabbitMQ's management API) and the phase's open
+    sagas by state and step. Where the backlog sits says which stage limits completion. The
+    management API's figures are refreshed every few seconds by the broker. A failing API is
+    recorded once, and the run goes on without queue depths."""
+
+    def __init__(self, cfg: Config, phase: str, *, every: float = 2.0) -> None:
+        super().__init__(daemon=True)
+        self.cfg, self.phase, self.every = cfg, phase, every
+        self.series: list[dict[str, Any]] = []
+        self.error: str | None = None
+        self._stopping = threading.Event()
+        self._opened_at = time.time()
+
+    def run(self) -> None:
+        parts = urlsplit(self.cfg.broker_url)
+        credentials = f"{unquote(parts.username or 'guest')}:{unquote(parts.password or 'guest')}"
+        api = os.environ.get("BENCH_RABBITMQ_API") or f"http://{parts.hostname or '127.0.0.1'}:15672"
+        columns = "name,messages_ready,messages_unacknowledged"
+        url = f"{api}/api/queues/{quote(self.cfg.vhost, safe='')}?columns={columns}"
+        request = urllib.request.Request(  # noqa: S310 - the broker's own http API
+            url, headers={"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+        )
+        prefix = f"tok_bench_{self.phase}_%"
+        with psycopg.connect(conninfo(self.cfg.database_url), autocommit=True) as db:
+            while not self._stopping.is_set():
+                sample: dict[str, Any] = {"t": round(time.time() - self._opened_at, 1), "queues": {}}
+                if self.error is None:
+                    try:
+                        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - our broker
+                            for queue in json.load(response):
+                                context = queue["name"].removeprefix("oms.")
+                                if queue["name"].startswith("oms.") and "." not in context:
+                                    sample["queues"][context] = int(queue.get("messages_ready") or 0) + int(
+                                        queue.get("messages_unacknowledged") or 0
+                                    )
+                    except (OSError, ValueError, KeyError) as exc:
+                        self.error = f"RabbitMQ management API: {exc}"
+                rows = db.execute(
+                    "SELECT s.state || ':' || coalesce(s.step, ''), count(*) FROM saga_instance s "
+                    "WHERE s.payment_token LIKE %s AND s.state NOT IN ('COMPLETED', 'COMPENSATED', 'FAILED') "
+                    "GROUP BY 1",
+                    [prefix],
+                ).fetchall()
+                sample["open_sagas"] = {step: int(n) for step, n in rows}
+                self.series.append(sample)
+                self._stopping.wait(self.every)
+
+    def stop(self) -> list[dict[str, Any]]:
+        self._stopping.set()
+        self.join(timeout=10)
+        return self.series
+
+
 def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, Any]:
     """The accepted and sustained end-to-end phases of one shape, its cost per order, its audit."""
     assert stack.process is not None
@@ -738,6 +794,8 @@ def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, A
         f"({cfg.e2e_connections} connections, {delay_ms:.0f} ms think time)"
     )
     window_start = time.time()
+    backlog = BacklogSampler(cfg, phase)
+    backlog.start()
     paced = wrk(
         cfg,
         phase=phase,
@@ -749,6 +807,7 @@ def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, A
     )
     window_end = time.time()
     snapshot, drain_s = drain(cfg, phase)
+    series = backlog.stop()
     result["end_to_end"] = {
         "description": (
             f"sustained {cfg.e2e_seconds:.0f} s at ~{cfg.e2e_rate:.0f}/s offered, "
@@ -757,6 +816,9 @@ def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, A
         "paced_request_latency_ms": paced["latency_ms"],
         "errors": paced["errors"],
         **end_to_end(snapshot, paced, (window_start, window_end), drain_s),
+        "backlog": stats.backlog_summary(series, window_end - window_start),
+        "backlog_series": series,
+        **({"backlog_error": backlog.error} if backlog.error else {}),
     }
 
     counters_after = settled_counters(cfg)

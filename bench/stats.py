@@ -373,6 +373,7 @@ def _shape_section(name: str, result: dict[str, Any], ratios: dict[str, Any]) ->
             "; ".join(notes) + ". Created can exceed the 2xx count by the requests in flight "
             "when wrk stopped.",
         ]
+    lines += _backlog_line((result.get("end_to_end") or {}).get("backlog") or {})
     mine = ratios.get(name) or {}
     lines += [
         "",
@@ -413,6 +414,41 @@ def _shape_section(name: str, result: dict[str, Any], ratios: dict[str, Any]) ->
             f"(exit {audit.get('exit_code')}){'; ' + kinds if kinds else ''}.",
         ]
     return [*lines, ""]
+
+
+def backlog_summary(series: Sequence[dict[str, Any]], window_seconds: float) -> dict[str, Any]:
+    """Where the pipeline's backlog sat: per work queue (messages ready + unacknowledged), its
+    depth at the end of the load window and its most, and the open sagas by step then.
+
+    ``series``: samples ``{"t": seconds since the window opened, "queues": {context: depth},
+    "open_sagas": {"STATE:STEP": n}}``, in time order.
+    """
+    if not series:
+        return {}
+    in_window = [sample for sample in series if sample["t"] <= window_seconds] or series[:1]
+    last = in_window[-1]
+    queues = sorted({name for sample in series for name in sample["queues"]})
+    return {
+        "samples": len(series),
+        "at_window_end_s": last["t"],
+        "queues_at_window_end": {name: last["queues"].get(name, 0) for name in queues},
+        "queues_most": {name: max(sample["queues"].get(name, 0) for sample in series) for name in queues},
+        "open_sagas_at_window_end": dict(last.get("open_sagas") or {}),
+    }
+
+
+def _backlog_line(backlog: dict[str, Any]) -> list[str]:
+    if not backlog:
+        return []
+    end, most = backlog["queues_at_window_end"], backlog["queues_most"]
+    queues = ", ".join(f"{name} {_fmt(end[name])} (most {_fmt(most[name])})" for name in end)
+    sagas = ", ".join(f"{step} {_fmt(n)}" for step, n in sorted(backlog["open_sagas_at_window_end"].items()))
+    return [
+        "",
+        f"Sustained: backlog at the end of the window ({_fmt(backlog['at_window_end_s'])} s; messages "
+        f"ready + unacknowledged per work queue): {queues or 'n/a'}; open sagas by state and step: "
+        f"{sagas or 'none'}.",
+    ]
 
 
 def _pss_total(memory: Sequence[dict[str, Any]]) -> float | None:

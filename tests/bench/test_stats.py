@@ -318,3 +318,28 @@ def test_end_to_end_counts_lost_stuck_and_latency() -> None:
     assert result["completed_per_second_in_window"] == 1.0  # 2 completions in the 2 s window
     assert result["created_to_completed_ms"]["max"] == 2000.0
     assert result["completed_per_second_overall"] == 1.0  # 3 completions from 100.0 to 103.0
+
+
+def test_the_backlog_summary_reads_the_last_sample_of_the_window_and_the_most_of_each_queue() -> None:
+    series = [
+        {"t": 0.0, "queues": {"sagas": 0, "queries": 0}, "open_sagas": {}},
+        {
+            "t": 30.0,
+            "queues": {"sagas": 900, "queries": 4000},
+            "open_sagas": {"STARTED:RESERVE_INVENTORY": 50},
+        },
+        {
+            "t": 60.0,
+            "queues": {"sagas": 700, "queries": 6000},
+            "open_sagas": {"STARTED:RESERVE_INVENTORY": 80},
+        },
+        {"t": 62.0, "queues": {"sagas": 1200, "queries": 5000}, "open_sagas": {}},  # draining
+    ]
+
+    summary = stats.backlog_summary(series, window_seconds=60.5)
+
+    assert summary["at_window_end_s"] == 60.0
+    assert summary["queues_at_window_end"] == {"queries": 6000, "sagas": 700}
+    assert summary["queues_most"] == {"queries": 6000, "sagas": 1200}
+    assert summary["open_sagas_at_window_end"] == {"STARTED:RESERVE_INVENTORY": 80}
+    assert stats.backlog_summary([], window_seconds=60) == {}
