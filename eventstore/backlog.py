@@ -4,6 +4,9 @@ and (stack mode) what waits in their RabbitMQ work and retry queues.
 The saga asks before it sends a stalled step again: a command still queued behind others is
 not lost, and sending it again would only add to the queue (a retry storm under load). When
 nothing waits and the answer has still not come, the command or its answer was lost.
+
+The projections' catch-up asks :func:`working_through_backlog` before it fills gaps: events
+still queued for a live consumer are on their way, not missing.
 """
 
 from __future__ import annotations
@@ -48,3 +51,18 @@ def waiting(contexts: Iterable[str]) -> int:
         logger.warning("could not read the queues' depth: stalled steps wait", exc_info=True)
         return UNKNOWN
     return pending
+
+
+def working_through_backlog(context: str) -> bool:
+    """Whether ``context``'s work queue holds ready messages while a consumer takes from it: its
+    handlers are alive and behind. False in the embedded mode (no queue), for a queue nobody
+    consumes (the handlers are down), and when the broker cannot be asked."""
+    if getattr(settings, "EMBEDDED", False):
+        return False
+    try:
+        with broker_connection() as connection:
+            queue = connection.channel().queue_declare(queue=work_queue_name(context), passive=True)
+    except Exception:  # no answer: the caller does what it did without asking
+        logger.warning("could not read %s's queue", context, exc_info=True)
+        return False
+    return bool(queue.message_count and queue.consumer_count)

@@ -218,3 +218,49 @@ def test_a_gap_younger_than_the_grace_is_left_to_the_bus_and_the_checkpoint_wait
     settings.PROJECTION_CATCH_UP_GRACE_SECONDS = 0.0
     wait_until(lambda: catch_up("orders") >= 0 and _projected(missed), timeout=60)
     assert lag("orders").events == 0
+
+
+@pytest.mark.stack
+def test_the_catch_up_waits_while_a_live_projector_works_through_a_backlog(settings) -> None:
+    """Events queued for a live consumer are on their way: filling them here would do the live
+    projector's work twice and fail its batches (issue 11: seen in make bench under overload)."""
+    from kombu import Connection
+
+    from eventstore.topology import broker_connection, work_queue_name
+    from queries.tasks import catch_up_projections
+    from tests.fixtures.stack import purge_queues
+
+    # given an event past the grace that the bus has not applied
+    purge_queues()
+    _settled()
+    missed = str(uuid.uuid4())
+    with transaction.atomic():
+        _append_created(missed, "grace")
+    settings.PROJECTION_CATCH_UP_GRACE_SECONDS = 0.0
+    queue = work_queue_name("queries")
+    # and the queries queue with a message in the hands of a live consumer and one more ready
+    with broker_connection() as producer:
+        channel = producer.channel()
+        for _ in range(2):
+            channel.basic_publish(channel.prepare_message(b"{}"), exchange="", routing_key=queue)
+        channel.close()
+    consumer: Connection = broker_connection()
+    try:
+        channel = consumer.channel()
+        channel.basic_qos(0, 1, False)
+        received: list[object] = []
+        channel.basic_consume(queue=queue, callback=received.append)
+        consumer.drain_events(timeout=10)
+        assert len(received) == 1
+
+        # when the catch-up runs, then it leaves the event to the bus
+        assert catch_up_projections() == {}
+        assert not _projected(missed)
+    finally:
+        consumer.close()  # its unacked message goes back to the queue
+
+    try:
+        # and once nobody consumes the queue any more, it fills the gap
+        wait_until(lambda: catch_up_projections().get("orders", 0) >= 0 and _projected(missed), timeout=60)
+    finally:
+        purge_queues()
