@@ -329,7 +329,7 @@ def serve_relay(stopping: threading.Event, *, batch_size: int | None = None) -> 
 
 class RelayThread(threading.Thread):
     """The relay as a thread of another long-running process (the Celery worker of the
-    single-container stack: ``--with-relay``, config/celery_app.py), one process fewer.
+    single-container stack: ``--with-relay``, config/relay_step.py), one process fewer.
 
     If it ends other than by :meth:`stop` — its loop survives failed passes, so only a failure
     before its first pass ends it — it calls ``on_failure`` (the host stops itself), as the
