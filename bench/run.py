@@ -18,7 +18,8 @@ each **load shape** of ``BENCH_SHAPES`` (``spread,hot``):
 2. **end to end, sustained**: wrk with a think time per connection offers about
    ``BENCH_E2E_RATE`` orders/s (500) for ``BENCH_E2E_SECONDS`` (60 in a full run; equal to
    ``BENCH_SECONDS`` when that is below 30, for a quick run), then drains: completed orders/s
-   inside the load window and 202→COMPLETED times (OrderCreated → OrderCompleted timestamps);
+   inside the load window and 202→COMPLETED times (OrderCreated → OrderCompleted timestamps),
+   and where the backlog sat (each work queue's depth and the open sagas by step, every 2 s);
 3. the shape's **cost per completed order** from PostgreSQL's own counters (``pg_stat_database``
    and ``pg_stat_user_tables`` deltas over the shape: commits, rows inserted/updated/deleted,
    table scans, and statements when ``pg_stat_statements`` is loaded);
