@@ -47,7 +47,7 @@ run: $(INSTALLED)  ## Embedded mode: SQLite + in-process bus, on 127.0.0.1:$PORT
 services:  ## Start the local PostgreSQL, RabbitMQ and Redis that are down
 	bash deploy/ensure_services.sh
 
-stack: $(INSTALLED)  ## Stack mode on the local services: web, consumers, worker, beat, relay
+stack: $(INSTALLED)  ## Stack mode on the local services: web, consumers, worker (with beat and the relay)
 	@# Not echoed: the output of `make stack` is JSON lines only (docs/operations.md "Logs").
 	@mkdir -p var
 	@export DATABASE_URL="$${DATABASE_URL:-$(STACK_DATABASE_URL)}"; \
