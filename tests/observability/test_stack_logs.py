@@ -1,8 +1,9 @@
 """The stack's real output: every line is one JSON object, and an order id finds its journey.
 
 ``deploy/run_stack.py`` runs as ``make stack`` runs it (web on gunicorn with uvicorn workers,
-consumers, the Celery worker and beat, the relay), against this test run's database, vhost
-and Redis; its stdout is read as an operator would read it: ``grep <order id>``, then jq.
+consumers, the Celery worker with beat and the relay as its threads), against this test run's
+database, vhost and Redis; its stdout is read as an operator would read it: ``grep <order id>``,
+then jq.
 """
 
 from __future__ import annotations
@@ -140,8 +141,11 @@ def test_every_line_of_the_stack_is_json_and_an_order_id_finds_its_journey(stack
     # then every line of every process parses as one JSON object with the common fields
     lines = json_lines(stack_output.text().splitlines())
     processes = {line["process"] for line in lines}
-    # (two consumer processes by default: the saga's, consumers-1, and every other context's)
-    assert {"stack", "web", "consumers-1", "consumers-2", "worker", "beat", "relay"} <= processes, processes
+    # (two consumer processes by default: the saga's, consumers-1, and every other context's;
+    # beat and the relay are threads of the worker, and log as it)
+    assert processes == {"stack", "web", "consumers-1", "consumers-2", "worker"}, processes
+    hosted = {(line["logger"], line["event"]) for line in lines if line["process"] == "worker"}
+    assert {("celery.beat", "beat: Starting..."), ("eventstore.relay", "relay running")} <= hosted
     # nothing printed past the logging configuration (the supervisor wraps such a line as
     # logger "stdout"): the note Celery writes from its signal handler when it stops is JSON
     # of its own (config/celery_app.py), as it must be where no supervisor wraps it
