@@ -482,8 +482,12 @@ def end_to_end(
 
 def idle(cfg: Config, access: str) -> dict[str, Any]:
     """Orders placed one at a time on an otherwise idle stack, each after the last completed:
-    OrderCreated → OrderCompleted of each, the latency of one order when nothing queues."""
+    OrderCreated → OrderCompleted of each, the latency of one order when nothing queues, and
+    where it goes: the median time from OrderCreated to each event the order's journey records
+    (``steps_ms``, in the order they come: one hop of the pipeline after another; for a type
+    recorded several times per order, such as SagaTransitioned, the median over all of them)."""
     phase = "idle"
+    order_ids: list[str] = []
     with psycopg.connect(conninfo(cfg.database_url), autocommit=True) as db:
         for number in range(cfg.idle_orders):
             body = {
@@ -498,6 +502,7 @@ def idle(cfg: Config, access: str) -> dict[str, Any]:
             )
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own http URL
                 order_id = json.load(response)["order_id"]
+            order_ids.append(order_id)
             deadline = time.monotonic() + 30
             while (
                 time.monotonic() < deadline
@@ -508,12 +513,23 @@ def idle(cfg: Config, access: str) -> dict[str, Any]:
             ):
                 time.sleep(0.002)
             time.sleep(0.1)  # the stack idle again before the next order
+        steps = db.execute(
+            """
+            SELECT x.event_type,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM x.timestamp - c.timestamp))
+            FROM event_store c JOIN event_store x ON x.correlation_id = c.aggregate_id
+            WHERE c.event_type = 'OrderCreated' AND c.aggregate_id = ANY(%s)
+            GROUP BY x.event_type ORDER BY 2, 1
+            """,
+            [order_ids],
+        ).fetchall()
     snapshot = phase_orders(cfg, phase)
     latencies = [(done - created) * 1000 for created, done in snapshot["completed"]]
     return {
         "orders": cfg.idle_orders,
         "completed": len(latencies),
         "created_to_completed_ms": stats.summarise_latencies(latencies),
+        "steps_ms": {event_type: round(float(seconds) * 1000, 1) for event_type, seconds in steps},
     }
 
 

@@ -483,6 +483,12 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"P95 {_fmt(latency.get('p95'), ' ms')}, max {_fmt(latency.get('max'), ' ms')}.",
             "",
         ]
+        if idle.get("steps_ms"):
+            steps = ", ".join(f"{event} {_fmt(ms)}" for event, ms in idle["steps_ms"].items())
+            lines += [
+                f"Where it goes, median ms from OrderCreated to each event of the journey: {steps}.",
+                "",
+            ]
     for name, result in shapes.items():
         lines += _shape_section(name, result, ratios)
     if ratios.get("hot_over_spread_completed") is not None:

@@ -177,6 +177,7 @@ def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
             "orders": 30,
             "completed": 30,
             "created_to_completed_ms": stats.summarise_latencies([40.0] * 29 + [90.0]),
+            "steps_ms": {"OrderCreated": 0.0, "InventoryReserved": 15.6, "OrderCompleted": 40.0},
         },
     }
     text = stats.render_markdown(report)
@@ -202,6 +203,10 @@ def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
     assert (
         "Idle stack, 30 orders one at a time (30 completed): OrderCreated → OrderCompleted P50 "
         "**40.0 ms** (target < 50 ms), P95 " in text
+    )
+    assert (
+        "Where it goes, median ms from OrderCreated to each event of the journey: OrderCreated 0.0, "
+        "InventoryReserved 15.6, OrderCompleted 40.0." in text
     )
     assert "Money audit after the shape (`manage.py audit_money`): clean" in text
 
