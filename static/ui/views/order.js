@@ -142,8 +142,12 @@ function render(container, [orderId]) {
   let lastStatus = null;
 
   async function load() {
-    const [order, timeline, payment] = await Promise.all([
-      api("GET", `/api/orders/${orderId}`),
+    // The order first, then what happened to it: read side by side, a timeline read a moment
+    // before the order's last change could miss the step that made it (a FAILED order without
+    // its declined payment), and polling stops at a settled order. Read after it, the timeline
+    // and the payment hold everything the order shows (both come from the write side).
+    const order = await api("GET", `/api/orders/${orderId}`);
+    const [timeline, payment] = await Promise.all([
       api("GET", `/api/orders/${orderId}/timeline`),
       api("GET", `/api/payments/${orderId}`).catch((error) => {
         if (error instanceof ApiError && error.status === 404) return null; // not at the payment yet
