@@ -52,6 +52,41 @@ def test_a_declined_card_shows_the_reason_in_plain_words(app: WebApp) -> None:
     assert app.absent("#cancel-order")
 
 
+# Records when each request of the page starts and when its response arrives (window.__reads).
+_RECORD_READS = """
+window.__reads = [];
+const original = window.fetch;
+window.fetch = async (input, init) => {
+  const entry = { url: String(input.url || input), started: performance.now(), ended: null };
+  window.__reads.push(entry);
+  try { return await original.call(window, input, init); } finally { entry.ended = performance.now(); }
+};
+"""
+
+
+def test_the_order_page_reads_its_timeline_after_the_order_so_a_settled_order_shows_what_settled_it(
+    app: WebApp,
+) -> None:
+    """Read side by side, a timeline read a moment before the order's last change missed the step
+    that made it (a FAILED order without its declined payment: seen in CI), and the page stops
+    following a settled order. Each timeline read must start once its order read has answered."""
+    app.sign_in("alice")
+    app.add_to_cart("SKU-0002")
+    app.driver.execute_script(_RECORD_READS)
+    order_id = app.place_order("tok_declined")
+    app.wait_for_status()
+
+    reads = app.driver.execute_script("return window.__reads")
+    orders = [r for r in reads if r["url"].endswith(f"/api/orders/{order_id}")]
+    timelines = [r for r in reads if r["url"].endswith(f"/api/orders/{order_id}/timeline")]
+    assert orders and timelines
+    for timeline in timelines:
+        before = [order for order in orders if order["started"] <= timeline["started"]]
+        assert before and before[-1]["ended"] is not None and before[-1]["ended"] <= timeline["started"], (
+            reads
+        )
+
+
 def test_cancelling_a_completed_order_refunds_it_and_restocks(app: WebApp) -> None:
     app.sign_in("bob")
     before = app.stock_of("SKU-0003")
