@@ -316,15 +316,14 @@ def run_relay(stopping: threading.Event, *, batch_size: int | None = None) -> No
         publisher.close()
 
 
-def serve_relay(stopping: threading.Event, *, batch_size: int | None = None) -> None:
-    """Declare the topology, then :func:`run_relay`: queues must exist before the first
-    mandatory publish, or it comes back unroutable."""
+def declare_relay_topology() -> None:
+    """Declare every context's queues: they must exist before the relay's first mandatory
+    publish, or it comes back unroutable."""
     from .registry import contexts
     from .topology import broker_connection, declare_topology
 
     with broker_connection() as broker:
         declare_topology(broker, context_names=contexts())
-    run_relay(stopping, batch_size=batch_size)
 
 
 class RelayThread(threading.Thread):
@@ -345,7 +344,8 @@ class RelayThread(threading.Thread):
 
     def run(self) -> None:
         try:
-            serve_relay(self._stopping, batch_size=self._batch_size)
+            declare_relay_topology()
+            run_relay(self._stopping, batch_size=self._batch_size)
         except Exception:
             logger.exception("relay stopped by a failure")
         finally:

@@ -343,13 +343,15 @@ def test_the_celery_worker_hosts_the_relay_and_beat_when_asked(probe_stack: Stac
             timeout=60,
             message=f"the worker's relay published the row: {log_path.read_text()[-3000:]}",
         )
+
         # and its beat thread keeps the schedule and sends the periodic tasks, which it runs
+        def beat_sent_and_ran() -> bool:
+            log = log_path.read_text()
+            sent = "Scheduler: Sending due task sagas-sweep-timeouts" in log  # only beat writes it
+            return sent and "Task sagas.tasks.sweep_timeouts[" in log and "] succeeded in " in log
+
         probe_stack.wait_until(
-            lambda: (
-                "sagas.tasks.sweep_timeouts" in log_path.read_text() and "succeeded" in log_path.read_text()
-            ),
-            timeout=60,
-            message="a periodic task sent by the beat thread ran",
+            beat_sent_and_ran, timeout=60, message="a periodic task sent by the beat thread ran"
         )
         assert list(tmp_path.glob("beat-schedule*")), "no schedule file"
         # and it is one process: no child forked for beat (Celery's own -B would fork one)

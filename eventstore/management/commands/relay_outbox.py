@@ -8,9 +8,8 @@ from config import heap
 from config.metrics_server import serve_metrics_if_configured
 from config.telemetry import setup_tracing
 from eventstore.publisher import ConfirmingPublisher
-from eventstore.registry import contexts
-from eventstore.relay import relay_until_idle, serve_relay
-from eventstore.topology import broker_connection, declare_topology
+from eventstore.relay import declare_relay_topology, relay_until_idle, run_relay
+from eventstore.topology import broker_connection
 
 from ._signals import stop_on_signals
 
@@ -25,10 +24,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         setup_tracing(component="relay")
         serve_metrics_if_configured()  # METRICS_PORT: a container of its own (config/metrics_server.py)
+        declare_relay_topology()
         if options["once"]:
-            # Queues must exist before the first mandatory publish, or it is returned unroutable.
-            with broker_connection() as connection:
-                declare_topology(connection, context_names=contexts())
             publisher = ConfirmingPublisher(broker_connection())
             try:
                 published = relay_until_idle(publisher, batch_size=options["batch_size"])
@@ -37,4 +34,4 @@ class Command(BaseCommand):
             self.stdout.write(f"published {published} messages")
             return
         heap.settle()
-        serve_relay(stop_on_signals(), batch_size=options["batch_size"])
+        run_relay(stop_on_signals(), batch_size=options["batch_size"])
