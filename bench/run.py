@@ -354,6 +354,14 @@ def stack_processes(root_pid: int) -> list[dict[str, Any]]:
     return sorted(found, key=lambda p: (p["name"], p["pid"]))
 
 
+def machine_ticks() -> tuple[int, int] | None:
+    """:func:`stats.cpu_ticks` of this machine now (None where there is no /proc/stat)."""
+    try:
+        return stats.cpu_ticks(Path("/proc/stat").read_text())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cpu_shares(
     before: list[dict[str, Any]], after: list[dict[str, Any]], seconds: float
 ) -> list[dict[str, Any]]:
@@ -559,6 +567,7 @@ def pgbench(cfg: Config) -> dict[str, Any]:
     run(["psql", *base, "-q", "-v", "ON_ERROR_STOP=1", "-d", scratch], input=schema, capture_output=True)
     results = []
     for clients in cfg.pgbench_clients:
+        ticks = machine_ticks()
         out = run(
             [
                 "pgbench",
@@ -577,7 +586,8 @@ def pgbench(cfg: Config) -> dict[str, Any]:
             capture_output=True,
         ).stdout
         (LOGS / f"pgbench-{clients}.log").write_text(out)
-        results.append({"clients": clients, **stats.parse_pgbench(out)})
+        stolen = stats.stolen_percent(ticks, machine_ticks())
+        results.append({"clients": clients, **stats.parse_pgbench(out), "stolen_percent": stolen})
     with psycopg.connect(conninfo(cfg.database_url, "postgres"), autocommit=True) as db:
         db.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
     best = max(results, key=lambda r: r["tps"])
@@ -786,12 +796,14 @@ def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, A
         samples["middle"] = stack_processes(stack.process.pid)  # type: ignore[union-attr]
 
     sampler = threading.Thread(target=sample, daemon=True)
+    ticks = machine_ticks()
     window_start = time.time()
     sampler.start()
     accepted = wrk(
         cfg, phase=phase, seconds=cfg.seconds, connections=cfg.connections, access=access, shape=shape
     )
     window_end = time.time()
+    result["stolen_percent"] = {"accepted": stats.stolen_percent(ticks, machine_ticks())}
     sampler.join()
     after = stack_processes(stack.process.pid)
     result["accepted"] = accepted
@@ -810,6 +822,7 @@ def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, A
         f"[{shape}] end to end: ~{cfg.e2e_rate:.0f}/s offered for {cfg.e2e_seconds:.0f} s "
         f"({cfg.e2e_connections} connections, {delay_ms:.0f} ms think time)"
     )
+    ticks = machine_ticks()
     window_start = time.time()
     backlog = BacklogSampler(cfg, phase)
     backlog.start()
@@ -823,6 +836,7 @@ def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, A
         shape=shape,
     )
     window_end = time.time()
+    result["stolen_percent"]["sustained"] = stats.stolen_percent(ticks, machine_ticks())
     snapshot, drain_s = drain(cfg, phase)
     series = backlog.stop()
     result["end_to_end"] = {

@@ -121,6 +121,21 @@ def pss_kib(smaps_rollup_text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def cpu_ticks(stat_text: str) -> tuple[int, int]:
+    """(all ticks, stolen ticks) of the whole machine from the ``cpu`` line of ``/proc/stat``."""
+    fields = [int(v) for v in stat_text.splitlines()[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal guest guest_nice: guests are in user already.
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+def stolen_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the machine's CPU time the hypervisor gave to other guests between two
+    :func:`cpu_ticks` readings, in % (None when either is missing): time the run waited for."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return round(100 * (after[1] - before[1]) / (after[0] - before[0]), 1)
+
+
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     """``numerator / denominator`` to two decimals; None when either is missing or the
     denominator is zero (a zero numerator is a ratio of 0: nothing completed is a figure)."""
@@ -374,6 +389,14 @@ def _shape_section(name: str, result: dict[str, Any], ratios: dict[str, Any]) ->
             "when wrk stopped.",
         ]
     lines += _backlog_line((result.get("end_to_end") or {}).get("backlog") or {})
+    stolen = result.get("stolen_percent") or {}
+    if stolen:
+        lines += [
+            "",
+            "CPU time stolen by the hypervisor (other guests): "
+            f"accepted {_fmt(stolen.get('accepted'), ' %')}, "
+            f"sustained {_fmt(stolen.get('sustained'), ' %')}.",
+        ]
     mine = ratios.get(name) or {}
     lines += [
         "",
@@ -505,7 +528,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| what | per second | notes |",
         "| --- | --- | --- |",
         f"| pgbench, create-order transaction (event + outbox row) | {_fmt(pg.get('tps'))} | "
-        f"{pg.get('clients', 'n/a')} clients, avg latency {_fmt(pg.get('latency_avg_ms'), ' ms')} |",
+        f"{pg.get('clients', 'n/a')} clients, avg latency {_fmt(pg.get('latency_avg_ms'), ' ms')}, "
+        f"CPU time stolen {_fmt(pg.get('stolen_percent'), ' %')} |",
         f"| `eventsourcing` {peer.get('version', '')} POSTGRES, one new aggregate per save | "
         f"{_fmt(peer.get('per_second'))} | in-process, 1 thread, P95 "
         f"{_fmt((peer.get('latency_ms') or {}).get('p95'), ' ms')} |",

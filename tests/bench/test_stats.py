@@ -159,6 +159,7 @@ def _shape_result(rate: float, completed_rate: float, overall_rate: float | None
 
 def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
     shapes = {"spread": _shape_result(321.5, 99.0), "hot": _shape_result(200.0, 49.5)}
+    shapes["spread"]["stolen_percent"] = {"accepted": 12.5, "sustained": None}
     report = {
         "started_at": "2025-01-01T00:00:00Z",
         "config": {
@@ -169,7 +170,7 @@ def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
             "seconds": 5.0,
         },
         "shapes": shapes,
-        "pgbench": {"tps": 2400.0, "clients": 16},
+        "pgbench": {"tps": 2400.0, "clients": 16, "stolen_percent": 3.0},
         "peer": {"per_second": 450.0, "version": "9.5.6", "latency_ms": {"p95": 4.0}},
         "ratios": stats.shape_ratios(shapes, 2400.0, 450.0),
         "postgres": {"synchronous_commit": "on", "fsync": "on"},
@@ -209,6 +210,19 @@ def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
         "InventoryReserved 15.6, OrderCompleted 40.0." in text
     )
     assert "Money audit after the shape (`manage.py audit_money`): clean" in text
+    assert "CPU time stolen by the hypervisor (other guests): accepted 12.5 %, sustained n/a." in text
+    assert text.count("CPU time stolen by the hypervisor") == 1  # the hot shape recorded none
+    assert "16 clients, avg latency n/a, CPU time stolen 3.0 % |" in text
+
+
+def test_the_stolen_share_is_the_steal_column_over_all_ticks_between_two_readings() -> None:
+    before = stats.cpu_ticks("cpu  100 0 50 800 10 0 5 35 0 0\ncpu0 1 2 3\n")
+    after = stats.cpu_ticks("cpu  200 0 70 1500 10 0 5 215 7 0\n")
+    assert before == (1000, 35)
+    assert after == (2000, 215)
+    assert stats.stolen_percent(before, after) == 18.0
+    assert stats.stolen_percent(None, after) is None
+    assert stats.stolen_percent(after, after) is None
 
 
 def test_shapes_and_their_products() -> None:
