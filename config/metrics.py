@@ -24,6 +24,14 @@ ORDERS_CREATED = Counter("oms_orders_created", "Orders accepted (OrderCreated)."
 ORDERS_COMPLETED = Counter("oms_orders_completed", "Orders that ended COMPLETED.")
 ORDERS_FAILED = Counter("oms_orders_failed", "Orders that ended FAILED, by failure reason.", ["reason"])
 ORDERS_CANCELLED = Counter("oms_orders_cancelled", "Orders that ended CANCELLED.")
+ORDERS_HELD = Counter(
+    "oms_orders_held",
+    "Placements that waited for room under the bound on orders in progress (ORDER_INTAKE_MAX_OPEN).",
+)
+ORDERS_REFUSED_BUSY = Counter(
+    "oms_orders_refused_busy",
+    "Placements refused with 503: no room under the bound within ORDER_INTAKE_HOLD_SECONDS.",
+)
 
 # --- Payments -----------------------------------------------------------------------------------
 PAYMENT_ATTEMPTS = Counter(

@@ -79,7 +79,7 @@ class OrderPlaceView(APIView):
                 required=True,
                 description="The order: /api/orders/{order_id}",
             ),
-            retry_after(409),
+            retry_after(409, 503),
         ],
         responses={
             202: OpenApiResponse(serializers.OrderAccepted, description="Accepted: the order is PENDING"),
@@ -87,6 +87,10 @@ class OrderPlaceView(APIView):
             403: problem("The account has no customer id"),
             409: problem("A request with this Idempotency-Key is still running; retry after Retry-After"),
             422: problem("This Idempotency-Key was used with another request body"),
+            503: problem(
+                "Too many orders in progress: none completed in time to make room "
+                "(ORDER_INTAKE_MAX_OPEN); nothing was recorded, retry after Retry-After"
+            ),
         },
     )
     def post(self, request: Request) -> Response:

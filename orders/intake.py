@@ -42,7 +42,7 @@ from config.problems import ServiceUnavailable
 from eventstore.unit_of_work import unit_of_work
 from inventory import public as inventory_public
 
-from . import handlers, idempotency, neighbours
+from . import admission, handlers, idempotency, neighbours
 
 DEFAULT_BATCH_MAX = 200
 DEFAULT_BATCH_WAIT_MS = 2.0
@@ -91,11 +91,21 @@ SyncRunner = Callable[..., Awaitable[Any]]
 def place(placement: Placement) -> Outcome:
     """Place the order in the next batch; its outcome once that batch has committed.
 
-    The outcome is the :class:`Answer`, or what placing it alone would have raised:
+    It first waits for room under the bound on orders in progress (orders/admission.py): the
+    outcome is :class:`admission.Overloaded` when none came. Otherwise it is the
+    :class:`Answer`, or what placing it alone would have raised:
     :class:`handlers.UnknownProducts`, :class:`idempotency.KeyReusedWithOtherRequest`,
     :class:`idempotency.RequestStillRunning`, or the error that made it fail.
     """
-    return _group_commit.submit(placement)
+    gate = admission.of_process()
+    try:
+        gate.admit()
+    except admission.Overloaded as exc:
+        return exc
+    try:
+        return _group_commit.submit(placement)
+    finally:
+        gate.finished()
 
 
 async def place_async(placement: Placement, run_sync: SyncRunner) -> Outcome:
@@ -103,7 +113,15 @@ async def place_async(placement: Placement, run_sync: SyncRunner) -> Outcome:
 
     ``run_sync(function, argument)`` runs a batch's writing on a thread and awaits it.
     """
-    return await _async_group_commit(run_sync).submit(placement)
+    gate = admission.of_loop(run_sync)
+    try:
+        await gate.admit()
+    except admission.Overloaded as exc:
+        return exc
+    try:
+        return await _async_group_commit(run_sync).submit(placement)
+    finally:
+        gate.finished()
 
 
 def place_batch(placements: Sequence[Placement]) -> list[Outcome]:

@@ -31,6 +31,7 @@ __all__ = [
     "connect_orders",
     "counts_to_look_at",
     "intervene",
+    "open_saga_count",
     "open_sagas",
     "request_cancellation",
     "request_failure",
@@ -112,6 +113,11 @@ def open_sagas() -> OpenSagas:
     ``oms_saga_oldest_open_age_seconds`` and ``oms_sagas_needing_attention``.
     """
     return recorder.open_sagas()
+
+
+def open_saga_count() -> int:
+    """How many sagas are on their way (neither terminal nor parked): the intake's work in progress."""
+    return recorder.open_saga_count()
 
 
 def saga_facts(*, since: datetime | None = None) -> dict[str, SagaFact]:

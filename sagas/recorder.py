@@ -456,6 +456,13 @@ def open_sagas() -> OpenSagas:
     return OpenSagas(by_state=by_state, oldest_started_at=oldest, needing_attention=parked)
 
 
+def open_saga_count() -> int:
+    """How many sagas are still on their way: neither terminal nor parked for an operator
+    (one count over the open sagas' partial index; the intake's bound, orders/admission.py)."""
+    open_sagas = SagaInstance.objects.exclude(state__in=sorted(domain.TERMINAL))
+    return open_sagas.filter(needs_attention=False).count()
+
+
 _recorder: SagaRecorder | None = None
 
 

@@ -418,6 +418,12 @@ ORDER_BATCH_WAIT_MS = env.float("ORDER_BATCH_WAIT_MS", default=2.0)
 # writers (each keeps a database connection; batches grow while all of them are busy).
 ORDER_INTAKE_THREADS = env.int("ORDER_INTAKE_THREADS", default=16)
 ORDER_BATCH_WRITERS = env.int("ORDER_BATCH_WRITERS", default=2)
+# Bounded work in progress (orders/admission.py): a new order waits while this many are open
+# (sagas neither terminal nor parked; 0: no bound), counted at most every RECOUNT_MS per web
+# process; after HOLD_SECONDS without room it is refused with 503 and Retry-After.
+ORDER_INTAKE_MAX_OPEN = env.int("ORDER_INTAKE_MAX_OPEN", default=500)
+ORDER_INTAKE_HOLD_SECONDS = env.float("ORDER_INTAKE_HOLD_SECONDS", default=5.0)
+ORDER_INTAKE_RECOUNT_MS = env.float("ORDER_INTAKE_RECOUNT_MS", default=50.0)
 
 # --- Business settings ----------------------------------------------------------------------
 SAGA_TIMEOUT = env.float("SAGA_TIMEOUT", default=300.0)

@@ -39,9 +39,10 @@ export class ApiError extends Error {
 }
 
 function problemMessage(status, problem, retryAfter) {
-  if (status === 429) {
+  if (status === 429 || status === 503) {
     const wait = retryAfter ? ` Try again in ${retryAfter} s.` : "";
-    return `${problem?.detail || "Too many attempts."}${wait}`;
+    const fallback = status === 429 ? "Too many attempts." : "The service is busy.";
+    return `${problem?.detail || fallback}${wait}`;
   }
   return problem?.detail || problem?.title || `The server answered ${status}.`;
 }

@@ -17,6 +17,8 @@ OWN_FAMILIES = {
     "oms_orders_completed",
     "oms_orders_failed",
     "oms_orders_cancelled",
+    "oms_orders_held",
+    "oms_orders_refused_busy",
     "oms_payment_attempts",
     "oms_payment_outcomes",
     "oms_payment_reconciliations",
