@@ -159,7 +159,8 @@ class AsyncAdmission:
             return
         turn: asyncio.Future[None] = self._loop.create_future()
         self._waiting.append(turn)
-        metrics.ORDERS_HELD.inc()
+        if self._estimate.counted_once:  # not merely this process's first count
+            metrics.ORDERS_HELD.inc()
         self._start_counting()
         try:
             await asyncio.wait_for(turn, hold)
@@ -187,6 +188,8 @@ class AsyncAdmission:
                 counted = 0
             self._estimate.update(counted, finished_at_start)
             self._let_in(limit)
+            # Those whose hold ended (or whose client left) wait no more.
+            self._waiting = collections.deque(turn for turn in self._waiting if not turn.done())
             if not self._waiting:
                 return
             await asyncio.sleep(interval)
