@@ -354,6 +354,15 @@ def stack_processes(root_pid: int) -> list[dict[str, Any]]:
     return sorted(found, key=lambda p: (p["name"], p["pid"]))
 
 
+def intake_counters(cfg: Config) -> dict[str, float] | None:
+    """:func:`stats.intake_counters` of the stack's ``/metrics`` now (None when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{cfg.port}/metrics", timeout=10) as response:
+            return stats.intake_counters(response.read().decode())
+    except (urllib.error.URLError, OSError):
+        return None
+
+
 def machine_ticks() -> tuple[int, int] | None:
     """:func:`stats.cpu_ticks` of this machine now (None where there is no /proc/stat)."""
     try:
@@ -796,6 +805,7 @@ def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, A
         samples["middle"] = stack_processes(stack.process.pid)  # type: ignore[union-attr]
 
     sampler = threading.Thread(target=sample, daemon=True)
+    counters = intake_counters(cfg)
     ticks = machine_ticks()
     window_start = time.time()
     sampler.start()
@@ -804,6 +814,7 @@ def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, A
     )
     window_end = time.time()
     result["stolen_percent"] = {"accepted": stats.stolen_percent(ticks, machine_ticks())}
+    result["intake"] = {"accepted": stats.counted_between(counters, intake_counters(cfg))}
     sampler.join()
     after = stack_processes(stack.process.pid)
     result["accepted"] = accepted
@@ -822,6 +833,7 @@ def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, A
         f"[{shape}] end to end: ~{cfg.e2e_rate:.0f}/s offered for {cfg.e2e_seconds:.0f} s "
         f"({cfg.e2e_connections} connections, {delay_ms:.0f} ms think time)"
     )
+    counters = intake_counters(cfg)
     ticks = machine_ticks()
     window_start = time.time()
     backlog = BacklogSampler(cfg, phase)
@@ -837,6 +849,7 @@ def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, A
     )
     window_end = time.time()
     result["stolen_percent"]["sustained"] = stats.stolen_percent(ticks, machine_ticks())
+    result["intake"]["sustained"] = stats.counted_between(counters, intake_counters(cfg))
     snapshot, drain_s = drain(cfg, phase)
     series = backlog.stop()
     result["end_to_end"] = {
@@ -883,6 +896,8 @@ def main() -> int:
             "database": cfg.database,
             "vhost": cfg.vhost,
             "shapes": cfg.shapes,
+            # The stack's bound, as its settings read it (config/settings/base.py's default when unset).
+            "order_intake_max_open": os.environ.get("ORDER_INTAKE_MAX_OPEN") or "500",
         },
         "shapes": {},
         "notes": [],

@@ -136,6 +136,27 @@ def stolen_percent(before: tuple[int, int] | None, after: tuple[int, int] | None
     return round(100 * (after[1] - before[1]) / (after[0] - before[0]), 1)
 
 
+INTAKE_COUNTERS = {"held": "oms_orders_held_total", "refused": "oms_orders_refused_busy_total"}
+
+
+def intake_counters(metrics_text: str) -> dict[str, float]:
+    """The intake's bound counters from a ``/metrics`` text: placements held, and refused."""
+    values = dict.fromkeys(INTAKE_COUNTERS, 0.0)
+    for line in metrics_text.splitlines():
+        name, _, value = line.partition(" ")
+        for key, metric in INTAKE_COUNTERS.items():
+            if name == metric:
+                values[key] = float(value)
+    return values
+
+
+def counted_between(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, int] | None:
+    """What each counter of :func:`intake_counters` counted between two readings (None if one is missing)."""
+    if before is None or after is None:
+        return None
+    return {key: round(after[key] - before[key]) for key in after}
+
+
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     """``numerator / denominator`` to two decimals; None when either is missing or the
     denominator is zero (a zero numerator is a ratio of 0: nothing completed is a figure)."""
@@ -389,6 +410,13 @@ def _shape_section(name: str, result: dict[str, Any], ratios: dict[str, Any]) ->
             "when wrk stopped.",
         ]
     lines += _backlog_line((result.get("end_to_end") or {}).get("backlog") or {})
+    held = result.get("intake") or {}
+    if held:
+        phases = ", ".join(
+            f"{phase} {_fmt(counts.get('held'))} (refused with 503: {_fmt(counts.get('refused'))})"
+            for phase, counts in ((phase, counts or {}) for phase, counts in held.items())
+        )
+        lines += ["", f"Placements that waited for room under the bound on orders in progress: {phases}."]
     stolen = result.get("stolen_percent") or {}
     if stolen:
         lines += [
@@ -494,7 +522,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"web: gunicorn {cfg['web_workers']} uvicorn workers; "
         f"wrk {cfg['connections']} connections for {cfg['seconds']} s (accepted), "
         f"{cfg.get('e2e_connections', 'n/a')} connections paced to ~{cfg.get('e2e_rate', 'n/a')}/s for "
-        f"{cfg.get('e2e_seconds', 'n/a')} s (end to end, sustained).",
+        f"{cfg.get('e2e_seconds', 'n/a')} s (end to end, sustained). "
+        f"Bound on orders in progress (`ORDER_INTAKE_MAX_OPEN`): {cfg.get('order_intake_max_open', 'n/a')}.",
         "",
     ]
     idle = report.get("idle")

@@ -160,6 +160,7 @@ def _shape_result(rate: float, completed_rate: float, overall_rate: float | None
 def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
     shapes = {"spread": _shape_result(321.5, 99.0), "hot": _shape_result(200.0, 49.5)}
     shapes["spread"]["stolen_percent"] = {"accepted": 12.5, "sustained": None}
+    shapes["spread"]["intake"] = {"accepted": {"held": 1200, "refused": 0}, "sustained": None}
     report = {
         "started_at": "2025-01-01T00:00:00Z",
         "config": {
@@ -168,6 +169,7 @@ def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
             "web_workers": "2",
             "connections": 64,
             "seconds": 5.0,
+            "order_intake_max_open": "500",
         },
         "shapes": shapes,
         "pgbench": {"tps": 2400.0, "clients": 16, "stolen_percent": 3.0},
@@ -213,6 +215,27 @@ def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
     assert "CPU time stolen by the hypervisor (other guests): accepted 12.5 %, sustained n/a." in text
     assert text.count("CPU time stolen by the hypervisor") == 1  # the hot shape recorded none
     assert "16 clients, avg latency n/a, CPU time stolen 3.0 % |" in text
+    assert "Bound on orders in progress (`ORDER_INTAKE_MAX_OPEN`): 500." in text
+    assert (
+        "Placements that waited for room under the bound on orders in progress: accepted 1,200 "
+        "(refused with 503: 0), sustained n/a (refused with 503: n/a)." in text
+    )
+
+
+def test_the_intake_counters_are_read_from_the_metrics_text_and_counted_between_two_readings() -> None:
+    text = (
+        "# HELP oms_orders_held_total Placements that waited\n"
+        "# TYPE oms_orders_held_total counter\n"
+        "oms_orders_held_total 12.0\n"
+        "oms_orders_held_created 1.7e+09\n"
+        "oms_orders_refused_busy_total 2.0\n"
+    )
+    before = stats.intake_counters(text)
+    assert before == {"held": 12.0, "refused": 2.0}
+    assert stats.intake_counters("") == {"held": 0.0, "refused": 0.0}
+    after = {"held": 40.0, "refused": 2.0}
+    assert stats.counted_between(before, after) == {"held": 28, "refused": 0}
+    assert stats.counted_between(None, after) is None
 
 
 def test_the_stolen_share_is_the_steal_column_over_all_ticks_between_two_readings() -> None:
