@@ -19,9 +19,10 @@ from 202 to COMPLETED stays near ``ORDER_INTAKE_MAX_OPEN`` divided by the pipeli
   checkout) is slowed down instead of refused.
 - ``ORDER_INTAKE_MAX_OPEN = 0`` turns the bound off.
 
-:class:`AsyncAdmission` serves a web worker's event loop (orders/asgi.py), the requests
-waiting as futures; :class:`Admission` serves the threads of Django's request cycle (the DRF
-view, the embedded mode), each waiting in its own thread.
+:class:`AsyncAdmission` serves a web worker's event loop (orders/asgi.py; each loop's group
+commit in orders/intake.py holds one), the requests waiting as futures; :class:`Admission`
+serves the threads of Django's request cycle (the DRF view, the embedded mode), each waiting in
+its own thread.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import collections
 import math
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -203,20 +203,8 @@ class AsyncAdmission:
 
 
 _admission = Admission()
-_async_admissions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncAdmission] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def of_process() -> Admission:
-    """The bound's gate for this process's request threads."""
+    """The bound's gate for this process's request threads (an event loop's is its group commit's)."""
     return _admission
-
-
-def of_loop(run_sync: SyncRunner) -> AsyncAdmission:
-    """The bound's gate of the running event loop (one per web worker); it counts through ``run_sync``."""
-    loop = asyncio.get_running_loop()
-    found = _async_admissions.get(loop)
-    if found is None:
-        found = _async_admissions[loop] = AsyncAdmission(loop, run_sync)
-    return found

@@ -113,13 +113,14 @@ async def place_async(placement: Placement, run_sync: SyncRunner) -> Outcome:
 
     ``run_sync(function, argument)`` runs a batch's writing on a thread and awaits it.
     """
-    gate = admission.of_loop(run_sync)
+    group = _async_group_commit(run_sync)
+    gate = group.admission
     try:
         await gate.admit()
     except admission.Overloaded as exc:
         return exc
     try:
-        return await _async_group_commit(run_sync).submit(placement)
+        return await group.submit(placement)
     finally:
         gate.finished()
 
@@ -266,6 +267,8 @@ class AsyncGroupCommit:
         self._full: collections.deque[_AsyncBatch] = collections.deque()
         self._busy = 0
         self._writing: set[asyncio.Task[None]] = set()
+        # The bound on orders in progress for this loop's requests (orders/admission.py).
+        self.admission = admission.AsyncAdmission(loop, run_sync)
 
     async def submit(self, placement: Placement) -> Outcome:
         """Join the open batch (or open one) and wait for this placement's outcome."""

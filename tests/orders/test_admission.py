@@ -36,7 +36,7 @@ def bound(settings: Any) -> Any:
     settings.ORDER_INTAKE_HOLD_SECONDS = 0.3
     settings.ORDER_INTAKE_RECOUNT_MS = 0
     admission._admission = admission.Admission()
-    admission._async_admissions.clear()
+    intake._async_group_commits.clear()  # each event loop's gate is its group commit's
     return settings
 
 
