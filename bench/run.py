@@ -195,6 +195,14 @@ def prepare(cfg: Config) -> None:
     run([*manage, "shell", "-c", SEED_SCRIPT], env=env)
 
 
+def stack_setting(cfg: Config, name: str) -> str:
+    """A Django setting as the stack's processes read it (their environment, else its default)."""
+    script = f"from django.conf import settings; print(settings.{name})"
+    argv = [PYTHON, "manage.py", "shell", "-v", "0", "-c", script]
+    shell = run(argv, env=cfg.stack_env(), capture_output=True)
+    return shell.stdout.strip().splitlines()[-1]
+
+
 class Stack:
     """deploy/run_stack.py as a child process, its output in var/bench/stack.log."""
 
@@ -896,14 +904,13 @@ def main() -> int:
             "database": cfg.database,
             "vhost": cfg.vhost,
             "shapes": cfg.shapes,
-            # The stack's bound, as its settings read it (config/settings/base.py's default when unset).
-            "order_intake_max_open": os.environ.get("ORDER_INTAKE_MAX_OPEN") or "500",
         },
         "shapes": {},
         "notes": [],
     }
     log(f"preparing {cfg.database} / vhost {cfg.vhost}")
     prepare(cfg)
+    report["config"]["order_intake_max_open"] = stack_setting(cfg, "ORDER_INTAKE_MAX_OPEN")
     ensure_postgres(cfg)
     report["postgres"] = postgres_settings(cfg)
     durable = stats.durability_problems(report["postgres"])

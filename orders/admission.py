@@ -41,10 +41,6 @@ from config import metrics
 from config.problems import ServiceUnavailable
 from sagas import public as sagas_public
 
-DEFAULT_MAX_OPEN = 500
-DEFAULT_HOLD_SECONDS = 5.0
-DEFAULT_RECOUNT_MS = 50.0
-
 SyncRunner = Callable[..., Awaitable[Any]]
 
 
@@ -58,9 +54,9 @@ class Overloaded(ServiceUnavailable):
 def _limits() -> tuple[int, float, float]:
     """(the bound, the longest hold in s, the interval between counts in s) from the settings."""
     return (
-        int(getattr(settings, "ORDER_INTAKE_MAX_OPEN", DEFAULT_MAX_OPEN)),
-        float(getattr(settings, "ORDER_INTAKE_HOLD_SECONDS", DEFAULT_HOLD_SECONDS)),
-        float(getattr(settings, "ORDER_INTAKE_RECOUNT_MS", DEFAULT_RECOUNT_MS)) / 1000,
+        int(settings.ORDER_INTAKE_MAX_OPEN),
+        float(settings.ORDER_INTAKE_HOLD_SECONDS),
+        float(settings.ORDER_INTAKE_RECOUNT_MS) / 1000,
     )
 
 
@@ -109,6 +105,8 @@ class Admission:
         :class:`Overloaded` after the hold."""
         limit, hold, interval = _limits()
         if limit <= 0:
+            with self._lock:
+                self._estimate.in_flight += 1
             return
         deadline = time.monotonic() + hold
         held = False
@@ -129,9 +127,8 @@ class Admission:
     def finished(self) -> None:
         """An admitted placement has its outcome (its order committed, or it was refused)."""
         with self._lock:
-            if self._estimate.in_flight > 0:
-                self._estimate.in_flight -= 1
-                self._estimate.finished += 1
+            self._estimate.in_flight -= 1
+            self._estimate.finished += 1
 
 
 class AsyncAdmission:
@@ -149,6 +146,7 @@ class AsyncAdmission:
         :class:`Overloaded` after the hold."""
         limit, hold, interval = _limits()
         if limit <= 0:
+            self._estimate.in_flight += 1
             return
         if self._estimate.stale(interval):
             self._start_counting()
@@ -169,9 +167,8 @@ class AsyncAdmission:
 
     def finished(self) -> None:
         """An admitted placement has its outcome (its order committed, or it was refused)."""
-        if self._estimate.in_flight > 0:
-            self._estimate.in_flight -= 1
-            self._estimate.finished += 1
+        self._estimate.in_flight -= 1
+        self._estimate.finished += 1
 
     def _start_counting(self) -> None:
         if self._counting is None or self._counting.done():
