@@ -183,7 +183,7 @@ def test_a_publish_whose_writes_block_fails_the_batch_inside_the_lease(
     assert elapsed < lease / 2 + 1.0 < lease, elapsed
     assert (result.claimed, result.published) == (128, 0), result  # type: ignore[attr-defined]
     rows = _assert_pending_again(ids, attempts=1)
-    assert any("basic_publish: timed out" in row.last_error for row in rows), {r.last_error for r in rows}
+    assert any("timed out publishing" in row.last_error for row in rows), {r.last_error for r in rows}
     assert any("not written" in row.last_error for row in rows)
     publisher.close()
     _published_later_by_another_relay(ids)

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from eventstore.models import DeadLetter, OutboxMessage
-from eventstore.publisher import ConfirmingPublisher
+from eventstore.publisher import WRITE_CHUNK_BYTES, ConfirmingPublisher, Envelope
 from eventstore.relay import RelayThread, relay_once
 from eventstore.topology import broker_connection, work_queue_name
 from tests.eventstore.conftest import PROBE_MODULE, effects, send_probe
@@ -78,6 +78,37 @@ def test_an_unroutable_message_is_a_failure_and_stays_pending(probe_stack: Stack
         message_id__in=[routable_before, routable_after], sent_at__isnull=False
     )
     assert sent.count() == 2
+
+
+def test_a_batch_reaches_the_socket_in_few_writes_and_every_message_is_confirmed(
+    probe_stack: Stack, publisher, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    # given an open publisher whose socket writes are counted
+    publisher.connect()
+    transport = publisher._amqp.transport
+    writes: list[int] = []
+    write = transport.write
+    monkeypatch.setattr(transport, "write", lambda data: (writes.append(len(data)), write(data))[1])
+
+    def batch(count: int, size: int) -> list[Envelope]:
+        return [
+            Envelope(
+                n, exchange="oms.commands", routing_key="probe.Touch", body=b"x" * size, message_id=f"m{n}"
+            )
+            for n in range(count)
+        ]
+
+    # when it publishes 200 small messages, then 40 of 16 KiB (640 KiB in all)
+    small = publisher.publish(batch(200, 100))
+    small_writes, writes[:] = list(writes), []
+    large = publisher.publish(batch(40, 16384))
+
+    # then the broker confirmed every one, the small batch came in one write (not one per
+    # message) and the large one in writes of about WRITE_CHUNK_BYTES
+    assert small == {} and large == {}
+    assert len(small_writes) == 1, small_writes
+    assert len(writes) == -(-40 * 16384 // WRITE_CHUNK_BYTES), writes
+    assert _queue_depth(work_queue_name("probe")) == 240
 
 
 def _queued_message_ids(name: str) -> list[str]:
