@@ -29,6 +29,7 @@ from .deadletters import record_dead_letter
 from .handling import handle, handle_batch
 from .messages import InvalidMessage, Message
 from .publisher import ConfirmingPublisher, Envelope, PublishError
+from .read_ahead import read_ahead
 from .topology import (
     broker_connection,
     dead_letter_queue_name,
@@ -131,6 +132,7 @@ class QueueConsumer:
 
     def _consume(self, conn: Connection, stopping: threading.Event) -> None:
         declare_topology(conn, context_names=self.context_names)
+        read_ahead(conn)  # the prefetched deliveries are read in bulk, not frame by frame
         channel = conn.channel()
         consumers = [self._consumer_for(channel, context) for context in self.context_names]
         for consumer in consumers:
