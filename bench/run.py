@@ -447,25 +447,52 @@ def phase_orders(cfg: Config, phase: str) -> dict[str, Any]:
     }
 
 
-def drain(cfg: Config, phase: str) -> tuple[dict[str, Any], float]:
-    """Wait until every order of ``phase`` is terminal, or progress stalls; the last snapshot."""
+def phase_progress(cfg: Config, since: float) -> tuple[dict[str, int], int]:
+    """Sagas by state, and orders COMPLETED in the read model, of the orders created since ``since``.
+
+    Two counts over two tables, cheap enough to poll every second while the stack works: the
+    exact membership of a phase (:func:`phase_orders`, by payment token) costs an index probe
+    per order into two tables, and polled every second it would be a good part of what the
+    per-order counters of the shape count. Earlier phases' orders are terminal before the next
+    starts, so they change nothing here.
+    """
+    moment = [since]
+    with psycopg.connect(conninfo(cfg.database_url)) as db:
+        states = dict(
+            db.execute(
+                "SELECT state, count(*) FROM saga_instance WHERE created_at >= to_timestamp(%s) GROUP BY state",
+                moment,
+            ).fetchall()
+        )
+        completed = db.execute(
+            "SELECT count(*) FROM order_read_model WHERE created_at >= to_timestamp(%s) AND status = 'COMPLETED'",
+            moment,
+        ).fetchone()
+    return states, int(completed[0]) if completed else 0
+
+
+def drain(cfg: Config, phase: str, since: float) -> tuple[dict[str, Any], float]:
+    """Wait until every order of ``phase`` (begun at ``since``) is terminal, or progress stalls;
+    the phase's snapshot then."""
     started = time.monotonic()
-    last_open: tuple[tuple[str, int], ...] | None = None
+    last_key: tuple[tuple[str, int], ...] | None = None
     last_progress = time.monotonic()
     while True:
-        snapshot = phase_orders(cfg, phase)
-        open_count = sum(n for state, n in snapshot["states"].items() if state not in TERMINAL)
+        states, read_model_completed = phase_progress(cfg, since - 1.0)
+        open_count = sum(n for state, n in states.items() if state not in TERMINAL)
         now = time.monotonic()
-        read_model_behind = snapshot["states"].get("COMPLETED", 0) - snapshot["read_model_completed"]
-        if open_count == 0 and read_model_behind <= 0:
-            return snapshot, now - started
+        if open_count == 0 and states.get("COMPLETED", 0) <= read_model_completed:
+            snapshot = phase_orders(cfg, phase)
+            settled = sum(n for state, n in snapshot["states"].items() if state not in TERMINAL) == 0
+            if settled and snapshot["states"].get("COMPLETED", 0) <= snapshot["read_model_completed"]:
+                return snapshot, now - started
         # Progress is any saga changing state, not only one ending: a slow pipeline is not stuck.
-        progress_key = (*sorted(snapshot["states"].items()), ("read_model", snapshot["read_model_completed"]))
-        if progress_key != last_open:
-            last_open, last_progress = progress_key, now
+        progress_key = (*sorted(states.items()), ("read_model", read_model_completed))
+        if progress_key != last_key:
+            last_key, last_progress = progress_key, now
         if now - last_progress > cfg.stall_seconds or now - started > cfg.drain_max_seconds:
             log(f"{open_count} orders of {phase} still open: giving up waiting")
-            return snapshot, now - started
+            return phase_orders(cfg, phase), now - started
         time.sleep(1)
 
 
@@ -829,7 +856,7 @@ def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, A
     result["memory"] = [{k: p[k] for k in ("name", "pid", "rss_kib", "pss_kib")} for p in samples["middle"]]
     result["cpu_during_accepted"] = cpu_shares(samples["before"], after, window_end - window_start)
     log(f"[{shape}] accepted {accepted['ok_per_second']}/s, P95 {accepted['latency_ms']['p95']} ms; draining")
-    snapshot, drain_s = drain(cfg, phase)
+    snapshot, drain_s = drain(cfg, phase, window_start)
     result["end_to_end_burst"] = {
         "description": f"closed loop, {cfg.connections} connections, then drained",
         **end_to_end(snapshot, accepted, (window_start, window_end), drain_s),
@@ -858,7 +885,7 @@ def run_shape(cfg: Config, stack: Stack, access: str, shape: str) -> dict[str, A
     window_end = time.time()
     result["stolen_percent"]["sustained"] = stats.stolen_percent(ticks, machine_ticks())
     result["intake"]["sustained"] = stats.counted_between(counters, intake_counters(cfg))
-    snapshot, drain_s = drain(cfg, phase)
+    snapshot, drain_s = drain(cfg, phase, window_start)
     series = backlog.stop()
     result["end_to_end"] = {
         "description": (
@@ -921,8 +948,9 @@ def main() -> int:
     try:
         access = token(cfg)
         log("warm-up (3 s, 8 connections)")
+        warm_start = time.time()
         warm = wrk(cfg, phase="warmup", seconds=3, connections=8, access=access)
-        drain(cfg, "warmup")
+        drain(cfg, "warmup", warm_start)
         report["warmup"] = {"ok": warm["ok"], "errors": warm["errors"]}
         log(f"idle: {cfg.idle_orders} orders one at a time")
         report["idle"] = idle(cfg, access)
