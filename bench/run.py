@@ -460,12 +460,14 @@ def phase_progress(cfg: Config, since: float) -> tuple[dict[str, int], int]:
     with psycopg.connect(conninfo(cfg.database_url)) as db:
         states = dict(
             db.execute(
-                "SELECT state, count(*) FROM saga_instance WHERE created_at >= to_timestamp(%s) GROUP BY state",
+                "SELECT state, count(*) FROM saga_instance "
+                "WHERE created_at >= to_timestamp(%s) GROUP BY state",
                 moment,
             ).fetchall()
         )
         completed = db.execute(
-            "SELECT count(*) FROM order_read_model WHERE created_at >= to_timestamp(%s) AND status = 'COMPLETED'",
+            "SELECT count(*) FROM order_read_model "
+            "WHERE created_at >= to_timestamp(%s) AND status = 'COMPLETED'",
             moment,
         ).fetchone()
     return states, int(completed[0]) if completed else 0
