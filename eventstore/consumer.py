@@ -108,7 +108,7 @@ class QueueConsumer:
         batch_size: int | None = None,
     ) -> None:
         self.context_names = list(context_names)
-        self.prefetch = prefetch or settings.CONSUMER_PREFETCH
+        self.prefetch = prefetch  # every context's, when given; else each its own (prefetch_of)
         self.batch_size = batch_size or settings.CONSUMER_BATCH_SIZE
         self.batch_wait = float(settings.CONSUMER_BATCH_WAIT_MS) / 1000
         self.publisher = ConfirmingPublisher(broker_connection())
@@ -133,10 +133,7 @@ class QueueConsumer:
     def _consume(self, conn: Connection, stopping: threading.Event) -> None:
         declare_topology(conn, context_names=self.context_names)
         read_ahead(conn)  # the prefetched deliveries are read in bulk, not frame by frame
-        channel = conn.channel()
-        consumers = [self._consumer_for(channel, context) for context in self.context_names]
-        for consumer in consumers:
-            consumer.consume()
+        consumers = self._subscribe(conn.channel())
         logger.info("consuming %s", ", ".join(self.context_names))
         while not stopping.is_set():
             self._drain(conn)
@@ -148,15 +145,25 @@ class QueueConsumer:
         for consumer in consumers:
             consumer.cancel()
 
-    def _consumer_for(self, channel: Any, context: str) -> Consumer:
-        consumer = Consumer(
-            channel,
-            queues=[Queue(work_queue_name(context), no_declare=True)],
-            on_message=lambda raw: self._buffer.append(Delivery(context, raw)),
-            no_ack=False,
-        )
-        consumer.qos(prefetch_count=self.prefetch)
-        return consumer
+    def _subscribe(self, channel: Any) -> list[Consumer]:
+        """A consumer of each context's queue, each with its own prefetch.
+
+        ``basic.qos`` applies to the consumers a channel starts after it, so each consumer sets
+        its prefetch just before it starts. The deliveries of a busy channel come from its queues
+        in proportion to their prefetch: that is each context's share of the batches.
+        """
+        consumers = []
+        for context in self.context_names:
+            consumer = Consumer(
+                channel,
+                queues=[Queue(work_queue_name(context), no_declare=True)],
+                on_message=lambda raw, context=context: self._buffer.append(Delivery(context, raw)),
+                no_ack=False,
+            )
+            consumer.qos(prefetch_count=self.prefetch or prefetch_of(context))
+            consumer.consume()
+            consumers.append(consumer)
+        return consumers
 
     def _drain(self, conn: Connection) -> None:
         # Collect until the batch is full or no message came for a moment, then handle it.
@@ -260,6 +267,11 @@ class QueueConsumer:
             delivery.raw.requeue()
             return
         delivery.raw.ack()
+
+
+def prefetch_of(context: str) -> int:
+    """How many unacked deliveries of ``context``'s queue a consumer holds (its share, above)."""
+    return int(settings.CONSUMER_PREFETCH_BY_CONTEXT.get(context, settings.CONSUMER_PREFETCH))
 
 
 def _ack(deliveries: list[Delivery], *, whole_batch: bool) -> None:

@@ -370,6 +370,13 @@ CONSUMER_RETRY_DELAYS = env.list("CONSUMER_RETRY_DELAYS", cast=float, default=[1
 # A consumer handles what it holds as one batch (one transaction per context, one ack): large
 # batches cost few statements per message (eventstore.unit_of_work).
 CONSUMER_PREFETCH = env.int("CONSUMER_PREFETCH", default=300)
+# A context's own prefetch, where it differs. A consumer of several queues gets deliveries from
+# each in proportion to its prefetch (RabbitMQ fills each consumer's prefetch, and a batch takes
+# what arrived first): the queries projection needs five of the eight deliveries of an order that
+# the process of queries, inventory and payments gets, so it has the larger share.
+CONSUMER_PREFETCH_BY_CONTEXT = env.dict(
+    "CONSUMER_PREFETCH_BY_CONTEXT", cast={"value": int}, default={"queries": 1000}
+)
 CONSUMER_BATCH_SIZE = env.int("CONSUMER_BATCH_SIZE", default=300)
 # How long a consumer holding messages waits for more before it handles them. Batches form by
 # themselves under load (messages arrive while the previous batch is handled); on an idle
