@@ -38,14 +38,14 @@ def waiting() -> Iterator[None]:
     purge_queues()
 
 
-def test_each_context_gets_its_own_prefetch_and_the_default_otherwise(settings) -> None:  # type: ignore[no-untyped-def]
+def test_each_context_gets_its_own_prefetch_and_the_default_otherwise(settings) -> None:
     settings.CONSUMER_PREFETCH = 300
     settings.CONSUMER_PREFETCH_BY_CONTEXT = {"queries": 1000}
 
     assert (prefetch_of("queries"), prefetch_of("inventory")) == (1000, 300)
 
 
-def test_a_consumer_holds_each_queues_own_prefetch_unacked(settings, waiting: None) -> None:  # type: ignore[no-untyped-def]
+def test_a_consumer_holds_each_queues_own_prefetch_unacked(settings, waiting: None) -> None:
     # given a prefetch of 3 for inventory (the default) and of 7 for queries
     settings.CONSUMER_PREFETCH = 3
     settings.CONSUMER_PREFETCH_BY_CONTEXT = {"queries": 7}
