@@ -17,6 +17,7 @@ import errno
 import struct
 from typing import Any
 
+from amqp.transport import TCPTransport
 from kombu import Connection
 
 READ_AHEAD_BYTES = 16 * 1024
@@ -25,9 +26,14 @@ _RETRY_ERRNOS = (errno.EAGAIN, errno.EINTR)
 
 
 def read_ahead(conn: Connection) -> None:
-    """Make the (connected) ``conn`` read in bulk for as long as its transport lives."""
+    """Make the (connected) ``conn`` read in bulk for as long as its transport lives.
+
+    Plain TCP only: a TLS transport reads through its own layer, and keeps py-amqp's reads.
+    """
     amqp_connection = conn.connection
     transport = amqp_connection.transport
+    if not isinstance(transport, TCPTransport):
+        return
 
     def read(n: int, initial: bool = False) -> bytes:
         # py-amqp's TCPTransport._read, asking the socket for more than the frame needs.
