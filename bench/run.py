@@ -940,6 +940,8 @@ def main() -> int:
     log(f"preparing {cfg.database} / vhost {cfg.vhost}")
     prepare(cfg)
     report["config"]["order_intake_max_open"] = stack_setting(cfg, "ORDER_INTAKE_MAX_OPEN")
+    report["config"]["consumer_prefetch"] = stack_setting(cfg, "CONSUMER_PREFETCH")
+    report["config"]["consumer_prefetch_by_context"] = stack_setting(cfg, "CONSUMER_PREFETCH_BY_CONTEXT")
     ensure_postgres(cfg)
     report["postgres"] = postgres_settings(cfg)
     durable = stats.durability_problems(report["postgres"])

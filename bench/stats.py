@@ -523,7 +523,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"wrk {cfg['connections']} connections for {cfg['seconds']} s (accepted), "
         f"{cfg.get('e2e_connections', 'n/a')} connections paced to ~{cfg.get('e2e_rate', 'n/a')}/s for "
         f"{cfg.get('e2e_seconds', 'n/a')} s (end to end, sustained). "
-        f"Bound on orders in progress (`ORDER_INTAKE_MAX_OPEN`): {cfg.get('order_intake_max_open', 'n/a')}.",
+        f"Bound on orders in progress (`ORDER_INTAKE_MAX_OPEN`): {cfg.get('order_intake_max_open', 'n/a')}. "
+        f"Consumers' prefetch (`CONSUMER_PREFETCH`, `CONSUMER_PREFETCH_BY_CONTEXT`): "
+        f"{cfg.get('consumer_prefetch', 'n/a')}, {cfg.get('consumer_prefetch_by_context', 'n/a')}.",
         "",
     ]
     idle = report.get("idle")

@@ -170,6 +170,8 @@ def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
             "connections": 64,
             "seconds": 5.0,
             "order_intake_max_open": "500",
+            "consumer_prefetch": "300",
+            "consumer_prefetch_by_context": "{'queries': 1000}",
         },
         "shapes": shapes,
         "pgbench": {"tps": 2400.0, "clients": 16, "stolen_percent": 3.0},
@@ -194,6 +196,7 @@ def test_render_markdown_shows_one_table_per_shape_and_the_figures() -> None:
         in text
     )
     assert "accepted / pgbench **0.13**" in text
+    assert "(`CONSUMER_PREFETCH`, `CONSUMER_PREFETCH_BY_CONTEXT`): 300, {'queries': 1000}." in text
     assert "completed / pgbench **0.04**" in text
     assert "Hot / spread completed rate (overall): **0.50**" in text
     assert "statements n/a, commits 7.0, rows written 93.0" in text
