@@ -227,16 +227,17 @@ class _Frames:
     """Where the frame writer writes: the encoded frames of a batch, until they are flushed."""
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self.size = 0
+        self._data = bytearray()
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
 
     def write(self, data: bytes | memoryview) -> None:
-        frame = bytes(data)  # a copy: the writer reuses its buffer for the next frame
-        self._parts.append(frame)
-        self.size += len(frame)
+        self._data += data  # copied: the writer reuses its buffer for the next frame
 
-    def take(self) -> bytes:
-        data, self._parts, self.size = b"".join(self._parts), [], 0
+    def take(self) -> bytearray:
+        data, self._data = self._data, bytearray()
         return data
 
 
